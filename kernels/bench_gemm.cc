@@ -42,7 +42,8 @@ struct Variant {
 int Main() {
   const absl::StatusOr<GpuInfo> gpu = ProbeGpu();
   if (!gpu.ok()) {
-    std::fprintf(stderr, "bench_gemm needs a GPU: %s\n", std::string(gpu.status().message()).c_str());
+    std::fprintf(stderr, "bench_gemm needs a GPU: %s\n",
+                 std::string(gpu.status().message()).c_str());
     return 1;
   }
   std::printf("GPU: %s\n", gpu->ToString().c_str());
@@ -57,8 +58,8 @@ int Main() {
     std::fprintf(stderr, "%s\n", handle.status().ToString().c_str());
     return 1;
   }
-  std::printf("%-14s %6s %6s %6s %10s %10s %8s\n", "variant", "m", "n", "k", "median_ms",
-              "TFLOP/s", "of_peak");
+  std::printf("%-14s %6s %6s %6s %10s %10s %8s\n", "variant", "m", "n", "k", "median_ms", "TFLOP/s",
+              "of_peak");
   for (absl::string_view size_text : absl::StrSplit(absl::GetFlag(FLAGS_sizes), ',')) {
     int64_t size = 0;
     if (!absl::SimpleAtoi(size_text, &size) || size <= 0) {
@@ -85,8 +86,8 @@ int Main() {
       const void* pb = bf16 ? static_cast<const void*>(b16->data()) : b->data();
       absl::StatusOr<double> ms = MedianMilliseconds(
           [&] {
-            return GemmCuda(handle->get(), dims, v.input, v.output, 1.0f, pa, pb, 0.0f,
-                            c->data(), v.math);
+            return GemmCuda(handle->get(), dims, v.input, v.output, 1.0f, pa, pb, 0.0f, c->data(),
+                            v.math);
           },
           absl::GetFlag(FLAGS_warmup), absl::GetFlag(FLAGS_iters));
       if (!ms.ok()) {

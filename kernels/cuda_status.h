@@ -20,18 +20,16 @@ absl::Status CublasStatus(cublasStatus_t status, absl::string_view what);
 
 }  // namespace maximus::kernels
 
-#define MAXIMUS_CUDA_RETURN_IF_ERROR(expr)                                   \
-  do {                                                                       \
-    const absl::Status maximus_cuda_status_ =                                \
-        ::maximus::kernels::CudaStatus((expr), #expr);                       \
-    if (!maximus_cuda_status_.ok()) return maximus_cuda_status_;             \
+#define MAXIMUS_CUDA_RETURN_IF_ERROR(expr)                                                   \
+  do {                                                                                       \
+    const absl::Status maximus_cuda_status_ = ::maximus::kernels::CudaStatus((expr), #expr); \
+    if (!maximus_cuda_status_.ok()) return maximus_cuda_status_;                             \
   } while (0)
 
-#define MAXIMUS_CUBLAS_RETURN_IF_ERROR(expr)                                 \
-  do {                                                                       \
-    const absl::Status maximus_cublas_status_ =                              \
-        ::maximus::kernels::CublasStatus((expr), #expr);                     \
-    if (!maximus_cublas_status_.ok()) return maximus_cublas_status_;         \
+#define MAXIMUS_CUBLAS_RETURN_IF_ERROR(expr)                                                     \
+  do {                                                                                           \
+    const absl::Status maximus_cublas_status_ = ::maximus::kernels::CublasStatus((expr), #expr); \
+    if (!maximus_cublas_status_.ok()) return maximus_cublas_status_;                             \
   } while (0)
 
 #endif  // MAXIMUS_KERNELS_CUDA_STATUS_H_

@@ -9,9 +9,7 @@ namespace maximus::kernels {
 
 enum class DType { kFloat32, kBFloat16 };
 
-inline const char* DTypeName(DType type) {
-  return type == DType::kFloat32 ? "fp32" : "bf16";
-}
+inline const char* DTypeName(DType type) { return type == DType::kFloat32 ? "fp32" : "bf16"; }
 
 inline size_t DTypeSize(DType type) { return type == DType::kFloat32 ? 4 : 2; }
 

@@ -7,9 +7,7 @@
 namespace maximus::kernels {
 namespace {
 
-cudaDataType_t CudaType(DType type) {
-  return type == DType::kFloat32 ? CUDA_R_32F : CUDA_R_16BF;
-}
+cudaDataType_t CudaType(DType type) { return type == DType::kFloat32 ? CUDA_R_32F : CUDA_R_16BF; }
 
 }  // namespace
 

@@ -18,9 +18,9 @@
 namespace maximus::kernels {
 
 struct GemmDims {
-  int64_t m = 0;  // Rows of op(A) and C.
-  int64_t n = 0;  // Columns of op(B) and C.
-  int64_t k = 0;  // Columns of op(A), rows of op(B).
+  int64_t m = 0;             // Rows of op(A) and C.
+  int64_t n = 0;             // Columns of op(B) and C.
+  int64_t k = 0;             // Columns of op(A), rows of op(B).
   bool transpose_a = false;  // A is stored k x m when set, m x k otherwise.
   bool transpose_b = false;  // B is stored n x k when set, k x n otherwise.
 

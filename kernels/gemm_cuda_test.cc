@@ -41,7 +41,8 @@ struct Shape {
   int64_t m, n, k;
 };
 
-const Shape kShapes[] = {{1, 1, 1}, {17, 33, 65}, {128, 256, 64}, {257, 129, 513}, {1024, 768, 2048}};
+const Shape kShapes[] = {
+    {1, 1, 1}, {17, 33, 65}, {128, 256, 64}, {257, 129, 513}, {1024, 768, 2048}};
 
 // Uploads host floats as element type T (float or bf16 bits).
 template <typename T>

@@ -51,8 +51,7 @@ TEST_P(GemmReferenceTest, MatchesFloat64Definition) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, GemmReferenceTest,
                          ::testing::Combine(::testing::Values(Case{1, 1, 1}, Case{3, 5, 7},
-                                                              Case{64, 48, 80},
-                                                              Case{129, 65, 257}),
+                                                              Case{64, 48, 80}, Case{129, 65, 257}),
                                             ::testing::Bool(), ::testing::Bool()));
 
 TEST(GemmTest, BetaZeroIgnoresPriorContents) {
@@ -60,8 +59,7 @@ TEST(GemmTest, BetaZeroIgnoresPriorContents) {
   const std::vector<float> a = RandomNormal(16, 4), b = RandomNormal(16, 5);
   std::vector<float> c(16, 1e30f);
   ASSERT_TRUE(Gemm(dims, 1.0f, a.data(), b.data(), 0.0f, c.data()).ok());
-  EXPECT_LT(RelativeError(c, NaiveGemm(dims, 1.0, a, b, 0.0, std::vector<float>(16, 0.0f))),
-            1e-6);
+  EXPECT_LT(RelativeError(c, NaiveGemm(dims, 1.0, a, b, 0.0, std::vector<float>(16, 0.0f))), 1e-6);
 }
 
 TEST(GemmTest, RejectsBadDimsNamingTheField) {

@@ -38,8 +38,7 @@ absl::StatusOr<GpuInfo> ProbeOnce() {
   if (info.compute_capability_major < kMinComputeCapabilityMajor) {
     return absl::UnavailableError(absl::StrFormat(
         "%s has compute capability %d.%d; Maximus's kernels need %d.0 or newer", info.name,
-        info.compute_capability_major, info.compute_capability_minor,
-        kMinComputeCapabilityMajor));
+        info.compute_capability_major, info.compute_capability_minor, kMinComputeCapabilityMajor));
   }
   // A context is created here, so later timings do not include it.
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaSetDevice(info.device));
@@ -50,12 +49,11 @@ absl::StatusOr<GpuInfo> ProbeOnce() {
 }  // namespace
 
 std::string GpuInfo::ToString() const {
-  return absl::StrFormat(
-      "%s (sm_%d%d, %d SMs, %.1f GiB, L2 %.0f MiB, driver %d.%d, runtime %d.%d)", name,
-      compute_capability_major, compute_capability_minor, multiprocessors,
-      global_memory_bytes / double(1 << 30), l2_cache_bytes / double(1 << 20),
-      driver_version / 1000, driver_version % 1000 / 10, runtime_version / 1000,
-      runtime_version % 1000 / 10);
+  return absl::StrFormat("%s (sm_%d%d, %d SMs, %.1f GiB, L2 %.0f MiB, driver %d.%d, runtime %d.%d)",
+                         name, compute_capability_major, compute_capability_minor, multiprocessors,
+                         global_memory_bytes / double(1 << 30), l2_cache_bytes / double(1 << 20),
+                         driver_version / 1000, driver_version % 1000 / 10, runtime_version / 1000,
+                         runtime_version % 1000 / 10);
 }
 
 absl::StatusOr<GpuInfo> ProbeGpu() {

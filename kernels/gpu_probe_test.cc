@@ -24,9 +24,7 @@ TEST(GpuProbeTest, AnswersWithAReasonOrADescription) {
   std::printf("GPU: %s\n", gpu->ToString().c_str());
 }
 
-TEST(GpuProbeTest, CachesItsAnswer) {
-  EXPECT_EQ(ProbeGpu().ok(), ProbeGpu().ok());
-}
+TEST(GpuProbeTest, CachesItsAnswer) { EXPECT_EQ(ProbeGpu().ok(), ProbeGpu().ok()); }
 
 }  // namespace
 }  // namespace maximus::kernels

@@ -22,7 +22,7 @@ def maximus_proto(name, proto_deps = [], visibility = None):
     outs = [name + ext for ext in [".pb.h", ".pb.cc", ".grpc.pb.h", ".grpc.pb.cc"]]
     native.genrule(
         name = name + "_codegen",
-        srcs = [":" + name + "_proto_files"],
+        srcs = [src, ":" + name + "_proto_files"],
         outs = outs,
         cmd = " ".join([
             "/usr/bin/protoc",

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Builds the GPU test and benchmark binaries here and packs them, with the
+# shared libraries a GPU machine may lack, into .device/maximus-device.tar.gz.
+#
+#   tools/device/pack.sh                 # every cc_test / cc_binary tagged "gpu"
+#   tools/device/pack.sh //kernels:bench_gemm ...
+#
+# The archive holds bin/<package>/<target> and lib/; binaries find lib/ through
+# an $ORIGIN rpath, and the CUDA toolkit's own libraries (cuBLAS, NCCL) at
+# /usr/local/cuda/lib64 on the GPU machine. tools/device/run.sh unpacks and runs it.
+set -euo pipefail
+cd "$(git rev-parse --show-toplevel)"
+
+readonly QUERY='attr(tags, "\bgpu\b", kind("cc_(test|binary)", //...))'
+targets=("$@")
+if ((${#targets[@]} == 0)); then
+  mapfile -t targets < <(./bazelw query --noshow_progress "${QUERY}" 2>/dev/null)
+fi
+((${#targets[@]} > 0)) || { echo "pack.sh: no targets" >&2; exit 1; }
+echo "pack.sh: building ${#targets[@]} targets" >&2
+./bazelw build --noshow_progress "${targets[@]}" >&2
+
+stage=.device/stage
+rm -rf "${stage}" && mkdir -p "${stage}/bin" "${stage}/lib"
+bin_dir="$(./bazelw info bazel-bin 2>/dev/null)"
+: > "${stage}/manifest.txt"
+for target in "${targets[@]}"; do
+  package="${target#//}"; package="${package%%:*}"; name="${target##*:}"
+  kind="$(./bazelw query --noshow_progress "kind(cc_test, ${target})" 2>/dev/null | grep -q . && echo test || echo bench)"
+  mkdir -p "${stage}/bin/${package}"
+  cp -L "${bin_dir}/${package}/${name}" "${stage}/bin/${package}/${name}"
+  chmod u+w "${stage}/bin/${package}/${name}"
+  echo "${kind} bin/${package}/${name}" >> "${stage}/manifest.txt"
+done
+
+# Shared libraries that are neither glibc's, the driver's nor the CUDA toolkit's.
+is_system_lib() {
+  case "$(basename "$1")" in
+    libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|ld-linux*|libcuda.so*|linux-vdso*) return 0 ;;
+  esac
+  [[ "$1" == /usr/local/cuda* ]]
+}
+while read -r _ binary; do
+  ldd "${stage}/${binary}" | awk '/=> \//{print $3}' | while read -r lib; do
+    is_system_lib "${lib}" || cp -Ln "${lib}" "${stage}/lib/" 2>/dev/null || true
+  done
+done < "${stage}/manifest.txt"
+chmod -R u+w "${stage}/lib"
+while read -r _ binary; do
+  depth="$(tr -cd / <<<"${binary}" | wc -c)"
+  up="$(printf '../%.0s' $(seq 1 "${depth}"))"
+  patchelf --force-rpath --set-rpath "\$ORIGIN/${up}lib:/usr/local/cuda/lib64" "${stage}/${binary}"
+done < "${stage}/manifest.txt"
+for lib in "${stage}"/lib/*; do
+  [[ -e "${lib}" ]] && patchelf --force-rpath --set-rpath '$ORIGIN' "${lib}"
+done
+
+tar -C "${stage}" -czf .device/maximus-device.tar.gz .
+rm -rf "${stage}"
+echo "pack.sh: wrote .device/maximus-device.tar.gz ($(du -h .device/maximus-device.tar.gz | cut -f1))," \
+  "carry .device to the GPU machine and run tools/device/run.sh there" >&2

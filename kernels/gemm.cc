@@ -20,6 +20,19 @@ absl::Status ValidateGemmDims(const GemmDims& dims) {
           absl::StrCat("GemmDims.", field.name, " must be in [1, ", kMax, "], got ", field.value));
     }
   }
+  const struct {
+    const char* name;
+    int64_t value, row_length;
+  } leading[] = {{"lda", dims.LeadingA(), dims.transpose_a ? dims.m : dims.k},
+                 {"ldb", dims.LeadingB(), dims.transpose_b ? dims.k : dims.n},
+                 {"ldc", dims.LeadingC(), dims.n}};
+  for (const auto& field : leading) {
+    if (field.value < field.row_length || field.value > kMax) {
+      return absl::InvalidArgumentError(absl::StrCat("GemmDims.", field.name, " must be in [",
+                                                     field.row_length, ", ", kMax, "], got ",
+                                                     field.value));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -29,12 +42,11 @@ absl::Status Gemm(const GemmDims& dims, float alpha, const float* a, const float
   if (a == nullptr || b == nullptr || c == nullptr) {
     return absl::InvalidArgumentError("Gemm: a, b and c must be non-null");
   }
-  const int lda = static_cast<int>(dims.transpose_a ? dims.m : dims.k);
-  const int ldb = static_cast<int>(dims.transpose_b ? dims.k : dims.n);
   cblas_sgemm(CblasRowMajor, dims.transpose_a ? CblasTrans : CblasNoTrans,
               dims.transpose_b ? CblasTrans : CblasNoTrans, static_cast<int>(dims.m),
-              static_cast<int>(dims.n), static_cast<int>(dims.k), alpha, a, lda, b, ldb, beta, c,
-              static_cast<int>(dims.n));
+              static_cast<int>(dims.n), static_cast<int>(dims.k), alpha, a,
+              static_cast<int>(dims.LeadingA()), b, static_cast<int>(dims.LeadingB()), beta, c,
+              static_cast<int>(dims.LeadingC()));
   return absl::OkStatus();
 }
 

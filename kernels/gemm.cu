@@ -31,13 +31,14 @@ absl::Status GemmCuda(cublasHandle_t handle, const GemmDims& dims, DType input_t
   const int k = static_cast<int>(dims.k);
   const cublasOperation_t op_b = dims.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_a = dims.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const int ldb = dims.transpose_b ? k : n;
-  const int lda = dims.transpose_a ? m : k;
+  const int ldb = static_cast<int>(dims.LeadingB());
+  const int lda = static_cast<int>(dims.LeadingA());
+  const int ldc = static_cast<int>(dims.LeadingC());
   const cublasComputeType_t compute =
       math == GemmMath::kTf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   MAXIMUS_CUBLAS_RETURN_IF_ERROR(cublasGemmEx(
       handle, op_b, op_a, n, m, k, &alpha, b, CudaType(input_type), ldb, a, CudaType(input_type),
-      lda, &beta, c, CudaType(output_type), n, compute, CUBLAS_GEMM_DEFAULT));
+      lda, &beta, c, CudaType(output_type), ldc, compute, CUBLAS_GEMM_DEFAULT));
   return absl::OkStatus();
 }
 

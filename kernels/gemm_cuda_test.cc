@@ -130,6 +130,28 @@ TEST(GemmCudaTest, MatchesCpuReference) {
   }
 }
 
+TEST(GemmCudaTest, LeadingDimensionsSelectSlices) {
+  MAXIMUS_SKIP_WITHOUT_GPU();
+  // C[:, :64] += A[:, :64] · B[:, :64]ᵀ inside wider row-major buffers, as
+  // the Matryoshka (first-64-dimension) terms of the losses use it.
+  const int64_t m = 300, n = 200, width = 640, low = 64;
+  GemmDims dims{m, n, low, false, true};
+  dims.lda = width;
+  dims.ldb = width;
+  dims.ldc = width;
+  const std::vector<float> a = RoundToBf16(RandomNormal(m * width, 41));
+  const std::vector<float> b = RoundToBf16(RandomNormal(n * width, 42));
+  const std::vector<float> c = RandomNormal(m * width, 43);
+  const Precision p{DType::kBFloat16, DType::kFloat32, GemmMath::kFloat32, 2e-5};
+  const std::vector<float> out = RunOnGpu(p, dims, 1.0f, 1.0f, a, b, c);
+  std::vector<float> expected = c;
+  ASSERT_TRUE(Gemm(dims, 1.0f, a.data(), b.data(), 1.0f, expected.data()).ok());
+  EXPECT_LT(RelativeError(out, expected), 2e-5);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = n; j < width; j += 37) ASSERT_EQ(out[i * width + j], c[i * width + j]);
+  }
+}
+
 TEST(GemmCudaTest, RejectsUnsupportedCombinations) {
   MAXIMUS_SKIP_WITHOUT_GPU();
   auto handle = CublasHandle::Create();

@@ -22,11 +22,11 @@ std::vector<double> NaiveGemm(const GemmDims& d, double alpha, const std::vector
     for (int64_t j = 0; j < d.n; ++j) {
       double sum = 0.0;
       for (int64_t p = 0; p < d.k; ++p) {
-        const double av = d.transpose_a ? a[p * d.m + i] : a[i * d.k + p];
-        const double bv = d.transpose_b ? b[j * d.k + p] : b[p * d.n + j];
+        const double av = d.transpose_a ? a[p * d.LeadingA() + i] : a[i * d.LeadingA() + p];
+        const double bv = d.transpose_b ? b[j * d.LeadingB() + p] : b[p * d.LeadingB() + j];
         sum += av * bv;
       }
-      out[i * d.n + j] = alpha * sum + beta * c[i * d.n + j];
+      out[i * d.n + j] = alpha * sum + beta * c[i * d.LeadingC() + j];
     }
   }
   return out;
@@ -62,6 +62,31 @@ TEST(GemmTest, BetaZeroIgnoresPriorContents) {
   EXPECT_LT(RelativeError(c, NaiveGemm(dims, 1.0, a, b, 0.0, std::vector<float>(16, 0.0f))), 1e-6);
 }
 
+TEST(GemmTest, LeadingDimensionsSelectSlices) {
+  // op(A) = the first 16 of 40 columns of a 24 x 40 matrix; C is the first
+  // 8 columns of a 24 x 12 buffer whose other columns must stay untouched.
+  GemmDims dims{24, 8, 16};
+  dims.lda = 40;
+  dims.ldb = 10;
+  dims.ldc = 12;
+  const std::vector<float> a = RandomNormal(24 * 40, 6), b = RandomNormal(16 * 10, 7);
+  std::vector<float> c = RandomNormal(24 * 12, 8);
+  const std::vector<float> before = c;
+  const std::vector<double> expected = NaiveGemm(dims, 1.0, a, b, 0.5, c);
+  ASSERT_TRUE(Gemm(dims, 1.0f, a.data(), b.data(), 0.5f, c.data()).ok());
+  std::vector<float> written;
+  for (int i = 0; i < 24; ++i) {
+    for (int j = 0; j < 12; ++j) {
+      if (j < 8) {
+        written.push_back(c[i * 12 + j]);
+      } else {
+        EXPECT_EQ(c[i * 12 + j], before[i * 12 + j]) << i << "," << j;
+      }
+    }
+  }
+  EXPECT_LT(RelativeError(written, expected), 1e-5);
+}
+
 TEST(GemmTest, RejectsBadDimsNamingTheField) {
   std::vector<float> x(4, 1.0f);
   absl::Status status = Gemm(GemmDims{2, 0, 2}, 1.0f, x.data(), x.data(), 0.0f, x.data());
@@ -69,6 +94,10 @@ TEST(GemmTest, RejectsBadDimsNamingTheField) {
   EXPECT_NE(status.message().find("GemmDims.n"), std::string::npos) << status;
   status = Gemm(GemmDims{int64_t{1} << 32, 1, 1}, 1.0f, x.data(), x.data(), 0.0f, x.data());
   EXPECT_NE(status.message().find("GemmDims.m"), std::string::npos) << status;
+  GemmDims narrow{2, 2, 2};
+  narrow.ldc = 1;
+  status = Gemm(narrow, 1.0f, x.data(), x.data(), 0.0f, x.data());
+  EXPECT_NE(status.message().find("GemmDims.ldc"), std::string::npos) << status;
   status = Gemm(GemmDims{2, 2, 2}, 1.0f, nullptr, x.data(), 0.0f, x.data());
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
 }

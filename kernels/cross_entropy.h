@@ -44,16 +44,16 @@ struct LinearHeadInputs {
   const uint8_t* loss_mask = nullptr;
 };
 
-// INVALID_ARGUMENT unless the pointers are non-null and every unmasked target
-// is in [0, V) (the message names the first bad position).
-absl::Status ValidateLinearHeadInputs(const LinearHeadShape& shape,
-                                      const LinearHeadInputs& inputs);
+// INVALID_ARGUMENT unless hidden, weight and targets are non-null, every mask
+// byte is 0 or 1 and every unmasked target is in [0, V) (the message names the
+// first bad position).
+absl::Status ValidateLinearHeadInputs(const LinearHeadShape& shape, const LinearHeadInputs& inputs);
 
 struct CrossEntropyResult {
-  double loss = 0.0;                // Mean over unmasked tokens.
-  std::vector<float> token_loss;    // N values, lse_i - z_{i,y_i} (0 where masked).
-  std::vector<float> grad_hidden;   // N x d; empty unless gradients were asked for.
-  std::vector<float> grad_weight;   // V x d; empty unless gradients were asked for.
+  double loss = 0.0;               // Mean over unmasked tokens.
+  std::vector<float> token_loss;   // N values, lse_i - z_{i,y_i} (0 where masked).
+  std::vector<float> grad_hidden;  // N x d; empty unless gradients were asked for.
+  std::vector<float> grad_weight;  // V x d; empty unless gradients were asked for.
 };
 
 // CPU reference. `vocab_tile` bounds the logits held at once (N x vocab_tile).

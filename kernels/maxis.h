@@ -37,11 +37,11 @@
 namespace maximus::kernels {
 
 struct MaxisConfig {
-  int64_t low_dim = 64;            // d_low; at most d.
-  int64_t scout_stride = 4;        // s
-  int64_t candidate_budget = 2048; // K
-  float aux_weight = 0.2f;         // alpha
-  bool use_ghost = true;           // false: no ghost slot (for checking against exact CE).
+  int64_t low_dim = 64;             // d_low; at most d.
+  int64_t scout_stride = 4;         // s
+  int64_t candidate_budget = 2048;  // K
+  float aux_weight = 0.2f;          // alpha
+  bool use_ghost = true;            // false: no ghost slot (for checking against exact CE).
 };
 
 // INVALID_ARGUMENT naming the field for a config that does not fit `shape`
@@ -58,7 +58,7 @@ struct SparseRows {
 };
 
 struct MaxisResult {
-  double loss = 0.0;                // main + aux_weight * aux, means over unmasked rows.
+  double loss = 0.0;  // main + aux_weight * aux, means over unmasked rows.
   double main_loss = 0.0;
   double aux_loss = 0.0;            // Unweighted.
   std::vector<int32_t> candidates;  // C, sorted unique.
@@ -72,7 +72,9 @@ absl::StatusOr<std::vector<int32_t>> MaxisCandidates(const LinearHeadShape& shap
                                                      const MaxisConfig& config);
 
 // Steps 3-5 for a given candidate set (sorted unique ids in [0, V)); lets
-// tests fix C, e.g. to the whole vocabulary.
+// tests fix C, e.g. to the whole vocabulary. INVALID_ARGUMENT if C is not such
+// a set, or if with the ghost V - |C| - 1 < 1 (from MaxisLoss too: with more
+// scouts than K, each scout still keeps one row and |C| can exceed K).
 absl::StatusOr<MaxisResult> MaxisLossWithCandidates(const LinearHeadShape& shape,
                                                     const LinearHeadInputs& inputs,
                                                     const std::vector<int32_t>& candidates,
@@ -80,9 +82,8 @@ absl::StatusOr<MaxisResult> MaxisLossWithCandidates(const LinearHeadShape& shape
                                                     bool compute_gradients);
 
 // CPU reference of the whole loss: MaxisCandidates, then MaxisLossWithCandidates.
-absl::StatusOr<MaxisResult> MaxisLoss(const LinearHeadShape& shape,
-                                      const LinearHeadInputs& inputs, const MaxisConfig& config,
-                                      bool compute_gradients);
+absl::StatusOr<MaxisResult> MaxisLoss(const LinearHeadShape& shape, const LinearHeadInputs& inputs,
+                                      const MaxisConfig& config, bool compute_gradients);
 
 }  // namespace maximus::kernels
 

@@ -16,6 +16,10 @@ absl::StatusOr<CublasHandle> CublasHandle::Create(cudaStream_t stream) {
   return owned;
 }
 
+absl::Status CublasHandle::SetStream(cudaStream_t stream) {
+  return CublasStatus(cublasSetStream(handle_, stream), "cublasSetStream");
+}
+
 CublasHandle::CublasHandle(CublasHandle&& other) noexcept
     : handle_(std::exchange(other.handle_, nullptr)) {}
 

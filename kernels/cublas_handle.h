@@ -23,6 +23,9 @@ class CublasHandle {
 
   cublasHandle_t get() const { return handle_; }
 
+  // Issues later work on `stream`.
+  absl::Status SetStream(cudaStream_t stream);
+
  private:
   explicit CublasHandle(cublasHandle_t handle) : handle_(handle) {}
 

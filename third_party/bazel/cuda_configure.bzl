@@ -21,10 +21,14 @@ filegroup(
     srcs = ["bin/nvcc"],
 )
 
+# include/cccl holds CUB, Thrust and libcu++ (nvcc adds it by itself; C++ does not).
 cc_library(
     name = "headers",
     hdrs = glob(["include/**"]),
-    includes = ["include"],
+    includes = [
+        "include",
+        "include/cccl",
+    ],
 )
 
 # The CUDA runtime, linked statically so binaries need no libcudart.so.

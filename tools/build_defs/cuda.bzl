@@ -75,7 +75,10 @@ def _cuda_objects_impl(ctx):
         linking_contexts = [deps_info.linking_context],
         name = ctx.label.name,
     )
-    return [CcInfo(linking_context = linking_context)]
+    return [
+        DefaultInfo(files = depset(objects)),
+        CcInfo(linking_context = linking_context),
+    ]
 
 _cuda_objects = rule(
     implementation = _cuda_objects_impl,

@@ -3,8 +3,11 @@
 # (a missing GPU fails rather than skips) and every benchmark, then any
 # comparison scripts named with --python. Logs go to $OUT (or ./device-out).
 #
-#   tools/device/run.sh [--tests-only|--benches-only] [--filter=REGEX]
+#   tools/device/run.sh [--tests-only|--benches-only] [--filter=REGEX] [--sanitize]
 #                       [--python=kernels/bench/bench_gemm_torch.py ...]
+#
+# --sanitize runs each test under compute-sanitizer's memcheck (out-of-bounds
+# and misaligned accesses, leaks of device memory).
 #
 # Prints "N passed, N failed" for the tests last; exits non-zero on failure.
 set -uo pipefail
@@ -12,13 +15,14 @@ cd "$(dirname "$0")/../.."
 
 out="${OUT:-$PWD/device-out}"
 mkdir -p "${out}"
-run_tests=1 run_benches=1 filter='.' python_scripts=()
+run_tests=1 run_benches=1 filter='.' python_scripts=() wrapper=()
 for arg in "$@"; do
   case "${arg}" in
     --tests-only) run_benches=0 ;;
     --benches-only) run_tests=0 ;;
     --filter=*) filter="${arg#*=}" ;;
     --python=*) python_scripts+=("${arg#*=}") ;;
+    --sanitize) wrapper=(compute-sanitizer --tool memcheck --error-exitcode 1 --leak-check full) ;;
     *) echo "run.sh: unknown argument ${arg}" >&2; exit 2 ;;
   esac
 done
@@ -40,7 +44,7 @@ if ((run_tests)); then
   while read -r kind binary; do
     [[ "${kind}" == test && "${binary}" =~ ${filter} ]] || continue
     echo "== ${binary}" | tee -a "${out}/tests.log"
-    if "${pkg}/${binary}" --gtest_color=no >> "${out}/tests.log" 2>&1; then
+    if "${wrapper[@]}" "${pkg}/${binary}" --gtest_color=no >> "${out}/tests.log" 2>&1; then
       passed=$((passed + 1)); echo "PASSED ${binary}"
     else
       failed=$((failed + 1)); echo "FAILED ${binary}"

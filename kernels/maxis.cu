@@ -1,0 +1,712 @@
+#include <cub/device/device_select.cuh>
+#include <cuda_bf16.h>
+#include <mma.h>
+#include <thrust/iterator/counting_iterator.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda_status.h"
+#include "kernels/gemm.h"
+#include "kernels/maxis_cuda.h"
+#include "kernels/reduce.cuh"
+#include "kernels/status_macros.h"
+
+namespace maximus::kernels {
+namespace {
+
+namespace wmma = nvcuda::wmma;
+
+constexpr int kScanThreads = 256;  // 8 warps.
+constexpr int kTileRows = 128;     // Vocabulary rows per scan tile.
+constexpr int kTileScouts = 32;    // Scouts per inner step.
+constexpr int kScorePitch = kTileRows + 4;
+constexpr int kScanLowDim = 64;    // d_low the scan is compiled for (the seed's and default).
+constexpr int kRowThreads = 256;
+constexpr int kStats = 4;  // Per token: t, t_low, ||h||², ||h_low||².
+constexpr int kCoefs = 6;  // Per token: dz_t, dz_t_low, dz_g, dz_g_low, loss, loss_low.
+
+__device__ __forceinline__ float Bf(const __nv_bfloat16 x) { return __bfloat162float(x); }
+
+// (score, id) ordered by score descending, then id ascending. `Before(a, b)`:
+// a comes before b.
+__device__ __forceinline__ bool Before(float sa, int32_t ia, float sb, int32_t ib) {
+  return sa > sb || (sa == sb && ia < ib);
+}
+
+// The best (score, id) of the warp among entries strictly after (ps, pi).
+__device__ __forceinline__ void WarpBest(float& s, int32_t& id) {
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const float os = __shfl_xor_sync(kFullWarp, s, offset);
+    const int32_t oi = __shfl_xor_sync(kFullWarp, id, offset);
+    if (oi >= 0 && (id < 0 || Before(os, oi, s, id))) {
+      s = os;
+      id = oi;
+    }
+  }
+}
+
+// sums[0] += ||w_v||², sums[1] += ||w_v[:low]||² over all rows; a warp per row.
+__global__ void WeightNormsKernel(const __nv_bfloat16* __restrict__ w, int64_t vocab, int64_t d,
+                                  int64_t low, double* __restrict__ sums) {
+  __shared__ double scratch[32];
+  const int lane = threadIdx.x % 32;
+  const int64_t warp = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32;
+  const int64_t warps = int64_t{gridDim.x} * blockDim.x / 32;
+  float full = 0.0f, part = 0.0f;
+  for (int64_t v = warp; v < vocab; v += warps) {
+    const __nv_bfloat16* row = w + v * d;
+    float row_full = 0.0f, row_low = 0.0f;
+    if (d % 8 == 0) {
+      for (int64_t j = lane * 8; j < d; j += 32 * 8) {
+        const uint4 packed = *reinterpret_cast<const uint4*>(row + j);
+        const __nv_bfloat16* x = reinterpret_cast<const __nv_bfloat16*>(&packed);
+        float sq = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) sq += Bf(x[e]) * Bf(x[e]);
+        row_full += sq;
+        if (j < low) {
+#pragma unroll
+          for (int e = 0; e < 8; ++e) row_low += (j + e < low) ? Bf(x[e]) * Bf(x[e]) : 0.0f;
+        }
+      }
+    } else {
+      for (int64_t j = lane; j < d; j += 32) {
+        const float x = Bf(row[j]);
+        row_full += x * x;
+        if (j < low) row_low += x * x;
+      }
+    }
+    full += row_full;
+    part += row_low;
+  }
+  const double block_full = BlockSum(static_cast<double>(full), scratch);
+  const double block_low = BlockSum(static_cast<double>(part), scratch);
+  if (threadIdx.x == 0) {
+    atomicAdd(&sums[0], block_full);
+    atomicAdd(&sums[1], block_low);
+  }
+}
+
+// Scout scan, step 2. Each block takes vocabulary tiles of kTileRows rows;
+// for each, the scores of all scouts (kTileScouts at a time, tensor cores)
+// land in shared memory, and each scout's best `tile_picks` of the tile are
+// written out. LOW is d_low (a multiple of 16).
+template <int LOW>
+__global__ void __launch_bounds__(kScanThreads)
+    ScoutScanKernel(const __nv_bfloat16* __restrict__ h, const __nv_bfloat16* __restrict__ w,
+                    int64_t tokens, int64_t vocab, int64_t d, int64_t stride, int64_t scouts,
+                    int64_t tiles, int tile_picks, float* __restrict__ tile_scores,
+                    int32_t* __restrict__ tile_ids) {
+  constexpr int kPitch = LOW + 8;  // bf16 elements; keeps WMMA rows 32-byte aligned.
+  __shared__ __align__(32) __nv_bfloat16 w_tile[kTileRows * kPitch];
+  __shared__ __align__(32) __nv_bfloat16 s_tile[kTileScouts * kPitch];
+  __shared__ __align__(32) float scores[kTileScouts * kScorePitch];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int64_t v0 = tile * kTileRows;
+    __syncthreads();
+    for (int e = threadIdx.x; e < kTileRows * LOW; e += blockDim.x) {
+      const int r = e / LOW, c = e % LOW;
+      w_tile[r * kPitch + c] =
+          v0 + r < vocab ? w[(v0 + r) * d + c] : __float2bfloat16(0.0f);
+    }
+    for (int64_t s0 = 0; s0 < scouts; s0 += kTileScouts) {
+      __syncthreads();  // The previous step's scores and scouts are consumed.
+      for (int e = threadIdx.x; e < kTileScouts * LOW; e += blockDim.x) {
+        const int r = e / LOW, c = e % LOW;
+        s_tile[r * kPitch + c] =
+            s0 + r < scouts ? h[(s0 + r) * stride * d + c] : __float2bfloat16(0.0f);
+      }
+      __syncthreads();
+      // 2 x 8 output fragments of 16 x 16; each warp owns two of one row block.
+      {
+        const int row_block = warp / 4;
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b;
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2];
+        wmma::fill_fragment(acc[0], 0.0f);
+        wmma::fill_fragment(acc[1], 0.0f);
+#pragma unroll
+        for (int k = 0; k < LOW; k += 16) {
+          wmma::load_matrix_sync(a, s_tile + row_block * 16 * kPitch + k, kPitch);
+#pragma unroll
+          for (int f = 0; f < 2; ++f) {
+            const int col_block = (warp % 4) * 2 + f;
+            wmma::load_matrix_sync(b, w_tile + col_block * 16 * kPitch + k, kPitch);
+            wmma::mma_sync(acc[f], a, b, acc[f]);
+          }
+        }
+#pragma unroll
+        for (int f = 0; f < 2; ++f) {
+          const int col_block = (warp % 4) * 2 + f;
+          wmma::store_matrix_sync(scores + row_block * 16 * kScorePitch + col_block * 16, acc[f],
+                                  kScorePitch, wmma::mem_row_major);
+        }
+      }
+      __syncthreads();
+      // Each warp selects the best tile_picks of 4 scout rows; a lane holds 4 scores.
+      for (int r = warp; r < kTileScouts; r += kScanThreads / 32) {
+        const int64_t scout = s0 + r;
+        if (scout >= scouts) break;
+        float mine[4];
+        int32_t ids[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int col = lane + 32 * e;
+          ids[e] = v0 + col < vocab ? static_cast<int32_t>(v0 + col) : -1;
+          mine[e] = scores[r * kScorePitch + col];
+        }
+        float prev_s = INFINITY;
+        int32_t prev_id = -1;
+        const int64_t out = (scout * tiles + tile) * tile_picks;
+        for (int p = 0; p < tile_picks; ++p) {
+          float best_s = -INFINITY;
+          int32_t best_id = -1;
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const bool after = prev_id < 0 ? true : Before(prev_s, prev_id, mine[e], ids[e]);
+            if (ids[e] >= 0 && after && (best_id < 0 || Before(mine[e], ids[e], best_s, best_id))) {
+              best_s = mine[e];
+              best_id = ids[e];
+            }
+          }
+          WarpBest(best_s, best_id);
+          if (lane == 0) {
+            tile_scores[out + p] = best_s;
+            tile_ids[out + p] = best_id;
+          }
+          prev_s = best_s;
+          prev_id = best_id;
+        }
+      }
+    }
+  }
+}
+
+// One block per scout: the best k of its tiles' picks, in order.
+__global__ void MergeScoutPicksKernel(const float* __restrict__ tile_scores,
+                                      const int32_t* __restrict__ tile_ids, int64_t entries,
+                                      int k, int32_t* __restrict__ picks) {
+  __shared__ float best_scores[32];
+  __shared__ int32_t best_ids[32];
+  const int64_t scout = blockIdx.x;
+  const float* scores = tile_scores + scout * entries;
+  const int32_t* ids = tile_ids + scout * entries;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  float prev_s = INFINITY;
+  int32_t prev_id = -1;
+  for (int p = 0; p < k; ++p) {
+    float best_s = -INFINITY;
+    int32_t best_id = -1;
+    for (int64_t e = threadIdx.x; e < entries; e += blockDim.x) {
+      const int32_t id = ids[e];
+      const float s = scores[e];
+      if (id >= 0 && (prev_id < 0 || Before(prev_s, prev_id, s, id)) &&
+          (best_id < 0 || Before(s, id, best_s, best_id))) {
+        best_s = s;
+        best_id = id;
+      }
+    }
+    WarpBest(best_s, best_id);
+    __syncthreads();
+    if (lane == 0) {
+      best_scores[warp] = best_s;
+      best_ids[warp] = best_id;
+    }
+    __syncthreads();
+    best_s = lane < blockDim.x / 32 ? best_scores[lane] : -INFINITY;
+    best_id = lane < blockDim.x / 32 ? best_ids[lane] : -1;
+    WarpBest(best_s, best_id);
+    if (threadIdx.x == 0) picks[scout * k + p] = best_id;
+    prev_s = best_s;
+    prev_id = best_id;
+  }
+}
+
+// Flags the picked rows as candidates and, for dW, as gradient rows too.
+__global__ void FlagPicksKernel(const int32_t* __restrict__ picks, int64_t count,
+                                uint8_t* __restrict__ candidate_flags,
+                                uint8_t* __restrict__ row_flags) {
+  for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < count;
+       e += int64_t{gridDim.x} * blockDim.x) {
+    const int32_t id = picks[e];
+    if (id >= 0) {
+      candidate_flags[id] = 1;
+      row_flags[id] = 1;
+    }
+  }
+}
+
+// Flags each unmasked target as a gradient row; records the first bad one.
+__global__ void FlagTargetsKernel(const int32_t* __restrict__ targets,
+                                  const uint8_t* __restrict__ mask, int64_t tokens, int64_t vocab,
+                                  uint8_t* __restrict__ row_flags, int32_t* __restrict__ first_bad,
+                                  float* __restrict__ mask_count) {
+  __shared__ float scratch[32];
+  float count = 0.0f;
+  for (int64_t i = threadIdx.x; i < tokens; i += blockDim.x) {
+    if (mask != nullptr && mask[i] == 0) continue;
+    count += 1.0f;
+    const int32_t y = targets[i];
+    if (y < 0 || y >= vocab) {
+      atomicMin(first_bad, static_cast<int32_t>(i));
+    } else {
+      row_flags[y] = 1;
+    }
+  }
+  count = BlockSum(count, scratch);
+  if (threadIdx.x == 0) mask_count[0] = fmaxf(count, 1.0f);
+}
+
+__global__ void IndexRowsKernel(const int32_t* __restrict__ ids, const int32_t* __restrict__ count,
+                                int32_t* __restrict__ row_of) {
+  for (int64_t j = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; j < count[0];
+       j += int64_t{gridDim.x} * blockDim.x) {
+    row_of[ids[j]] = static_cast<int32_t>(j);
+  }
+}
+
+// W_C = W[C], 8 bf16 (16 bytes) at a time where rows allow.
+__global__ void GatherRowsKernel(const __nv_bfloat16* __restrict__ w,
+                                 const int32_t* __restrict__ ids, int64_t rows, int64_t d,
+                                 __nv_bfloat16* __restrict__ out) {
+  const bool wide = d % 8 == 0;
+  const int64_t per_row = wide ? d / 8 : d;
+  for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < rows * per_row;
+       e += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t r = e / per_row, c = e % per_row;
+    if (wide) {
+      reinterpret_cast<uint4*>(out + r * d)[c] = reinterpret_cast<const uint4*>(w + ids[r] * d)[c];
+    } else {
+      out[r * d + c] = w[ids[r] * d + c];
+    }
+  }
+}
+
+// A warp per token: target logits (full and low) and squared norms of h.
+__global__ void RowStatsKernel(const __nv_bfloat16* __restrict__ h,
+                               const __nv_bfloat16* __restrict__ w,
+                               const int32_t* __restrict__ targets,
+                               const uint8_t* __restrict__ mask, int64_t tokens, int64_t vocab,
+                               int64_t d, int64_t low, float* __restrict__ stats) {
+  const int lane = threadIdx.x % 32;
+  const int64_t i = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32;
+  if (i >= tokens) return;
+  const int32_t y = targets[i];
+  const bool on = (mask == nullptr || mask[i] != 0) && y >= 0 && y < vocab;
+  const __nv_bfloat16* hi = h + i * d;
+  const __nv_bfloat16* wy = w + (on ? int64_t{y} : 0) * d;
+  float t = 0.0f, t_low = 0.0f, hh = 0.0f, hh_low = 0.0f;
+  for (int64_t j = lane; j < d; j += 32) {
+    const float x = Bf(hi[j]);
+    const float prod = on ? x * Bf(wy[j]) : 0.0f;
+    t += prod;
+    hh += x * x;
+    if (j < low) {
+      t_low += prod;
+      hh_low += x * x;
+    }
+  }
+  t = WarpSum(t);
+  t_low = WarpSum(t_low);
+  hh = WarpSum(hh);
+  hh_low = WarpSum(hh_low);
+  if (lane == 0) {
+    float* s = stats + i * kStats;
+    s[0] = t;
+    s[1] = t_low;
+    s[2] = hh;
+    s[3] = hh_low;
+  }
+}
+
+// Rows of the N x |C| logit buffers start 16-byte aligned (|C| rounded up to
+// 8), which cuBLAS's tensor-core kernels need.
+int64_t PaddedCandidates(int64_t count) { return (count + 7) / 8 * 8; }
+
+struct SoftmaxParams {
+  int64_t tokens, vocab, d, low, candidates;
+  int64_t pitch;  // Row stride of the logit buffers, PaddedCandidates(candidates).
+  float log_rest;  // ln(V - |C| - 1)
+  float aux_weight;
+  bool use_ghost;
+  bool write_grads;
+};
+
+// One block per token: the main and auxiliary sampled softmaxes (target slot,
+// candidate slots, ghost slot), their losses, and their logit gradients
+// scaled by m_i / M (the auxiliary ones also by alpha).
+__global__ void __launch_bounds__(kRowThreads)
+    SoftmaxKernel(SoftmaxParams p, const float* __restrict__ logits,
+                  const float* __restrict__ logits_low, const int32_t* __restrict__ candidates,
+                  const int32_t* __restrict__ targets, const uint8_t* __restrict__ mask,
+                  const float* __restrict__ stats, const double* __restrict__ norm_sums,
+                  const float* __restrict__ mask_count, __nv_bfloat16* __restrict__ grad,
+                  __nv_bfloat16* __restrict__ grad_low, float* __restrict__ coefs) {
+  __shared__ MaxSum scratch[32];
+  const int64_t i = blockIdx.x;
+  const int64_t c_count = p.candidates, pitch = p.pitch;
+  const int32_t y = targets[i];
+  const bool on = (mask == nullptr || mask[i] != 0) && y >= 0 && y < p.vocab;
+  float* coef = coefs + i * kCoefs;
+  if (!on) {
+    if (p.write_grads) {
+      for (int64_t c = threadIdx.x; c < c_count; c += blockDim.x) {
+        grad[i * pitch + c] = __float2bfloat16(0.0f);
+        grad_low[i * pitch + c] = __float2bfloat16(0.0f);
+      }
+    }
+    if (threadIdx.x < kCoefs) coef[threadIdx.x] = 0.0f;
+    return;
+  }
+  const float* s = stats + i * kStats;
+  const double mean_norm = norm_sums[0] / p.vocab, mean_norm_low = norm_sums[1] / p.vocab;
+  const float scale = 1.0f / mask_count[0];
+  // Two passes per softmax: the normaliser, then the gradients.
+  for (int part = 0; part < 2; ++part) {
+    const float* z = (part == 0 ? logits : logits_low) + i * pitch;
+    const float target = s[part == 0 ? 0 : 1];
+    const float ghost =
+        p.use_ghost ? p.log_rest + static_cast<float>(s[part == 0 ? 2 : 3] *
+                                                      (part == 0 ? mean_norm : mean_norm_low) /
+                                                      (2.0 * (part == 0 ? p.d : p.low)))
+                    : -INFINITY;
+    MaxSum acc = EmptyMaxSum();
+    for (int64_t c = threadIdx.x; c < c_count; c += blockDim.x) {
+      if (candidates[c] != y) acc = MergeMaxSum(acc, {z[c], 1.0f});
+    }
+    if (threadIdx.x == 0) {
+      acc = MergeMaxSum(acc, {target, 1.0f});
+      if (p.use_ghost) acc = MergeMaxSum(acc, {ghost, 1.0f});
+    }
+    acc = BlockMergeMaxSum(acc, scratch);
+    const float lse = acc.max + __logf(acc.sum);
+    const float weight = scale * (part == 0 ? 1.0f : p.aux_weight);
+    if (p.write_grads) {
+      __nv_bfloat16* g = (part == 0 ? grad : grad_low) + i * pitch;
+      for (int64_t c = threadIdx.x; c < c_count; c += blockDim.x) {
+        g[c] = __float2bfloat16(candidates[c] != y ? __expf(z[c] - lse) * weight : 0.0f);
+      }
+    }
+    if (threadIdx.x == 0) {
+      coef[part] = (__expf(target - lse) - 1.0f) * weight;                     // dz_t
+      coef[2 + part] = p.use_ghost ? __expf(ghost - lse) * weight : 0.0f;     // dz_g
+      coef[4 + part] = lse - target;                                           // token loss
+    }
+  }
+}
+
+// dH_i += dz_t w_y + dz_g h_i E/d, and the same on the first d_low dims with
+// the auxiliary coefficients (the candidates' terms came from GEMMs).
+__global__ void GradHiddenRowsKernel(SoftmaxParams p, const __nv_bfloat16* __restrict__ h,
+                                     const __nv_bfloat16* __restrict__ w,
+                                     const int32_t* __restrict__ targets,
+                                     const float* __restrict__ coefs,
+                                     const double* __restrict__ norm_sums,
+                                     float* __restrict__ grad_hidden) {
+  const int64_t i = blockIdx.x;
+  const int32_t y = targets[i];
+  const float* coef = coefs + i * kCoefs;
+  if (coef[0] == 0.0f && coef[1] == 0.0f && coef[2] == 0.0f && coef[3] == 0.0f) return;
+  const float ghost_full = coef[2] * static_cast<float>(norm_sums[0] / p.vocab / p.d);
+  const float ghost_low = coef[3] * static_cast<float>(norm_sums[1] / p.vocab / p.low);
+  const __nv_bfloat16* hi = h + i * p.d;
+  const __nv_bfloat16* wy = w + int64_t{y} * p.d;
+  float* out = grad_hidden + i * p.d;
+  for (int64_t j = threadIdx.x; j < p.d; j += blockDim.x) {
+    float g = coef[0] * Bf(wy[j]) + ghost_full * Bf(hi[j]);
+    if (j < p.low) g += coef[1] * Bf(wy[j]) + ghost_low * Bf(hi[j]);
+    out[j] += g;
+  }
+}
+
+// Sparse dW rows: candidates' rows copied from the GEMM result.
+__global__ void ScatterCandidateGradKernel(const float* __restrict__ candidate_grad,
+                                           const int32_t* __restrict__ candidates,
+                                           int64_t count, int64_t d,
+                                           const int32_t* __restrict__ row_of,
+                                           float* __restrict__ rows) {
+  for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < count * d;
+       e += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t c = e / d, j = e % d;
+    rows[int64_t{row_of[candidates[c]]} * d + j] = candidate_grad[e];
+  }
+}
+
+// Sparse dW rows: each unmasked token adds dz_t h_i (and dz_t_low h_i[:low])
+// to its target's row.
+__global__ void AddTargetGradKernel(SoftmaxParams p, const __nv_bfloat16* __restrict__ h,
+                                    const int32_t* __restrict__ targets,
+                                    const float* __restrict__ coefs,
+                                    const int32_t* __restrict__ row_of, float* __restrict__ rows) {
+  const int64_t i = blockIdx.x;
+  const float* coef = coefs + i * kCoefs;
+  if (coef[0] == 0.0f && coef[1] == 0.0f) return;
+  float* out = rows + int64_t{row_of[targets[i]]} * p.d;
+  const __nv_bfloat16* hi = h + i * p.d;
+  for (int64_t j = threadIdx.x; j < p.d; j += blockDim.x) {
+    atomicAdd(&out[j], (coef[0] + (j < p.low ? coef[1] : 0.0f)) * Bf(hi[j]));
+  }
+}
+
+// loss[0..2] = (main + alpha aux, main, aux) means over unmasked tokens.
+__global__ void MaxisLossKernel(const float* __restrict__ coefs, int64_t tokens, float aux_weight,
+                                const float* __restrict__ mask_count, float* __restrict__ loss) {
+  __shared__ double scratch[32];
+  double main_sum = 0.0, aux_sum = 0.0;
+  for (int64_t i = threadIdx.x; i < tokens; i += blockDim.x) {
+    main_sum += coefs[i * kCoefs + 4];
+    aux_sum += coefs[i * kCoefs + 5];
+  }
+  main_sum = BlockSum(main_sum, scratch);
+  aux_sum = BlockSum(aux_sum, scratch);
+  if (threadIdx.x == 0) {
+    const double m = mask_count[0];
+    loss[0] = static_cast<float>((main_sum + aux_weight * aux_sum) / m);
+    loss[1] = static_cast<float>(main_sum / m);
+    loss[2] = static_cast<float>(aux_sum / m);
+  }
+}
+
+int GridFor(int64_t work, int threads) {
+  return static_cast<int>(std::clamp<int64_t>((work + threads - 1) / threads, 1, 65536));
+}
+
+}  // namespace
+
+MaxisCuda::MaxisCuda(const LinearHeadShape& shape, const MaxisConfig& config, CublasHandle handle)
+    : shape_(shape), config_(config), handle_(std::move(handle)) {
+  scouts_ = (shape.tokens + config.scout_stride - 1) / config.scout_stride;
+  picks_per_scout_ = std::max<int64_t>(1, config.candidate_budget / scouts_);
+  vocab_tiles_ = (shape.vocab + kTileRows - 1) / kTileRows;
+  tile_picks_ = std::min<int64_t>(picks_per_scout_, kTileRows);
+}
+
+absl::StatusOr<MaxisCuda> MaxisCuda::Create(const LinearHeadShape& shape,
+                                            const MaxisConfig& config) {
+  MAXIMUS_RETURN_IF_ERROR(ValidateLinearHeadShape(shape));
+  MAXIMUS_RETURN_IF_ERROR(ValidateMaxisConfig(shape, config));
+  if (config.low_dim != kScanLowDim) {
+    return absl::UnimplementedError(absl::StrCat("MaxisConfig.low_dim = ", config.low_dim,
+                                                 ": the CUDA scout scan is built for ",
+                                                 kScanLowDim));
+  }
+  if (shape.vocab > INT32_MAX || shape.tokens > INT32_MAX) {
+    return absl::InvalidArgumentError("vocab and tokens must fit in int32");
+  }
+  absl::StatusOr<CublasHandle> handle = CublasHandle::Create();
+  if (!handle.ok()) return handle.status();
+  MaxisCuda m(shape, config, *std::move(handle));
+  const int64_t n = shape.tokens, d = shape.hidden, v = shape.vocab;
+  const int64_t cmax = m.max_candidates();
+  const int64_t cmax_padded = PaddedCandidates(cmax);
+  size_t select_bytes = 0;
+  thrust::counting_iterator<int32_t> ids(0);
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cub::DeviceSelect::Flagged(
+      nullptr, select_bytes, ids, static_cast<const uint8_t*>(nullptr),
+      static_cast<int32_t*>(nullptr), static_cast<int32_t*>(nullptr), static_cast<int>(v)));
+
+#define MAXIMUS_ALLOCATE(field, type, count)                          \
+  do {                                                                \
+    auto buffer = DeviceBuffer<type>::Allocate(count);                \
+    if (!buffer.ok()) return buffer.status();                         \
+    m.field = *std::move(buffer);                                     \
+  } while (0)
+  MAXIMUS_ALLOCATE(norm_sums_, double, 2);
+  MAXIMUS_ALLOCATE(tile_scores_, float, m.scouts_ * m.vocab_tiles_ * m.tile_picks_);
+  MAXIMUS_ALLOCATE(tile_ids_, int32_t, m.scouts_ * m.vocab_tiles_ * m.tile_picks_);
+  MAXIMUS_ALLOCATE(scout_picks_, int32_t, cmax);
+  MAXIMUS_ALLOCATE(candidate_flags_, uint8_t, v);
+  MAXIMUS_ALLOCATE(row_flags_, uint8_t, v);
+  MAXIMUS_ALLOCATE(candidates_, int32_t, cmax);
+  MAXIMUS_ALLOCATE(grad_ids_, int32_t, m.max_grad_rows());
+  MAXIMUS_ALLOCATE(row_of_, int32_t, v);
+  MAXIMUS_ALLOCATE(counts_, int32_t, 3);
+  MAXIMUS_ALLOCATE(select_temp_, uint8_t, select_bytes);
+  MAXIMUS_ALLOCATE(candidate_weight_, Bf16Bits, cmax * d);
+  MAXIMUS_ALLOCATE(row_stats_, float, n * kStats);
+  MAXIMUS_ALLOCATE(logits_, float, n * cmax_padded);
+  MAXIMUS_ALLOCATE(logits_low_, float, n * cmax_padded);
+  MAXIMUS_ALLOCATE(grad_logits_, Bf16Bits, n * cmax_padded);
+  MAXIMUS_ALLOCATE(grad_logits_low_, Bf16Bits, n * cmax_padded);
+  MAXIMUS_ALLOCATE(row_coefs_, float, n * kCoefs);
+  MAXIMUS_ALLOCATE(candidate_grad_, float, cmax * d);
+  MAXIMUS_ALLOCATE(mask_count_, float, 1);
+#undef MAXIMUS_ALLOCATE
+  return m;
+}
+
+int64_t MaxisCuda::workspace_bytes() const {
+  return norm_sums_.bytes() + tile_scores_.bytes() + tile_ids_.bytes() + scout_picks_.bytes() +
+         candidate_flags_.bytes() + row_flags_.bytes() + candidates_.bytes() + grad_ids_.bytes() +
+         row_of_.bytes() + counts_.bytes() + select_temp_.bytes() + candidate_weight_.bytes() +
+         row_stats_.bytes() + logits_.bytes() + logits_low_.bytes() + grad_logits_.bytes() +
+         grad_logits_low_.bytes() + row_coefs_.bytes() + candidate_grad_.bytes() +
+         mask_count_.bytes();
+}
+
+absl::StatusOr<MaxisCuda::Counts> MaxisCuda::Run(const LinearHeadDeviceInputs& in,
+                                                 const MaxisDeviceOutputs& out,
+                                                 cudaStream_t stream) {
+  if (in.hidden == nullptr || in.weight == nullptr || in.targets == nullptr) {
+    return absl::InvalidArgumentError("hidden, weight and targets must be non-null");
+  }
+  if (out.loss == nullptr) return absl::InvalidArgumentError("outputs.loss must be non-null");
+  if ((out.grad_weight_ids == nullptr) != (out.grad_weight_rows == nullptr)) {
+    return absl::InvalidArgumentError("give both grad_weight_ids and grad_weight_rows, or neither");
+  }
+  MAXIMUS_RETURN_IF_ERROR(handle_.SetStream(stream));
+  const int64_t n = shape_.tokens, d = shape_.hidden, v = shape_.vocab;
+  const int64_t low = config_.low_dim;
+  const auto* h = reinterpret_cast<const __nv_bfloat16*>(in.hidden);
+  const auto* w = reinterpret_cast<const __nv_bfloat16*>(in.weight);
+
+  // 1. Mean squared row norms of W.
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(norm_sums_.data(), 0, norm_sums_.bytes(), stream));
+  WeightNormsKernel<<<GridFor(v * 32, 256), 256, 0, stream>>>(w, v, d, low, norm_sums_.data());
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+
+  // 2. Scout scan with per-tile top-k, then a per-scout merge.
+  const int scan_blocks = static_cast<int>(std::min<int64_t>(vocab_tiles_, 132 * 8));
+  ScoutScanKernel<kScanLowDim><<<scan_blocks, kScanThreads, 0, stream>>>(
+      h, w, n, v, d, config_.scout_stride, scouts_, vocab_tiles_, static_cast<int>(tile_picks_),
+      tile_scores_.data(), tile_ids_.data());
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  MergeScoutPicksKernel<<<scouts_, 256, 0, stream>>>(tile_scores_.data(), tile_ids_.data(),
+                                                     vocab_tiles_ * tile_picks_,
+                                                     static_cast<int>(picks_per_scout_),
+                                                     scout_picks_.data());
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+
+  // 3. Candidates and gradient rows, sorted and unique.
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(candidate_flags_.data(), 0, v, stream));
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(row_flags_.data(), 0, v, stream));
+  const int32_t no_bad = INT_MAX;
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(counts_.data() + 2, &no_bad, sizeof(no_bad),
+                                               cudaMemcpyHostToDevice, stream));
+  FlagPicksKernel<<<GridFor(max_candidates(), 256), 256, 0, stream>>>(
+      scout_picks_.data(), max_candidates(), candidate_flags_.data(), row_flags_.data());
+  FlagTargetsKernel<<<1, 1024, 0, stream>>>(in.targets, in.loss_mask, n, v, row_flags_.data(),
+                                            counts_.data() + 2, mask_count_.data());
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  thrust::counting_iterator<int32_t> ids(0);
+  size_t temp_bytes = select_temp_.size();
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cub::DeviceSelect::Flagged(
+      select_temp_.data(), temp_bytes, ids, candidate_flags_.data(), candidates_.data(),
+      counts_.data(), static_cast<int>(v), stream));
+  temp_bytes = select_temp_.size();
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cub::DeviceSelect::Flagged(select_temp_.data(), temp_bytes, ids,
+                                                          row_flags_.data(), grad_ids_.data(),
+                                                          counts_.data() + 1,
+                                                          static_cast<int>(v), stream));
+  IndexRowsKernel<<<GridFor(max_grad_rows(), 256), 256, 0, stream>>>(
+      grad_ids_.data(), counts_.data() + 1, row_of_.data());
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  int32_t counts[3];
+  MAXIMUS_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(counts, counts_.data(), sizeof(counts), cudaMemcpyDeviceToHost, stream));
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  if (counts[2] != INT_MAX) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("targets[", counts[2], "] is outside [0, ", v, ")"));
+  }
+  const int64_t c_count = counts[0];
+  const int64_t pitch = PaddedCandidates(c_count);
+  Counts result{c_count, counts[1]};
+  if (config_.use_ghost && v - c_count - 1 < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the ghost logit needs V - |C| - 1 >= 1; V = ", v, ", |C| = ", c_count));
+  }
+
+  // 4. Candidate logits and the two softmaxes.
+  GatherRowsKernel<<<GridFor(c_count * d / 8, 256), 256, 0, stream>>>(
+      w, candidates_.data(), c_count, d, reinterpret_cast<__nv_bfloat16*>(candidate_weight_.data()));
+  RowStatsKernel<<<GridFor(n * 32, 256), 256, 0, stream>>>(h, w, in.targets, in.loss_mask, n, v, d,
+                                                          low, row_stats_.data());
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  GemmDims logit_dims{n, c_count, d, false, true};
+  logit_dims.ldc = pitch;
+  MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle_.get(), logit_dims, DType::kBFloat16, DType::kFloat32,
+                                   1.0f, in.hidden, candidate_weight_.data(), 0.0f,
+                                   logits_.data()));
+  GemmDims low_dims{n, c_count, low, false, true};
+  low_dims.lda = d;
+  low_dims.ldb = d;
+  low_dims.ldc = pitch;
+  MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle_.get(), low_dims, DType::kBFloat16, DType::kFloat32,
+                                   1.0f, in.hidden, candidate_weight_.data(), 0.0f,
+                                   logits_low_.data()));
+  const bool want_dh = out.grad_hidden != nullptr;
+  const bool want_dw = out.grad_weight_rows != nullptr;
+  SoftmaxParams params{n,
+                       v,
+                       d,
+                       low,
+                       c_count,
+                       pitch,
+                       config_.use_ghost ? static_cast<float>(std::log(double(v - c_count - 1)))
+                                         : 0.0f,
+                       config_.aux_weight,
+                       config_.use_ghost,
+                       want_dh || want_dw};
+  auto* grad = reinterpret_cast<__nv_bfloat16*>(grad_logits_.data());
+  auto* grad_low = reinterpret_cast<__nv_bfloat16*>(grad_logits_low_.data());
+  SoftmaxKernel<<<n, kRowThreads, 0, stream>>>(params, logits_.data(), logits_low_.data(),
+                                               candidates_.data(), in.targets, in.loss_mask,
+                                               row_stats_.data(), norm_sums_.data(),
+                                               mask_count_.data(), grad, grad_low,
+                                               row_coefs_.data());
+  MaxisLossKernel<<<1, 1024, 0, stream>>>(row_coefs_.data(), n, config_.aux_weight,
+                                          mask_count_.data(), out.loss);
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+
+  // 5. Backward.
+  if (want_dh) {
+    // dH = dZ · W_C, then dH[:, :low] += dZ_low · W_C[:, :low].
+    GemmDims full_dims{n, d, c_count};
+    full_dims.lda = pitch;
+    MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle_.get(), full_dims, DType::kBFloat16, DType::kFloat32,
+                                     1.0f, grad, candidate_weight_.data(), 0.0f,
+                                     out.grad_hidden));
+    GemmDims dims{n, low, c_count};
+    dims.lda = pitch;
+    dims.ldb = d;
+    dims.ldc = d;
+    MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle_.get(), dims, DType::kBFloat16, DType::kFloat32, 1.0f,
+                                     grad_low, candidate_weight_.data(), 1.0f, out.grad_hidden));
+    GradHiddenRowsKernel<<<n, 256, 0, stream>>>(params, h, w, in.targets, row_coefs_.data(),
+                                                norm_sums_.data(), out.grad_hidden);
+    MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  }
+  if (want_dw) {
+    // dW_C = dZᵀ · H, then dW_C[:, :low] += dZ_lowᵀ · H[:, :low].
+    GemmDims full_dims{c_count, d, n, true, false};
+    full_dims.lda = pitch;
+    MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle_.get(), full_dims, DType::kBFloat16, DType::kFloat32,
+                                     1.0f, grad, in.hidden, 0.0f, candidate_grad_.data()));
+    GemmDims dims{c_count, low, n, true, false};
+    dims.lda = pitch;
+    dims.ldb = d;
+    dims.ldc = d;
+    MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle_.get(), dims, DType::kBFloat16, DType::kFloat32, 1.0f,
+                                     grad_low, in.hidden, 1.0f, candidate_grad_.data()));
+    MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(out.grad_weight_rows, 0,
+                                                 sizeof(float) * result.grad_rows * d, stream));
+    MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out.grad_weight_ids, grad_ids_.data(),
+                                                 sizeof(int32_t) * result.grad_rows,
+                                                 cudaMemcpyDeviceToDevice, stream));
+    ScatterCandidateGradKernel<<<GridFor(c_count * d, 256), 256, 0, stream>>>(
+        candidate_grad_.data(), candidates_.data(), c_count, d, row_of_.data(),
+        out.grad_weight_rows);
+    AddTargetGradKernel<<<n, 256, 0, stream>>>(params, h, in.targets, row_coefs_.data(),
+                                               row_of_.data(), out.grad_weight_rows);
+    MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  }
+  return result;
+}
+
+}  // namespace maximus::kernels

@@ -1,0 +1,104 @@
+// The MAXIS loss of maxis.h on the GPU: bf16 inputs, fp32 accumulation,
+// forward and backward in one call. Steps, each a kernel or a cuBLAS GEMM:
+//   1. E[||w||²] and E[||w[:d_low]||²] in one pass over W.
+//   2. Scout scan: every scout's d_low-dim scores against every vocabulary
+//      row on the tensor cores (WMMA), 128 rows per tile, with a top-k per
+//      tile kept in shared memory and merged per scout; no #scouts x V matrix.
+//   3. Candidate union: a flag per vocabulary row, compacted in id order
+//      (sorted, deduplicated). The only host synchronisation of the step
+//      fetches |C| and the number of gradient rows, which size the GEMMs.
+//   4. Candidate logits, full and first-d_low, by two GEMMs against the
+//      gathered rows W[C]; one block per token does both softmaxes with their
+//      ghosts and writes the bf16 logit gradients.
+//   5. Backward GEMMs for dH and the candidates' dW rows; the targets' and
+//      ghosts' terms are added per row; dW leaves as sorted unique ids + rows.
+
+#ifndef MAXIMUS_KERNELS_MAXIS_CUDA_H_
+#define MAXIMUS_KERNELS_MAXIS_CUDA_H_
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kernels/bf16.h"
+#include "kernels/cross_entropy_cuda.h"
+#include "kernels/cublas_handle.h"
+#include "kernels/device_buffer.h"
+#include "kernels/maxis.h"
+
+namespace maximus::kernels {
+
+// Device pointers for the results; null skips an output.
+struct MaxisDeviceOutputs {
+  float* loss = nullptr;         // 3 values: loss, main loss, aux loss (required).
+  float* grad_hidden = nullptr;  // N x d, overwritten.
+  // dW as sparse rows: ids sorted ascending, rows x d. Capacity:
+  // MaxisCuda::max_grad_rows() ids and rows. Give both or neither.
+  int32_t* grad_weight_ids = nullptr;
+  float* grad_weight_rows = nullptr;
+};
+
+class MaxisCuda {
+ public:
+  struct Counts {
+    int64_t candidates = 0;  // |C|
+    int64_t grad_rows = 0;   // |{y_i : m_i = 1} ∪ C|
+  };
+
+  // Allocates the workspace. UNIMPLEMENTED unless low_dim is 64 (the scout
+  // scan's compiled tile); INVALID_ARGUMENT for configs maxis.h rejects.
+  static absl::StatusOr<MaxisCuda> Create(const LinearHeadShape& shape, const MaxisConfig& config);
+
+  // Forward and backward; returns |C| and the number of dW rows written.
+  // INVALID_ARGUMENT naming the first unmasked target outside [0, V).
+  absl::StatusOr<Counts> Run(const LinearHeadDeviceInputs& inputs,
+                             const MaxisDeviceOutputs& outputs, cudaStream_t stream = nullptr);
+
+  // The candidate set of the last Run (device, sorted, Counts.candidates ids).
+  const int32_t* candidates() const { return candidates_.data(); }
+
+  int64_t scouts() const { return scouts_; }
+  int64_t picks_per_scout() const { return picks_per_scout_; }
+  int64_t max_candidates() const { return scouts_ * picks_per_scout_; }
+  int64_t max_grad_rows() const { return shape_.tokens + max_candidates(); }
+  // Device memory held besides inputs and outputs.
+  int64_t workspace_bytes() const;
+
+ private:
+  MaxisCuda(const LinearHeadShape& shape, const MaxisConfig& config, CublasHandle handle);
+
+  LinearHeadShape shape_;
+  MaxisConfig config_;
+  CublasHandle handle_;
+  int64_t scouts_ = 0;
+  int64_t picks_per_scout_ = 0;  // k
+  int64_t vocab_tiles_ = 0;
+  int64_t tile_picks_ = 0;  // min(k, tile rows)
+
+  DeviceBuffer<double> norm_sums_;          // [sum ||w||², sum ||w[:dl]||²]
+  DeviceBuffer<float> tile_scores_;         // scouts x tiles x tile_picks
+  DeviceBuffer<int32_t> tile_ids_;          // scouts x tiles x tile_picks
+  DeviceBuffer<int32_t> scout_picks_;       // scouts x k
+  DeviceBuffer<uint8_t> candidate_flags_;   // V
+  DeviceBuffer<uint8_t> row_flags_;         // V
+  DeviceBuffer<int32_t> candidates_;        // max_candidates
+  DeviceBuffer<int32_t> grad_ids_;          // max_grad_rows (when the caller gives none)
+  DeviceBuffer<int32_t> row_of_;            // V: position of a row in the dW ids
+  DeviceBuffer<int32_t> counts_;            // [|C|, |U|, first bad target]
+  DeviceBuffer<uint8_t> select_temp_;       // CUB scratch
+  DeviceBuffer<Bf16Bits> candidate_weight_; // max_candidates x d
+  DeviceBuffer<float> row_stats_;           // N x 4: t, t_low, ||h||², ||h_low||²
+  DeviceBuffer<float> logits_;              // N x max_candidates
+  DeviceBuffer<float> logits_low_;          // N x max_candidates
+  DeviceBuffer<Bf16Bits> grad_logits_;      // N x max_candidates
+  DeviceBuffer<Bf16Bits> grad_logits_low_;  // N x max_candidates (alpha folded in)
+  DeviceBuffer<float> row_coefs_;           // N x 6: dz_t, dz_t_low, dz_g, dz_g_low, loss, loss_low
+  DeviceBuffer<float> candidate_grad_;      // max_candidates x d
+  DeviceBuffer<float> mask_count_;          // [M]
+};
+
+}  // namespace maximus::kernels
+
+#endif  // MAXIMUS_KERNELS_MAXIS_CUDA_H_

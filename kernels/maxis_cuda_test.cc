@@ -1,0 +1,138 @@
+// The CUDA MAXIS loss against the CPU reference, on random non-zero bf16
+// inputs: the same candidate set, loss, dH and sparse dW.
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "gtest/gtest.h"
+#include "kernels/bf16.h"
+#include "kernels/device_buffer.h"
+#include "kernels/gpu_test_util.h"
+#include "kernels/maxis.h"
+#include "kernels/maxis_cuda.h"
+#include "kernels/test_util.h"
+
+namespace maximus::kernels {
+namespace {
+
+using testing::RandomNormal;
+using testing::RelativeError;
+
+struct Case {
+  LinearHeadShape shape;
+  MaxisConfig config;
+  bool partial_mask;
+};
+
+MaxisConfig Config(int64_t stride, int64_t budget, bool ghost = true) {
+  MaxisConfig config;
+  config.scout_stride = stride;
+  config.candidate_budget = budget;
+  config.use_ghost = ghost;
+  return config;
+}
+
+TEST(MaxisCudaTest, MatchesCpuReference) {
+  MAXIMUS_SKIP_WITHOUT_GPU();
+  const Case cases[] = {
+      {{256, 128, 5000}, Config(4, 64), true},        // 64 scouts, k = 1.
+      {{64, 64, 3000}, Config(4, 256), false},        // 16 scouts, k = 16.
+      {{1000, 256, 50000}, Config(4, 512), true},     // 250 scouts, k = 2; V % 128 != 0.
+      {{300, 96, 7000}, Config(3, 300, false), true}, // No ghost slot.
+      {{40, 64, 1000}, Config(1, 1600, false), false},  // k = 40 > 32 per tile, many duplicates.
+  };
+  uint64_t seed = 7;
+  for (const Case& c : cases) {
+    const LinearHeadShape& s = c.shape;
+    const std::string label =
+        absl::StrFormat("N=%d d=%d V=%d stride=%d K=%d ghost=%d", s.tokens, s.hidden, s.vocab,
+                        c.config.scout_stride, c.config.candidate_budget, c.config.use_ghost);
+    const std::vector<float> hidden = RoundToBf16(RandomNormal(s.tokens * s.hidden, seed += 10));
+    const std::vector<float> weight =
+        RoundToBf16(RandomNormal(s.vocab * s.hidden, seed + 1, 0.15f));
+    std::mt19937_64 rng(seed + 2);
+    std::vector<int32_t> targets;
+    std::vector<uint8_t> mask;
+    for (int64_t i = 0; i < s.tokens; ++i) {
+      targets.push_back(static_cast<int32_t>(rng() % s.vocab));
+      mask.push_back(c.partial_mask ? static_cast<uint8_t>(rng() % 5 != 0) : 1);
+    }
+    const auto want = MaxisLoss(s, {hidden.data(), weight.data(), targets.data(), mask.data()},
+                                c.config, true);
+    ASSERT_TRUE(want.ok()) << label << ": " << want.status();
+
+    auto d_hidden = *DeviceBuffer<Bf16Bits>::FromHost(ToBf16(hidden));
+    auto d_weight = *DeviceBuffer<Bf16Bits>::FromHost(ToBf16(weight));
+    auto d_targets = *DeviceBuffer<int32_t>::FromHost(targets);
+    auto d_mask = *DeviceBuffer<uint8_t>::FromHost(mask);
+    auto maxis = MaxisCuda::Create(s, c.config);
+    ASSERT_TRUE(maxis.ok()) << label << ": " << maxis.status();
+    auto loss = *DeviceBuffer<float>::Allocate(3);
+    auto grad_hidden = *DeviceBuffer<float>::Allocate(s.tokens * s.hidden);
+    auto grad_ids = *DeviceBuffer<int32_t>::Allocate(maxis->max_grad_rows());
+    auto grad_rows = *DeviceBuffer<float>::Allocate(maxis->max_grad_rows() * s.hidden);
+    ASSERT_TRUE(loss.FillBytes(0xff).ok());
+    ASSERT_TRUE(grad_hidden.FillBytes(0xff).ok());
+    ASSERT_TRUE(grad_rows.FillBytes(0xff).ok());
+    const auto counts =
+        maxis->Run({d_hidden.data(), d_weight.data(), d_targets.data(), d_mask.data()},
+                   {loss.data(), grad_hidden.data(), grad_ids.data(), grad_rows.data()});
+    ASSERT_TRUE(counts.ok()) << label << ": " << counts.status();
+
+    std::vector<int32_t> candidates(counts->candidates);
+    ASSERT_EQ(cudaMemcpy(candidates.data(), maxis->candidates(), candidates.size() * 4,
+                         cudaMemcpyDeviceToHost),
+              cudaSuccess);
+    EXPECT_EQ(candidates, want->candidates) << label;
+    const std::vector<float> got_loss = *loss.ToHost();
+    EXPECT_LT(RelativeError(std::vector<float>{got_loss[0], got_loss[1], got_loss[2]},
+                            std::vector<double>{want->loss, want->main_loss, want->aux_loss}),
+              1e-4)
+        << label << ": loss " << got_loss[0] << " vs " << want->loss;
+    EXPECT_LT(RelativeError(*grad_hidden.ToHost(), want->grad_hidden), 1e-2) << label;
+    std::vector<int32_t> ids = *grad_ids.ToHost();
+    ids.resize(counts->grad_rows);
+    EXPECT_EQ(ids, want->grad_weight.ids) << label;
+    std::vector<float> rows = *grad_rows.ToHost();
+    rows.resize(counts->grad_rows * s.hidden);
+    EXPECT_LT(RelativeError(rows, want->grad_weight.rows), 1e-2) << label;
+  }
+}
+
+TEST(MaxisCudaTest, RejectsWhatItCannotDo) {
+  MAXIMUS_SKIP_WITHOUT_GPU();
+  MaxisConfig config;
+  config.candidate_budget = 64;
+  config.low_dim = 32;
+  EXPECT_EQ(MaxisCuda::Create({64, 64, 1000}, config).status().code(),
+            absl::StatusCode::kUnimplemented);
+  config.low_dim = 64;
+  config.scout_stride = 0;
+  EXPECT_EQ(MaxisCuda::Create({64, 64, 1000}, config).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(MaxisCudaTest, RejectsOutOfRangeTargetNamingIt) {
+  MAXIMUS_SKIP_WITHOUT_GPU();
+  const LinearHeadShape s{16, 64, 500};
+  auto hidden = *DeviceBuffer<Bf16Bits>::FromHost(ToBf16(RandomNormal(16 * 64, 3)));
+  auto weight = *DeviceBuffer<Bf16Bits>::FromHost(ToBf16(RandomNormal(500 * 64, 4)));
+  std::vector<int32_t> targets(16, 7);
+  targets[9] = -1;
+  auto d_targets = *DeviceBuffer<int32_t>::FromHost(targets);
+  auto loss = *DeviceBuffer<float>::Allocate(3);
+  MaxisConfig config;
+  config.candidate_budget = 32;
+  auto maxis = MaxisCuda::Create(s, config);
+  ASSERT_TRUE(maxis.ok()) << maxis.status();
+  const auto counts = maxis->Run({hidden.data(), weight.data(), d_targets.data(), nullptr},
+                                 {loss.data()});
+  ASSERT_FALSE(counts.ok());
+  EXPECT_EQ(counts.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(counts.status().message().find("targets[9]"), std::string::npos) << counts.status();
+}
+
+}  // namespace
+}  // namespace maximus::kernels

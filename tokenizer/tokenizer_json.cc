@@ -1,0 +1,403 @@
+// Tokenizer::FromJson: builds the pipeline from tokenizer.json with simdjson.
+
+#include <simdjson.h>
+
+#include "absl/strings/str_cat.h"
+#include "tokenizer/sha256.h"
+#include "tokenizer/tokenizer.h"
+
+namespace maximus::tokenizer {
+namespace {
+
+using simdjson::dom::array;
+using simdjson::dom::element;
+using simdjson::dom::object;
+
+#define MAXIMUS_ASSIGN_OR_RETURN_IMPL(var, lhs, expr) \
+  auto var = (expr);                                  \
+  if (!var.ok()) return var.status();                 \
+  lhs = *std::move(var)
+#define MAXIMUS_CONCAT_INNER(a, b) a##b
+#define MAXIMUS_CONCAT(a, b) MAXIMUS_CONCAT_INNER(a, b)
+#define ASSIGN_OR_RETURN(lhs, expr) \
+  MAXIMUS_ASSIGN_OR_RETURN_IMPL(MAXIMUS_CONCAT(status_or_, __LINE__), lhs, expr)
+
+absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+absl::Status Invalid(std::string_view where, std::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(Sv(where), ": ", Sv(what)));
+}
+
+bool IsNull(const element& e) { return e.is_null(); }
+
+// Optional members: absent or null gives the default.
+absl::StatusOr<std::string> OptString(const object& o, std::string_view key, std::string_view where,
+                                      std::string fallback = "") {
+  element e;
+  if (o.at_key(key).get(e) != simdjson::SUCCESS || e.is_null()) return fallback;
+  std::string_view s;
+  if (e.get(s) != simdjson::SUCCESS)
+    return Invalid(where, absl::StrCat("\"", Sv(key), "\" must be a string"));
+  return std::string(s);
+}
+
+absl::StatusOr<bool> OptBool(const object& o, std::string_view key, std::string_view where,
+                             bool fallback) {
+  element e;
+  if (o.at_key(key).get(e) != simdjson::SUCCESS || e.is_null()) return fallback;
+  bool b;
+  if (e.get(b) != simdjson::SUCCESS)
+    return Invalid(where, absl::StrCat("\"", Sv(key), "\" must be a boolean"));
+  return b;
+}
+
+absl::StatusOr<int64_t> OptInt(const object& o, std::string_view key, std::string_view where,
+                               int64_t fallback) {
+  element e;
+  if (o.at_key(key).get(e) != simdjson::SUCCESS || e.is_null()) return fallback;
+  int64_t v;
+  if (e.get(v) != simdjson::SUCCESS)
+    return Invalid(where, absl::StrCat("\"", Sv(key), "\" must be an integer"));
+  return v;
+}
+
+absl::StatusOr<array> GetArray(const object& o, std::string_view key, std::string_view where) {
+  array a;
+  if (o.at_key(key).get(a) != simdjson::SUCCESS) {
+    return Invalid(where, absl::StrCat("\"", Sv(key), "\" must be an array"));
+  }
+  return a;
+}
+
+absl::StatusOr<std::string> TypeOf(const element& e, std::string_view where) {
+  object o;
+  if (e.get(o) != simdjson::SUCCESS) return Invalid(where, "must be an object");
+  return OptString(o, "type", where);
+}
+
+// {"String": "..."} or {"Regex": "..."}: the text and whether it is a regex.
+absl::StatusOr<std::pair<std::string, bool>> Pattern(const object& o, std::string_view where) {
+  object pattern;
+  if (o.at_key("pattern").get(pattern) != simdjson::SUCCESS) {
+    return Invalid(where, "\"pattern\" must be an object");
+  }
+  std::string_view s;
+  if (pattern.at_key("String").get(s) == simdjson::SUCCESS)
+    return std::make_pair(std::string(s), false);
+  if (pattern.at_key("Regex").get(s) == simdjson::SUCCESS)
+    return std::make_pair(std::string(s), true);
+  return Invalid(where, "\"pattern\" must have a \"String\" or \"Regex\"");
+}
+
+absl::StatusOr<std::unique_ptr<Normalizer>> ParseNormalizer(const element& e) {
+  ASSIGN_OR_RETURN(const std::string type, TypeOf(e, "normalizer"));
+  const object o = e.get_object().value_unsafe();
+  const std::string where = absl::StrCat("normalizer ", type);
+  if (type == "Replace") {
+    ASSIGN_OR_RETURN(auto pattern, Pattern(o, where));
+    ASSIGN_OR_RETURN(std::string content, OptString(o, "content", where));
+    ASSIGN_OR_RETURN(auto replace,
+                     ReplaceNormalizer::Create(pattern.first, pattern.second, content));
+    return std::unique_ptr<Normalizer>(std::move(replace));
+  }
+  if (type == "Prepend") {
+    ASSIGN_OR_RETURN(std::string prepend, OptString(o, "prepend", where));
+    return std::unique_ptr<Normalizer>(new PrependNormalizer(prepend));
+  }
+  if (type == "NFC")
+    return std::unique_ptr<Normalizer>(new UnicodeNormalizer(UnicodeNormalizer::Form::kNfc));
+  if (type == "NFKC")
+    return std::unique_ptr<Normalizer>(new UnicodeNormalizer(UnicodeNormalizer::Form::kNfkc));
+  if (type == "NFD")
+    return std::unique_ptr<Normalizer>(new UnicodeNormalizer(UnicodeNormalizer::Form::kNfd));
+  if (type == "NFKD")
+    return std::unique_ptr<Normalizer>(new UnicodeNormalizer(UnicodeNormalizer::Form::kNfkd));
+  if (type == "Lowercase") return std::unique_ptr<Normalizer>(new LowercaseNormalizer());
+  if (type == "Strip") {
+    ASSIGN_OR_RETURN(bool left, OptBool(o, "strip_left", where, true));
+    ASSIGN_OR_RETURN(bool right, OptBool(o, "strip_right", where, true));
+    return std::unique_ptr<Normalizer>(new StripNormalizer(left, right));
+  }
+  if (type == "Sequence") {
+    ASSIGN_OR_RETURN(array items, GetArray(o, "normalizers", where));
+    std::vector<std::unique_ptr<Normalizer>> steps;
+    for (element item : items) {
+      ASSIGN_OR_RETURN(auto step, ParseNormalizer(item));
+      steps.push_back(std::move(step));
+    }
+    return std::unique_ptr<Normalizer>(new SequenceNormalizer(std::move(steps)));
+  }
+  return absl::UnimplementedError(absl::StrCat("unsupported normalizer \"", type, "\""));
+}
+
+absl::StatusOr<MetaspacePreTokenizer::PrependScheme> PrependScheme(const object& o,
+                                                                   std::string_view where) {
+  ASSIGN_OR_RETURN(std::string scheme, OptString(o, "prepend_scheme", where));
+  if (scheme.empty()) {
+    ASSIGN_OR_RETURN(bool add_prefix_space, OptBool(o, "add_prefix_space", where, true));
+    return add_prefix_space ? MetaspacePreTokenizer::PrependScheme::kAlways
+                            : MetaspacePreTokenizer::PrependScheme::kNever;
+  }
+  if (scheme == "always") return MetaspacePreTokenizer::PrependScheme::kAlways;
+  if (scheme == "first") return MetaspacePreTokenizer::PrependScheme::kFirst;
+  if (scheme == "never") return MetaspacePreTokenizer::PrependScheme::kNever;
+  return Invalid(where, absl::StrCat("unsupported prepend_scheme \"", scheme, "\""));
+}
+
+absl::StatusOr<std::unique_ptr<PreTokenizer>> ParsePreTokenizer(const element& e) {
+  ASSIGN_OR_RETURN(const std::string type, TypeOf(e, "pre_tokenizer"));
+  const object o = e.get_object().value_unsafe();
+  const std::string where = absl::StrCat("pre_tokenizer ", type);
+  if (type == "Split") {
+    ASSIGN_OR_RETURN(auto pattern, Pattern(o, where));
+    ASSIGN_OR_RETURN(std::string behavior_name, OptString(o, "behavior", where, "Isolated"));
+    ASSIGN_OR_RETURN(SplitBehavior behavior, ParseSplitBehavior(behavior_name));
+    ASSIGN_OR_RETURN(bool invert, OptBool(o, "invert", where, false));
+    ASSIGN_OR_RETURN(auto split,
+                     SplitPreTokenizer::Create(pattern.first, pattern.second, behavior, invert));
+    return std::unique_ptr<PreTokenizer>(std::move(split));
+  }
+  if (type == "Metaspace") {
+    ASSIGN_OR_RETURN(std::string replacement, OptString(o, "replacement", where, "\xE2\x96\x81"));
+    ASSIGN_OR_RETURN(auto scheme, PrependScheme(o, where));
+    ASSIGN_OR_RETURN(bool split, OptBool(o, "split", where, true));
+    return std::unique_ptr<PreTokenizer>(new MetaspacePreTokenizer(replacement, scheme, split));
+  }
+  if (type == "ByteLevel") {
+    ASSIGN_OR_RETURN(bool add_prefix_space, OptBool(o, "add_prefix_space", where, true));
+    ASSIGN_OR_RETURN(bool use_regex, OptBool(o, "use_regex", where, true));
+    ASSIGN_OR_RETURN(auto byte_level, ByteLevelPreTokenizer::Create(add_prefix_space, use_regex));
+    return std::unique_ptr<PreTokenizer>(std::move(byte_level));
+  }
+  if (type == "Digits") {
+    ASSIGN_OR_RETURN(bool individual, OptBool(o, "individual_digits", where, false));
+    ASSIGN_OR_RETURN(auto digits, PatternPreTokenizer::Digits(individual));
+    return std::unique_ptr<PreTokenizer>(std::move(digits));
+  }
+  if (type == "Whitespace") {
+    ASSIGN_OR_RETURN(auto whitespace, PatternPreTokenizer::Whitespace());
+    return std::unique_ptr<PreTokenizer>(std::move(whitespace));
+  }
+  if (type == "WhitespaceSplit") {
+    ASSIGN_OR_RETURN(auto whitespace, PatternPreTokenizer::WhitespaceSplit());
+    return std::unique_ptr<PreTokenizer>(std::move(whitespace));
+  }
+  if (type == "Sequence") {
+    ASSIGN_OR_RETURN(array items, GetArray(o, "pretokenizers", where));
+    std::vector<std::unique_ptr<PreTokenizer>> steps;
+    for (element item : items) {
+      ASSIGN_OR_RETURN(auto step, ParsePreTokenizer(item));
+      steps.push_back(std::move(step));
+    }
+    return std::unique_ptr<PreTokenizer>(new SequencePreTokenizer(std::move(steps)));
+  }
+  return absl::UnimplementedError(absl::StrCat("unsupported pre_tokenizer \"", type, "\""));
+}
+
+absl::StatusOr<std::unique_ptr<Decoder>> ParseDecoder(const element& e) {
+  ASSIGN_OR_RETURN(const std::string type, TypeOf(e, "decoder"));
+  const object o = e.get_object().value_unsafe();
+  const std::string where = absl::StrCat("decoder ", type);
+  if (type == "Replace") {
+    ASSIGN_OR_RETURN(auto pattern, Pattern(o, where));
+    ASSIGN_OR_RETURN(std::string content, OptString(o, "content", where));
+    ASSIGN_OR_RETURN(auto replace, ReplaceDecoder::Create(pattern.first, pattern.second, content));
+    return std::unique_ptr<Decoder>(std::move(replace));
+  }
+  if (type == "ByteFallback") return std::unique_ptr<Decoder>(new ByteFallbackDecoder());
+  if (type == "Fuse") return std::unique_ptr<Decoder>(new FuseDecoder());
+  if (type == "Strip") {
+    ASSIGN_OR_RETURN(std::string content, OptString(o, "content", where, " "));
+    ASSIGN_OR_RETURN(int64_t start, OptInt(o, "start", where, 0));
+    ASSIGN_OR_RETURN(int64_t stop, OptInt(o, "stop", where, 0));
+    return std::unique_ptr<Decoder>(
+        new StripDecoder(content, static_cast<int>(start), static_cast<int>(stop)));
+  }
+  if (type == "Metaspace") {
+    ASSIGN_OR_RETURN(std::string replacement, OptString(o, "replacement", where, "\xE2\x96\x81"));
+    ASSIGN_OR_RETURN(auto scheme, PrependScheme(o, where));
+    return std::unique_ptr<Decoder>(
+        new MetaspaceDecoder(replacement, scheme != MetaspacePreTokenizer::PrependScheme::kNever));
+  }
+  if (type == "ByteLevel") return std::unique_ptr<Decoder>(new ByteLevelDecoder());
+  if (type == "Sequence") {
+    ASSIGN_OR_RETURN(array items, GetArray(o, "decoders", where));
+    std::vector<std::unique_ptr<Decoder>> steps;
+    for (element item : items) {
+      ASSIGN_OR_RETURN(auto step, ParseDecoder(item));
+      steps.push_back(std::move(step));
+    }
+    return std::unique_ptr<Decoder>(new SequenceDecoder(std::move(steps)));
+  }
+  return absl::UnimplementedError(absl::StrCat("unsupported decoder \"", type, "\""));
+}
+
+absl::StatusOr<std::unique_ptr<PostProcessor>> ParsePostProcessor(const element& e) {
+  ASSIGN_OR_RETURN(const std::string type, TypeOf(e, "post_processor"));
+  const object o = e.get_object().value_unsafe();
+  const std::string where = absl::StrCat("post_processor ", type);
+  if (type == "ByteLevel") return std::unique_ptr<PostProcessor>(new IdentityProcessor());
+  if (type == "TemplateProcessing") {
+    object special_tokens;
+    if (o.at_key("special_tokens").get(special_tokens) != simdjson::SUCCESS) {
+      return Invalid(where, "\"special_tokens\" must be an object");
+    }
+    ASSIGN_OR_RETURN(array single, GetArray(o, "single", where));
+    std::vector<TemplateProcessor::Piece> pieces;
+    for (element item : single) {
+      object piece;
+      if (item.get(piece) != simdjson::SUCCESS)
+        return Invalid(where, "template items must be objects");
+      object inner;
+      if (piece.at_key("Sequence").get(inner) == simdjson::SUCCESS) {
+        pieces.push_back({true, {}});
+        continue;
+      }
+      if (piece.at_key("SpecialToken").get(inner) != simdjson::SUCCESS) {
+        return Invalid(where, "template items must be Sequence or SpecialToken");
+      }
+      ASSIGN_OR_RETURN(std::string id, OptString(inner, "id", where));
+      object token;
+      if (special_tokens.at_key(id).get(token) != simdjson::SUCCESS) {
+        return Invalid(where, absl::StrCat("special token \"", id, "\" is not in special_tokens"));
+      }
+      ASSIGN_OR_RETURN(array ids, GetArray(token, "ids", where));
+      TemplateProcessor::Piece special;
+      for (element v : ids) {
+        int64_t value;
+        if (v.get(value) != simdjson::SUCCESS) return Invalid(where, "ids must be integers");
+        special.ids.push_back(static_cast<int32_t>(value));
+      }
+      pieces.push_back(std::move(special));
+    }
+    return std::unique_ptr<PostProcessor>(new TemplateProcessor(std::move(pieces)));
+  }
+  if (type == "Sequence") {
+    ASSIGN_OR_RETURN(array items, GetArray(o, "processors", where));
+    std::vector<std::unique_ptr<PostProcessor>> steps;
+    for (element item : items) {
+      ASSIGN_OR_RETURN(auto step, ParsePostProcessor(item));
+      steps.push_back(std::move(step));
+    }
+    return std::unique_ptr<PostProcessor>(new SequenceProcessor(std::move(steps)));
+  }
+  return absl::UnimplementedError(absl::StrCat("unsupported post_processor \"", type, "\""));
+}
+
+absl::StatusOr<std::unique_ptr<BpeModel>> ParseModel(const element& e) {
+  object o;
+  if (e.get(o) != simdjson::SUCCESS) return Invalid("model", "must be an object");
+  ASSIGN_OR_RETURN(const std::string type, OptString(o, "type", "model", "BPE"));
+  if (type != "BPE")
+    return absl::UnimplementedError(absl::StrCat("unsupported model \"", type, "\""));
+  element dropout;
+  if (o.at_key("dropout").get(dropout) == simdjson::SUCCESS && !dropout.is_null()) {
+    return absl::UnimplementedError("unsupported model option \"dropout\" (BPE dropout)");
+  }
+  BpeOptions options;
+  ASSIGN_OR_RETURN(options.unk_token, OptString(o, "unk_token", "model"));
+  ASSIGN_OR_RETURN(options.continuing_subword_prefix,
+                   OptString(o, "continuing_subword_prefix", "model"));
+  ASSIGN_OR_RETURN(options.end_of_word_suffix, OptString(o, "end_of_word_suffix", "model"));
+  ASSIGN_OR_RETURN(options.byte_fallback, OptBool(o, "byte_fallback", "model", false));
+  ASSIGN_OR_RETURN(options.fuse_unk, OptBool(o, "fuse_unk", "model", false));
+  ASSIGN_OR_RETURN(options.ignore_merges, OptBool(o, "ignore_merges", "model", false));
+
+  object vocab_object;
+  if (o.at_key("vocab").get(vocab_object) != simdjson::SUCCESS) {
+    return Invalid("model", "\"vocab\" must be an object");
+  }
+  std::vector<std::pair<std::string, int32_t>> vocab;
+  vocab.reserve(vocab_object.size());
+  for (auto field : vocab_object) {
+    int64_t id;
+    if (field.value.get(id) != simdjson::SUCCESS || id < 0 || id > INT32_MAX) {
+      return Invalid("model",
+                     absl::StrCat("vocab id of \"", Sv(field.key), "\" is not a valid id"));
+    }
+    vocab.emplace_back(std::string(field.key), static_cast<int32_t>(id));
+  }
+  ASSIGN_OR_RETURN(array merge_array, GetArray(o, "merges", "model"));
+  std::vector<std::pair<std::string, std::string>> merges;
+  merges.reserve(merge_array.size());
+  for (element merge : merge_array) {
+    std::string_view s;
+    array pair;
+    if (merge.get(s) == simdjson::SUCCESS) {
+      // "left right": the reference splits on the first two spaces.
+      const size_t space = s.find(' ');
+      if (space == std::string_view::npos)
+        return Invalid("model", absl::StrCat("merge \"", Sv(s), "\" has no space"));
+      std::string_view right = s.substr(space + 1);
+      right = right.substr(0, right.find(' '));
+      merges.emplace_back(std::string(s.substr(0, space)), std::string(right));
+    } else if (merge.get(pair) == simdjson::SUCCESS && pair.size() == 2) {
+      std::string_view left, right;
+      if (pair.at(0).get(left) != simdjson::SUCCESS || pair.at(1).get(right) != simdjson::SUCCESS) {
+        return Invalid("model", "merge pairs must hold two strings");
+      }
+      merges.emplace_back(std::string(left), std::string(right));
+    } else {
+      return Invalid("model", "merges must be strings or pairs of strings");
+    }
+  }
+  return BpeModel::Create(std::move(vocab), merges, std::move(options));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(absl::string_view json) {
+  simdjson::dom::parser parser;
+  const simdjson::padded_string padded(json.data(), json.size());
+  element root;
+  if (auto error = parser.parse(padded).get(root); error != simdjson::SUCCESS) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokenizer.json is not valid JSON: ", simdjson::error_message(error)));
+  }
+  object o;
+  if (root.get(o) != simdjson::SUCCESS) return Invalid("tokenizer.json", "must be an object");
+  for (const char* unsupported : {"truncation", "padding"}) {
+    element e;
+    if (o.at_key(unsupported).get(e) == simdjson::SUCCESS && !e.is_null()) {
+      return absl::UnimplementedError(absl::StrCat("unsupported \"", unsupported, "\" settings"));
+    }
+  }
+  Components components;
+  element e;
+  if (o.at_key("model").get(e) != simdjson::SUCCESS)
+    return Invalid("tokenizer.json", "no \"model\"");
+  ASSIGN_OR_RETURN(components.model, ParseModel(e));
+  if (o.at_key("normalizer").get(e) == simdjson::SUCCESS && !IsNull(e)) {
+    ASSIGN_OR_RETURN(components.normalizer, ParseNormalizer(e));
+  }
+  if (o.at_key("pre_tokenizer").get(e) == simdjson::SUCCESS && !IsNull(e)) {
+    ASSIGN_OR_RETURN(components.pre_tokenizer, ParsePreTokenizer(e));
+  }
+  if (o.at_key("post_processor").get(e) == simdjson::SUCCESS && !IsNull(e)) {
+    ASSIGN_OR_RETURN(components.post_processor, ParsePostProcessor(e));
+  }
+  if (o.at_key("decoder").get(e) == simdjson::SUCCESS && !IsNull(e)) {
+    ASSIGN_OR_RETURN(components.decoder, ParseDecoder(e));
+  }
+  array added;
+  if (o.at_key("added_tokens").get(added) == simdjson::SUCCESS) {
+    for (element item : added) {
+      object t;
+      if (item.get(t) != simdjson::SUCCESS) return Invalid("added_tokens", "items must be objects");
+      AddedToken token;
+      ASSIGN_OR_RETURN(int64_t id, OptInt(t, "id", "added_tokens", -1));
+      if (id < 0 || id > INT32_MAX) return Invalid("added_tokens", "every token needs an id");
+      token.id = static_cast<int32_t>(id);
+      ASSIGN_OR_RETURN(token.content, OptString(t, "content", "added_tokens"));
+      ASSIGN_OR_RETURN(token.special, OptBool(t, "special", "added_tokens", false));
+      ASSIGN_OR_RETURN(token.normalized, OptBool(t, "normalized", "added_tokens", !token.special));
+      ASSIGN_OR_RETURN(token.lstrip, OptBool(t, "lstrip", "added_tokens", false));
+      ASSIGN_OR_RETURN(token.rstrip, OptBool(t, "rstrip", "added_tokens", false));
+      ASSIGN_OR_RETURN(token.single_word, OptBool(t, "single_word", "added_tokens", false));
+      components.added_tokens.push_back(std::move(token));
+    }
+  }
+  return FromComponents(std::move(components), Sha256Hex(json));
+}
+
+}  // namespace maximus::tokenizer

@@ -4,8 +4,10 @@
 #include <functional>
 #include <queue>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "tokenizer/thread_pool.h"
 #include "tokenizer/utf8.h"
 
 namespace maximus::tokenizer {
@@ -28,11 +30,13 @@ ChunkCache& ThreadCache() {
 }
 
 char32_t FirstCodePoint(absl::string_view s) {
+  if (s.empty()) return 0;
   size_t pos = 0;
   return NextCodePoint(s, &pos);
 }
 
 char32_t LastCodePoint(absl::string_view s) {
+  if (s.empty()) return 0;
   size_t start = s.size() - 1;
   while (start > 0 && (static_cast<uint8_t>(s[start]) & 0xC0) == 0x80) --start;
   return NextCodePoint(s, &start);
@@ -41,8 +45,9 @@ char32_t LastCodePoint(absl::string_view s) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
-    std::vector<std::pair<std::string, int32_t>> vocab,
-    const std::vector<std::pair<std::string, std::string>>& merges, BpeOptions options) {
+    const std::vector<std::pair<absl::string_view, int32_t>>& vocab,
+    const std::vector<std::pair<absl::string_view, absl::string_view>>& merges,
+    BpeOptions options) {
   std::unique_ptr<BpeModel> model(new BpeModel());
   model->instance_ = next_instance.fetch_add(1);
   model->options_ = std::move(options);
@@ -55,9 +60,9 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
   model->has_token_.assign(max_id + 1, false);
   model->bmp_char_ids_.assign(0x10000, -1);
   model->vocab_.reserve(vocab.size());
-  for (auto& [token, id] : vocab) {
+  for (const auto& [token, id] : vocab) {
     if (!IsValidUtf8(token)) return absl::InvalidArgumentError("BPE: token is not UTF-8");
-    model->id_to_token_[id] = token;
+    model->id_to_token_[id] = std::string(token);
     model->has_token_[id] = true;
     if (!token.empty()) {
       size_t pos = 0;
@@ -70,7 +75,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
         }
       }
     }
-    model->vocab_.emplace(std::move(token), id);
+    model->vocab_.emplace(token, id);
   }
   if (!model->options_.unk_token.empty()) {
     model->unk_id_ = model->TokenToId(model->options_.unk_token);
@@ -82,25 +87,46 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
   for (int b = 0; b < 256; ++b) {
     model->byte_ids_[b] = model->TokenToId(absl::StrFormat("<0x%02X>", b));
   }
+
+  // Resolve merges to ids on all cores (hash lookups dominate loading), then
+  // insert them in rank order.
+  struct Resolved {
+    int32_t left = -1, right = -1, merged = -1;
+    char32_t last = 0, first = 0;
+  };
+  std::vector<Resolved> resolved(merges.size());
+  constexpr size_t kBlock = 1 << 14;
+  const BpeModel& m = *model;
+  ThreadPool::Shared().ParallelFor(
+      (merges.size() + kBlock - 1) / kBlock, ThreadPool::Shared().size(), [&](size_t block) {
+        std::string joined;
+        const std::string& prefix = m.options_.continuing_subword_prefix;
+        for (size_t i = block * kBlock; i < std::min(merges.size(), (block + 1) * kBlock); ++i) {
+          const auto& [left, right] = merges[i];
+          if (left.empty() || right.empty()) continue;
+          // The right part of a merge drops the continuing-subword prefix.
+          joined.assign(left.data(), left.size());
+          if (!prefix.empty() && absl::StartsWith(right, prefix)) {
+            joined.append(right.data() + prefix.size(), right.size() - prefix.size());
+          } else {
+            joined.append(right.data(), right.size());
+          }
+          Resolved& r = resolved[i];
+          r.left = m.TokenToId(left);
+          r.right = m.TokenToId(right);
+          r.merged = m.TokenToId(joined);
+          r.last = LastCodePoint(left);
+          r.first = FirstCodePoint(right);
+        }
+      });
   model->merges_.reserve(merges.size());
-  std::string joined;
-  for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const auto& [left, right] = merges[rank];
-    if (left.empty() || right.empty()) continue;
-    // The right part of a merge drops the continuing-subword prefix.
-    joined = left;
-    const std::string& prefix = model->options_.continuing_subword_prefix;
-    if (!prefix.empty() && right.compare(0, prefix.size(), prefix) == 0) {
-      joined.append(right, prefix.size());
-    } else {
-      joined += right;
-    }
-    const int32_t l = model->TokenToId(left), r = model->TokenToId(right),
-                  m = model->TokenToId(joined);
-    if (l < 0 || r < 0 || m < 0) continue;
-    const uint64_t key = (uint64_t{static_cast<uint32_t>(l)} << 32) | static_cast<uint32_t>(r);
-    model->merges_.try_emplace(key, Merge{static_cast<int32_t>(rank), m});
-    model->joinable_.insert((uint64_t{LastCodePoint(left)} << 32) | FirstCodePoint(right));
+  for (size_t rank = 0; rank < resolved.size(); ++rank) {
+    const Resolved& r = resolved[rank];
+    if (r.left < 0 || r.right < 0 || r.merged < 0) continue;
+    const uint64_t key =
+        (uint64_t{static_cast<uint32_t>(r.left)} << 32) | static_cast<uint32_t>(r.right);
+    model->merges_.try_emplace(key, Merge{static_cast<int32_t>(rank), r.merged});
+    model->joinable_.insert((uint64_t{r.last} << 32) | r.first);
   }
   model->chunking_ = model->options_.continuing_subword_prefix.empty() &&
                      model->options_.end_of_word_suffix.empty();

@@ -29,10 +29,12 @@ struct BpeOptions {
 class BpeModel {
  public:
   // `merges` in rank order. Merges whose parts or result are not in the
-  // vocabulary are skipped (they can never apply).
+  // vocabulary are skipped (they can never apply). The views need only live
+  // during the call.
   static absl::StatusOr<std::unique_ptr<BpeModel>> Create(
-      std::vector<std::pair<std::string, int32_t>> vocab,
-      const std::vector<std::pair<std::string, std::string>>& merges, BpeOptions options);
+      const std::vector<std::pair<absl::string_view, int32_t>>& vocab,
+      const std::vector<std::pair<absl::string_view, absl::string_view>>& merges,
+      BpeOptions options);
 
   // Appends the ids of one pre-token (valid UTF-8).
   void EncodeWord(absl::string_view word, std::vector<int32_t>* ids) const;

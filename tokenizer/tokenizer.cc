@@ -1,29 +1,13 @@
 #include "tokenizer/tokenizer.h"
 
 #include <algorithm>
-#include <atomic>
-#include <fstream>
-#include <sstream>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "tokenizer/sha256.h"
+#include "tokenizer/thread_pool.h"
 #include "tokenizer/utf8.h"
 
 namespace maximus::tokenizer {
-
-absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open tokenizer file ", path));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  auto tokenizer = FromJson(buffer.str());
-  if (!tokenizer.ok()) {
-    return absl::Status(tokenizer.status().code(),
-                        absl::StrCat(path, ": ", tokenizer.status().message()));
-  }
-  return tokenizer;
-}
 
 std::unique_ptr<Tokenizer> Tokenizer::FromComponents(Components components,
                                                      std::string fingerprint) {
@@ -150,23 +134,11 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> Tokenizer::EncodeBatch(
       }
     }
   }
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  threads = static_cast<int>(std::min<size_t>(threads, std::max<size_t>(1, texts.size())));
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i = next.fetch_add(1); i < texts.size(); i = next.fetch_add(1)) {
-      // Valid after the check above, or sanitised here: Encode cannot fail.
-      results[i] = *Encode(texts[i], EncodeOptions{options.add_special_tokens, false});
-    }
-  };
-  if (threads == 1) {
-    work();
-    return results;
-  }
-  std::vector<std::thread> pool;
-  pool.reserve(threads);
-  for (int t = 0; t < threads; ++t) pool.emplace_back(work);
-  for (std::thread& thread : pool) thread.join();
+  if (threads <= 0) threads = ThreadPool::Shared().size();
+  ThreadPool::Shared().ParallelFor(texts.size(), threads, [&](size_t i) {
+    // Valid after the check above, or sanitised here: Encode cannot fail.
+    results[i] = *Encode(texts[i], EncodeOptions{options.add_special_tokens, false});
+  });
   return results;
 }
 

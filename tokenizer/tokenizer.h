@@ -54,7 +54,8 @@ class Tokenizer {
 
   absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text,
                                               const EncodeOptions& options = {}) const;
-  // Encodes texts on `threads` threads (0: all cores); results in input order.
+  // Encodes texts on `threads` workers of the shared pool (0: one per core);
+  // results in input order.
   absl::StatusOr<std::vector<std::vector<int32_t>>> EncodeBatch(absl::Span<const std::string> texts,
                                                                 const EncodeOptions& options = {},
                                                                 int threads = 0) const;

@@ -2,6 +2,8 @@
 
 #include <simdjson.h>
 
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "tokenizer/sha256.h"
 #include "tokenizer/tokenizer.h"
@@ -21,6 +23,8 @@ using simdjson::dom::object;
 #define MAXIMUS_CONCAT(a, b) MAXIMUS_CONCAT_INNER(a, b)
 #define ASSIGN_OR_RETURN(lhs, expr) \
   MAXIMUS_ASSIGN_OR_RETURN_IMPL(MAXIMUS_CONCAT(status_or_, __LINE__), lhs, expr)
+
+absl::StatusOr<Tokenizer::Components> ParsePadded(const simdjson::padded_string& padded);
 
 absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
@@ -307,7 +311,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> ParseModel(const element& e) {
   if (o.at_key("vocab").get(vocab_object) != simdjson::SUCCESS) {
     return Invalid("model", "\"vocab\" must be an object");
   }
-  std::vector<std::pair<std::string, int32_t>> vocab;
+  std::vector<std::pair<absl::string_view, int32_t>> vocab;
   vocab.reserve(vocab_object.size());
   for (auto field : vocab_object) {
     int64_t id;
@@ -315,10 +319,10 @@ absl::StatusOr<std::unique_ptr<BpeModel>> ParseModel(const element& e) {
       return Invalid("model",
                      absl::StrCat("vocab id of \"", Sv(field.key), "\" is not a valid id"));
     }
-    vocab.emplace_back(std::string(field.key), static_cast<int32_t>(id));
+    vocab.emplace_back(Sv(field.key), static_cast<int32_t>(id));
   }
   ASSIGN_OR_RETURN(array merge_array, GetArray(o, "merges", "model"));
-  std::vector<std::pair<std::string, std::string>> merges;
+  std::vector<std::pair<absl::string_view, absl::string_view>> merges;
   merges.reserve(merge_array.size());
   for (element merge : merge_array) {
     std::string_view s;
@@ -330,13 +334,13 @@ absl::StatusOr<std::unique_ptr<BpeModel>> ParseModel(const element& e) {
         return Invalid("model", absl::StrCat("merge \"", Sv(s), "\" has no space"));
       std::string_view right = s.substr(space + 1);
       right = right.substr(0, right.find(' '));
-      merges.emplace_back(std::string(s.substr(0, space)), std::string(right));
+      merges.emplace_back(Sv(s.substr(0, space)), Sv(right));
     } else if (merge.get(pair) == simdjson::SUCCESS && pair.size() == 2) {
       std::string_view left, right;
       if (pair.at(0).get(left) != simdjson::SUCCESS || pair.at(1).get(right) != simdjson::SUCCESS) {
         return Invalid("model", "merge pairs must hold two strings");
       }
-      merges.emplace_back(std::string(left), std::string(right));
+      merges.emplace_back(Sv(left), Sv(right));
     } else {
       return Invalid("model", "merges must be strings or pairs of strings");
     }
@@ -346,9 +350,42 @@ absl::StatusOr<std::unique_ptr<BpeModel>> ParseModel(const element& e) {
 
 }  // namespace
 
+namespace {
+
+// Parses while another thread hashes the same bytes for the fingerprint.
+absl::StatusOr<std::unique_ptr<Tokenizer>> FromPadded(const simdjson::padded_string& padded) {
+  std::string fingerprint;
+  std::thread hasher(
+      [&] { fingerprint = Sha256Hex(absl::string_view(padded.data(), padded.size())); });
+  auto tokenizer = ParsePadded(padded);
+  hasher.join();
+  if (!tokenizer.ok()) return tokenizer.status();
+  return Tokenizer::FromComponents(*std::move(tokenizer), std::move(fingerprint));
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(absl::string_view json) {
+  return FromPadded(simdjson::padded_string(json.data(), json.size()));
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string& path) {
+  simdjson::padded_string padded;
+  if (simdjson::padded_string::load(path).get(padded) != simdjson::SUCCESS) {
+    return absl::NotFoundError(absl::StrCat("cannot read tokenizer file ", path));
+  }
+  auto tokenizer = FromPadded(padded);
+  if (!tokenizer.ok()) {
+    return absl::Status(tokenizer.status().code(),
+                        absl::StrCat(path, ": ", tokenizer.status().message()));
+  }
+  return tokenizer;
+}
+
+namespace {
+
+absl::StatusOr<Tokenizer::Components> ParsePadded(const simdjson::padded_string& padded) {
   simdjson::dom::parser parser;
-  const simdjson::padded_string padded(json.data(), json.size());
   element root;
   if (auto error = parser.parse(padded).get(root); error != simdjson::SUCCESS) {
     return absl::InvalidArgumentError(
@@ -362,7 +399,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(absl::string_view
       return absl::UnimplementedError(absl::StrCat("unsupported \"", unsupported, "\" settings"));
     }
   }
-  Components components;
+  Tokenizer::Components components;
   element e;
   if (o.at_key("model").get(e) != simdjson::SUCCESS)
     return Invalid("tokenizer.json", "no \"model\"");
@@ -397,7 +434,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(absl::string_view
       components.added_tokens.push_back(std::move(token));
     }
   }
-  return FromComponents(std::move(components), Sha256Hex(json));
+  return components;
 }
+
+}  // namespace
 
 }  // namespace maximus::tokenizer

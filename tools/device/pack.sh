@@ -10,6 +10,8 @@
 # /usr/local/cuda/lib64 on the GPU machine. tools/device/run.sh unpacks and runs it.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
+# Where the archive goes (tokenizer/bench/pack_device.sh writes its own).
+archive="${MAXIMUS_DEVICE_ARCHIVE:-.device/maximus-device.tar.gz}"
 
 readonly QUERY='attr(tags, "\bgpu\b", kind("cc_(test|binary)", //...))'
 targets=("$@")
@@ -20,7 +22,7 @@ fi
 echo "pack.sh: building ${#targets[@]} targets" >&2
 ./bazelw build --noshow_progress "${targets[@]}" >&2
 
-stage=.device/stage
+stage="${archive%.tar.gz}.stage"
 rm -rf "${stage}" && mkdir -p "${stage}/bin" "${stage}/lib"
 bin_dir="$(./bazelw info bazel-bin 2>/dev/null)"
 : > "${stage}/manifest.txt"
@@ -55,7 +57,8 @@ for lib in "${stage}"/lib/*; do
   [[ -e "${lib}" ]] && patchelf --force-rpath --set-rpath '$ORIGIN' "${lib}"
 done
 
-tar -C "${stage}" -czf .device/maximus-device.tar.gz .
+mkdir -p "$(dirname "${archive}")"
+tar -C "${stage}" -czf "${archive}" .
 rm -rf "${stage}"
-echo "pack.sh: wrote .device/maximus-device.tar.gz ($(du -h .device/maximus-device.tar.gz | cut -f1))," \
+echo "pack.sh: wrote ${archive} ($(du -h "${archive}" | cut -f1))," \
   "carry .device to the GPU machine and run tools/device/run.sh there" >&2

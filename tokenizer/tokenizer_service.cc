@@ -1,0 +1,140 @@
+#include "tokenizer/tokenizer_service.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace maximus::tokenizer {
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  const grpc::StatusCode code = status.code() == absl::StatusCode::kInvalidArgument
+                                    ? grpc::StatusCode::INVALID_ARGUMENT
+                                    : grpc::StatusCode::INTERNAL;
+  return grpc::Status(code, std::string(status.message()));
+}
+
+void Fill(const std::vector<int32_t>& ids, TokenSequence* sequence) {
+  sequence->mutable_ids()->Add(ids.begin(), ids.end());
+}
+
+}  // namespace
+
+grpc::Status TokenizerServiceImpl::CheckSize(const google::protobuf::Message& request) const {
+  const size_t bytes = request.ByteSizeLong();
+  if (static_cast<int64_t>(bytes) > max_request_bytes_) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        absl::StrCat("request of ", bytes, " bytes exceeds the limit of ",
+                                     max_request_bytes_, " bytes; split it (EncodeBatch streams)"));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status TokenizerServiceImpl::Encode(grpc::ServerContext*, const EncodeRequest* request,
+                                          EncodeResponse* response) {
+  if (grpc::Status size = CheckSize(*request); !size.ok()) return size;
+  auto ids = tokenizer_->Encode(
+      request->text(), EncodeOptions{request->add_special_tokens(), request->strict_utf8()});
+  if (!ids.ok()) return ToGrpc(ids.status());
+  Fill(*ids, response->mutable_tokens());
+  return grpc::Status::OK;
+}
+
+grpc::Status TokenizerServiceImpl::EncodeBatch(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<EncodeBatchResponse, EncodeBatchRequest>* stream) {
+  EncodeBatchRequest request;
+  while (stream->Read(&request)) {
+    if (context->IsCancelled()) return grpc::Status::CANCELLED;
+    if (grpc::Status size = CheckSize(request); !size.ok()) return size;
+    std::vector<std::string> texts(request.texts().begin(), request.texts().end());
+    auto batch = tokenizer_->EncodeBatch(
+        texts, EncodeOptions{request.add_special_tokens(), request.strict_utf8()});
+    if (!batch.ok()) return ToGrpc(batch.status());
+    EncodeBatchResponse response;
+    for (const std::vector<int32_t>& ids : *batch) Fill(ids, response.add_sequences());
+    if (!stream->Write(response)) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status TokenizerServiceImpl::Decode(grpc::ServerContext*, const DecodeRequest* request,
+                                          DecodeResponse* response) {
+  if (grpc::Status size = CheckSize(*request); !size.ok()) return size;
+  auto text = tokenizer_->Decode(request->ids(), DecodeOptions{request->skip_special_tokens()});
+  if (!text.ok()) return ToGrpc(text.status());
+  response->set_text(*std::move(text));
+  return grpc::Status::OK;
+}
+
+grpc::Status TokenizerServiceImpl::GetInfo(grpc::ServerContext*, const GetInfoRequest*,
+                                           TokenizerInfo* response) {
+  response->mutable_fingerprint()->set_sha256(tokenizer_->fingerprint());
+  response->mutable_fingerprint()->set_vocab_size(tokenizer_->vocab_size());
+  for (const AddedToken& token : tokenizer_->added_tokens()) {
+    if (!token.special) continue;
+    SpecialToken* special = response->add_special_tokens();
+    special->set_id(token.id);
+    special->set_content(token.content);
+  }
+  const std::vector<int32_t> ids = tokenizer_->template_special_ids();
+  response->mutable_template_special_ids()->Add(ids.begin(), ids.end());
+  response->set_num_merges(static_cast<int64_t>(tokenizer_->model().num_merges()));
+  response->set_max_request_bytes(max_request_bytes_);
+  return grpc::Status::OK;
+}
+
+ServerInfoServiceImpl::ServerInfoServiceImpl(std::string service) {
+  info_.set_service(std::move(service));
+  info_.set_version("0.1.0");
+  info_.set_start_time_unix_ms(absl::ToUnixMillis(absl::Now()));
+  info_.set_pid(getpid());
+}
+
+grpc::Status ServerInfoServiceImpl::GetServerInfo(grpc::ServerContext*, const GetServerInfoRequest*,
+                                                  ServerInfo* response) {
+  *response = info_;
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<std::unique_ptr<TokenizerServer>> TokenizerServer::Start(
+    std::unique_ptr<Tokenizer> tokenizer, const Options& options) {
+  std::unique_ptr<TokenizerServer> server(new TokenizerServer());
+  server->tokenizer_ = std::move(tokenizer);
+  server->service_ =
+      std::make_unique<TokenizerServiceImpl>(server->tokenizer_.get(), options.max_request_bytes);
+  server->info_ = std::make_unique<ServerInfoServiceImpl>("maximus.TokenizerService");
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &server->port_);
+  // The transport admits somewhat more than the service limit, so that
+  // oversize requests reach the service and get INVALID_ARGUMENT naming the limit.
+  const int64_t transport = std::min<int64_t>(INT32_MAX, options.max_request_bytes + (4 << 20));
+  builder.SetMaxReceiveMessageSize(static_cast<int>(transport));
+  builder.SetMaxSendMessageSize(INT32_MAX);
+  builder.RegisterService(server->service_.get());
+  builder.RegisterService(server->info_.get());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.address));
+  }
+  return server;
+}
+
+void TokenizerServer::Shutdown() {
+  if (server_ != nullptr) {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  }
+}
+
+TokenizerServer::~TokenizerServer() { Shutdown(); }
+
+}  // namespace maximus::tokenizer

@@ -1,0 +1,81 @@
+// gRPC TokenizerService over one Tokenizer, and the server that hosts it
+// beside ServerInfoService, health checking and reflection.
+
+#ifndef MAXIMUS_TOKENIZER_TOKENIZER_SERVICE_H_
+#define MAXIMUS_TOKENIZER_TOKENIZER_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "proto/common.grpc.pb.h"
+#include "proto/tokenizer.grpc.pb.h"
+#include "tokenizer/tokenizer.h"
+
+namespace maximus::tokenizer {
+
+class TokenizerServiceImpl final : public TokenizerService::Service {
+ public:
+  // `max_request_bytes`: larger requests (and stream messages) are rejected
+  // with INVALID_ARGUMENT.
+  TokenizerServiceImpl(const Tokenizer* tokenizer, int64_t max_request_bytes)
+      : tokenizer_(tokenizer), max_request_bytes_(max_request_bytes) {}
+
+  grpc::Status Encode(grpc::ServerContext* context, const EncodeRequest* request,
+                      EncodeResponse* response) override;
+  grpc::Status EncodeBatch(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<EncodeBatchResponse, EncodeBatchRequest>* stream) override;
+  grpc::Status Decode(grpc::ServerContext* context, const DecodeRequest* request,
+                      DecodeResponse* response) override;
+  grpc::Status GetInfo(grpc::ServerContext* context, const GetInfoRequest* request,
+                       TokenizerInfo* response) override;
+
+ private:
+  grpc::Status CheckSize(const google::protobuf::Message& request) const;
+
+  const Tokenizer* tokenizer_;
+  int64_t max_request_bytes_;
+};
+
+class ServerInfoServiceImpl final : public ServerInfoService::Service {
+ public:
+  explicit ServerInfoServiceImpl(std::string service);
+  grpc::Status GetServerInfo(grpc::ServerContext* context, const GetServerInfoRequest* request,
+                             ServerInfo* response) override;
+
+ private:
+  ServerInfo info_;
+};
+
+// A running server: the tokenizer, its services and the gRPC server.
+class TokenizerServer {
+ public:
+  struct Options {
+    std::string address = "0.0.0.0:0";  // Port 0: any free port, see port().
+    int64_t max_request_bytes = 256 << 20;
+  };
+  static absl::StatusOr<std::unique_ptr<TokenizerServer>> Start(
+      std::unique_ptr<Tokenizer> tokenizer, const Options& options);
+  ~TokenizerServer();
+
+  int port() const { return port_; }
+  void Wait() { server_->Wait(); }
+  void Shutdown();
+
+ private:
+  TokenizerServer() = default;
+
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<TokenizerServiceImpl> service_;
+  std::unique_ptr<ServerInfoServiceImpl> info_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace maximus::tokenizer
+
+#endif  // MAXIMUS_TOKENIZER_TOKENIZER_SERVICE_H_

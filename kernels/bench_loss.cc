@@ -29,6 +29,7 @@
 
 ABSL_FLAG(std::string, shapes, "4088x2048x262144,16384x640x262144",
           "Comma-separated NxDxV shapes (tokens x hidden x vocabulary).");
+ABSL_FLAG(std::string, losses, "maxis,ce", "Which losses to run: maxis, ce or both.");
 ABSL_FLAG(int64_t, chunk_tokens, 2048, "Rows of logits the exact CE holds at once.");
 ABSL_FLAG(int64_t, candidate_budget, 2048, "MAXIS K.");
 ABSL_FLAG(int, warmup, 3, "Untimed runs.");
@@ -58,8 +59,8 @@ T Check(absl::StatusOr<T> value, const char* what) {
   return *std::move(value);
 }
 
-void Row(const char* name, const LinearHeadShape& s, double ms, double extra_bytes,
-         double flops, double bytes) {
+void Row(const char* name, const LinearHeadShape& s, double ms, double extra_bytes, double flops,
+         double bytes) {
   const double peak_ms = std::max(flops / (absl::GetFlag(FLAGS_peak_tflops) * 1e12),
                                   bytes / (absl::GetFlag(FLAGS_peak_gbps) * 1e9)) *
                          1e3;
@@ -85,7 +86,8 @@ void RunShape(const LinearHeadShape& s) {
   auto grad_hidden = Check(DeviceBuffer<float>::Allocate(n * d), "grad_hidden");
   auto loss = Check(DeviceBuffer<float>::Allocate(3), "loss");
 
-  {  // MAXIS.
+  const std::string losses = absl::GetFlag(FLAGS_losses);
+  if (losses.find("maxis") != std::string::npos) {  // MAXIS.
     MaxisConfig config;
     config.candidate_budget = absl::GetFlag(FLAGS_candidate_budget);
     const int64_t free_before = FreeBytes();
@@ -108,31 +110,30 @@ void RunShape(const LinearHeadShape& s) {
     const double c = static_cast<double>(counts.candidates);
     const double scouts = static_cast<double>(maxis.scouts());
     // Scout scan, candidate logits (full + low), two backward GEMMs each.
-    const double flops = 2.0 * scouts * v * config.low_dim + 3 * 2.0 * n * c * d +
-                         3 * 2.0 * n * c * config.low_dim;
+    const double flops =
+        2.0 * scouts * v * config.low_dim + 3 * 2.0 * n * c * d + 3 * 2.0 * n * c * config.low_dim;
     // W once for the norms, its first d_low columns for the scan, H a few times.
-    const double bytes = 2.0 * v * d + 2.0 * v * config.low_dim + 4 * 2.0 * n * d +
-                         4.0 * n * d + 4.0 * counts.grad_rows * d;
+    const double bytes = 2.0 * v * d + 2.0 * v * config.low_dim + 4 * 2.0 * n * d + 4.0 * n * d +
+                         4.0 * counts.grad_rows * d;
     Row("maxis", s, ms, extra, flops, bytes);
     std::printf("  |C| = %ld, dW rows = %ld, workspace %.3f GiB\n", counts.candidates,
                 counts.grad_rows, maxis.workspace_bytes() / kGiB);
   }
-  {  // Exact cross-entropy, and its three GEMMs alone.
+  if (losses.find("ce") != std::string::npos) {  // Exact cross-entropy, and its GEMMs alone.
     auto grad_weight = Check(DeviceBuffer<float>::Allocate(v * d), "grad_weight");
     const int64_t free_before = FreeBytes();
-    auto ce = Check(
-        LinearCrossEntropyCuda::Create(s, {absl::GetFlag(FLAGS_chunk_tokens)}), "CE Create");
+    auto ce =
+        Check(LinearCrossEntropyCuda::Create(s, {absl::GetFlag(FLAGS_chunk_tokens)}), "CE Create");
     const CrossEntropyDeviceOutputs outputs{loss.data(), nullptr, grad_hidden.data(),
                                             grad_weight.data()};
-    const double ms = Check(MedianMilliseconds([&] { return ce.Run(inputs, outputs); }, warmup,
-                                               iters),
-                            "CE");
+    const double ms =
+        Check(MedianMilliseconds([&] { return ce.Run(inputs, outputs); }, warmup, iters), "CE");
     const double extra = static_cast<double>(free_before - FreeBytes());
     const double flops = 3 * 2.0 * n * v * d;
     // Inputs, dense fp32 dW, and the chunk logits: written, read twice, bf16 gradient
     // written and read by two GEMMs.
-    const double bytes = 2.0 * v * d + 2.0 * n * d + 4.0 * v * d + 4.0 * n * d +
-                         n * v * (4.0 + 8.0 + 2.0 + 4.0);
+    const double bytes =
+        2.0 * v * d + 2.0 * n * d + 4.0 * v * d + 4.0 * n * d + n * v * (4.0 + 8.0 + 2.0 + 4.0);
     Row("exact_ce", s, ms, extra, flops, bytes);
 
     const int64_t chunk = std::min(absl::GetFlag(FLAGS_chunk_tokens), n);
@@ -143,20 +144,19 @@ void RunShape(const LinearHeadShape& s) {
             [&]() -> absl::Status {
               for (int64_t r0 = 0; r0 < n; r0 += chunk) {
                 const int64_t rows = std::min(chunk, n - r0);
-                absl::Status st = GemmCuda(handle.get(), GemmDims{rows, v, d, false, true},
-                                           DType::kBFloat16, DType::kFloat32, 1.0f,
-                                           hidden.data() + r0 * d, weight.data(), 0.0f,
-                                           logits.data());
+                absl::Status st =
+                    GemmCuda(handle.get(), GemmDims{rows, v, d, false, true}, DType::kBFloat16,
+                             DType::kFloat32, 1.0f, hidden.data() + r0 * d, weight.data(), 0.0f,
+                             logits.data());
                 if (st.ok()) {
                   st = GemmCuda(handle.get(), GemmDims{rows, d, v}, DType::kBFloat16,
                                 DType::kFloat32, 1.0f, logits.data(), weight.data(), 0.0f,
                                 grad_hidden.data() + r0 * d);
                 }
                 if (st.ok()) {
-                  st = GemmCuda(handle.get(), GemmDims{v, d, rows, true, false},
-                                DType::kBFloat16, DType::kFloat32, 1.0f, logits.data(),
-                                hidden.data() + r0 * d, r0 == 0 ? 0.0f : 1.0f,
-                                grad_weight.data());
+                  st = GemmCuda(handle.get(), GemmDims{v, d, rows, true, false}, DType::kBFloat16,
+                                DType::kFloat32, 1.0f, logits.data(), hidden.data() + r0 * d,
+                                r0 == 0 ? 0.0f : 1.0f, grad_weight.data());
                 }
                 if (!st.ok()) return st;
               }
@@ -165,15 +165,17 @@ void RunShape(const LinearHeadShape& s) {
             warmup, iters),
         "GEMMs");
     Row("ce_gemms_only", s, gemm_ms, 0.0, flops, 2.0 * v * d + 2.0 * n * d + 8.0 * v * d);
-    std::printf("  exact CE / its GEMMs = %.2fx; CE workspace %.3f GiB (+ dense fp32 dW %.3f GiB)\n",
-                ms / gemm_ms, ce.workspace_bytes() / kGiB, grad_weight.bytes() / kGiB);
+    std::printf(
+        "  exact CE / its GEMMs = %.2fx; CE workspace %.3f GiB (+ dense fp32 dW %.3f GiB)\n",
+        ms / gemm_ms, ce.workspace_bytes() / kGiB, grad_weight.bytes() / kGiB);
   }
 }
 
 int Main() {
   const absl::StatusOr<GpuInfo> gpu = ProbeGpu();
   if (!gpu.ok()) {
-    std::fprintf(stderr, "bench_loss needs a GPU: %s\n", std::string(gpu.status().message()).c_str());
+    std::fprintf(stderr, "bench_loss needs a GPU: %s\n",
+                 std::string(gpu.status().message()).c_str());
     return 1;
   }
   std::printf("GPU: %s\n", gpu->ToString().c_str());

@@ -62,8 +62,8 @@ __global__ void __launch_bounds__(kRowThreads)
     for (int64_t j = threadIdx.x; j < vocab / 4; j += blockDim.x) {
       const float4 v = z4[j];
       const float m = fmaxf(fmaxf(v.x, v.y), fmaxf(v.z, v.w));
-      acc = MergeMaxSum(acc, {m, __expf(v.x - m) + __expf(v.y - m) + __expf(v.z - m) +
-                                     __expf(v.w - m)});
+      acc = MergeMaxSum(acc,
+                        {m, __expf(v.x - m) + __expf(v.y - m) + __expf(v.z - m) + __expf(v.w - m)});
     }
   } else {
     for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) acc = MergeMaxSum(acc, {z[j], 1.0f});
@@ -79,8 +79,8 @@ __global__ void __launch_bounds__(kRowThreads)
     uint2* g4 = reinterpret_cast<uint2*>(g);
     for (int64_t j = threadIdx.x; j < vocab / 4; j += blockDim.x) {
       const float4 v = z4[j];
-      float p[4] = {__expf(v.x - lse) * scale, __expf(v.y - lse) * scale,
-                    __expf(v.z - lse) * scale, __expf(v.w - lse) * scale};
+      float p[4] = {__expf(v.x - lse) * scale, __expf(v.y - lse) * scale, __expf(v.z - lse) * scale,
+                    __expf(v.w - lse) * scale};
       if (y / 4 == j) p[y % 4] -= scale;
       const __nv_bfloat162 lo = __floats2bfloat162_rn(p[0], p[1]);
       const __nv_bfloat162 hi = __floats2bfloat162_rn(p[2], p[3]);
@@ -108,8 +108,8 @@ __global__ void MeanLossKernel(const float* __restrict__ token_loss, int64_t tok
 
 }  // namespace
 
-absl::StatusOr<LinearCrossEntropyCuda> LinearCrossEntropyCuda::Create(
-    const LinearHeadShape& shape, const Options& options) {
+absl::StatusOr<LinearCrossEntropyCuda> LinearCrossEntropyCuda::Create(const LinearHeadShape& shape,
+                                                                      const Options& options) {
   if (absl::Status status = ValidateLinearHeadShape(shape); !status.ok()) return status;
   if (options.chunk_tokens < 1) {
     return absl::InvalidArgumentError(
@@ -162,8 +162,8 @@ absl::Status LinearCrossEntropyCuda::Run(const LinearHeadDeviceInputs& in,
     const Bf16Bits* hidden = in.hidden + row0 * d;
     // logits[rows x V] = H[chunk] · Wᵀ
     MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle_.get(), GemmDims{rows, v, d, false, true},
-                                            DType::kBFloat16, DType::kFloat32, 1.0f, hidden,
-                                            in.weight, 0.0f, logits_.data()));
+                                     DType::kBFloat16, DType::kFloat32, 1.0f, hidden, in.weight,
+                                     0.0f, logits_.data()));
     __nv_bfloat16* grad =
         want_grads ? reinterpret_cast<__nv_bfloat16*>(grad_logits_.data()) : nullptr;
     if (v % 4 == 0) {
@@ -178,17 +178,15 @@ absl::Status LinearCrossEntropyCuda::Run(const LinearHeadDeviceInputs& in,
     MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
     if (out.grad_hidden != nullptr) {
       // dH[chunk] = G · W
-      MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle_.get(), GemmDims{rows, d, v},
-                                              DType::kBFloat16, DType::kFloat32, 1.0f,
-                                              grad_logits_.data(), in.weight, 0.0f,
-                                              out.grad_hidden + row0 * d));
+      MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle_.get(), GemmDims{rows, d, v}, DType::kBFloat16,
+                                       DType::kFloat32, 1.0f, grad_logits_.data(), in.weight, 0.0f,
+                                       out.grad_hidden + row0 * d));
     }
     if (out.grad_weight != nullptr) {
       // dW (+)= Gᵀ · H[chunk]
       MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle_.get(), GemmDims{v, d, rows, true, false},
-                                              DType::kBFloat16, DType::kFloat32, 1.0f,
-                                              grad_logits_.data(), hidden,
-                                              row0 == 0 ? 0.0f : 1.0f, out.grad_weight));
+                                       DType::kBFloat16, DType::kFloat32, 1.0f, grad_logits_.data(),
+                                       hidden, row0 == 0 ? 0.0f : 1.0f, out.grad_weight));
     }
   }
   MeanLossKernel<<<1, kReduceThreads, 0, stream>>>(token_loss, n, mask_count_.data(), out.loss);

@@ -61,8 +61,7 @@ class LinearCrossEntropyCuda {
   int64_t workspace_bytes() const;
 
  private:
-  LinearCrossEntropyCuda(const LinearHeadShape& shape, const Options& options,
-                         CublasHandle handle)
+  LinearCrossEntropyCuda(const LinearHeadShape& shape, const Options& options, CublasHandle handle)
       : shape_(shape), options_(options), handle_(std::move(handle)) {}
 
   LinearHeadShape shape_;

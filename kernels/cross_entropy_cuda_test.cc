@@ -1,6 +1,8 @@
 // The CUDA linear cross-entropy against the CPU reference, on random
 // non-zero bf16 inputs.
 
+#include "kernels/cross_entropy_cuda.h"
+
 #include <cstdint>
 #include <vector>
 
@@ -8,7 +10,6 @@
 #include "gtest/gtest.h"
 #include "kernels/bf16.h"
 #include "kernels/cross_entropy.h"
-#include "kernels/cross_entropy_cuda.h"
 #include "kernels/device_buffer.h"
 #include "kernels/gpu_test_util.h"
 #include "kernels/test_util.h"
@@ -63,9 +64,9 @@ struct Case {
 TEST(CrossEntropyCudaTest, MatchesCpuReference) {
   MAXIMUS_SKIP_WITHOUT_GPU();
   const Case cases[] = {
-      {{37, 64, 1000}, 16, true},       // Several chunks, the last partial; V % 4 == 0.
-      {{70, 96, 1023}, 2048, false},    // One chunk; V % 4 != 0 (scalar path).
-      {{513, 256, 32768}, 128, true},   // Larger vocabulary.
+      {{37, 64, 1000}, 16, true},      // Several chunks, the last partial; V % 4 == 0.
+      {{70, 96, 1023}, 2048, false},   // One chunk; V % 4 != 0 (scalar path).
+      {{513, 256, 32768}, 128, true},  // Larger vocabulary.
   };
   uint64_t seed = 1;
   for (const Case& c : cases) {

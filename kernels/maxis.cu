@@ -1,11 +1,12 @@
-#include <cub/device/device_select.cuh>
 #include <cuda_bf16.h>
+#include <cuda_pipeline.h>
 #include <mma.h>
 #include <thrust/iterator/counting_iterator.h>
 
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cub/device/device_select.cuh>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda_status.h"
@@ -23,7 +24,13 @@ constexpr int kScanThreads = 256;  // 8 warps.
 constexpr int kTileRows = 128;     // Vocabulary rows per scan tile.
 constexpr int kTileScouts = 32;    // Scouts per inner step.
 constexpr int kScorePitch = kTileRows + 4;
-constexpr int kScanLowDim = 64;    // d_low the scan is compiled for (the seed's and default).
+constexpr int kScanLowDim = 64;  // d_low the scan is compiled for (the seed's and default).
+constexpr int kSmallK = 8;       // Largest k of the register-resident scan.
+constexpr int kScanBlocks = 132 * 8;
+// Shared memory of the small-k scan: two W tiles and the scores (the scouts
+// are staged in the scores' space).
+constexpr int kSmallKScanShared =
+    2 * kTileRows * (kScanLowDim + 8) * 2 + kTileScouts * kScorePitch * 4;
 constexpr int kRowThreads = 256;
 constexpr int kStats = 4;  // Per token: t, t_low, ||h||², ||h_low||².
 constexpr int kCoefs = 6;  // Per token: dz_t, dz_t_low, dz_g, dz_g_low, loss, loss_low.
@@ -111,8 +118,7 @@ __global__ void __launch_bounds__(kScanThreads)
     __syncthreads();
     for (int e = threadIdx.x; e < kTileRows * LOW; e += blockDim.x) {
       const int r = e / LOW, c = e % LOW;
-      w_tile[r * kPitch + c] =
-          v0 + r < vocab ? w[(v0 + r) * d + c] : __float2bfloat16(0.0f);
+      w_tile[r * kPitch + c] = v0 + r < vocab ? w[(v0 + r) * d + c] : __float2bfloat16(0.0f);
     }
     for (int64_t s0 = 0; s0 < scouts; s0 += kTileScouts) {
       __syncthreads();  // The previous step's scores and scouts are consumed.
@@ -187,10 +193,198 @@ __global__ void __launch_bounds__(kScanThreads)
   }
 }
 
+// Scout scan for small k (<= KMAX), step 2. A block owns kTileScouts scouts
+// and a contiguous segment of vocabulary tiles; each warp keeps the running
+// top-k of its 4 scouts in shared memory, and a tile's score enters only when
+// it beats the current k-th (rare after the first tiles), so selection costs a
+// compare and a vote per 4 scores. Writes each (scout, segment)'s top k.
+template <int LOW, int KMAX>
+__global__ void __launch_bounds__(kScanThreads)
+    ScoutScanSmallKKernel(const __nv_bfloat16* __restrict__ h, const __nv_bfloat16* __restrict__ w,
+                          int64_t vocab, int64_t d, int64_t stride, int64_t scouts, int64_t tiles,
+                          int k, float* __restrict__ part_scores, int32_t* __restrict__ part_ids) {
+  constexpr int kPitch = LOW + 8;
+  constexpr int kRowsPerWarp = kTileScouts / (kScanThreads / 32);
+  static_assert(kTileRows == 32 * 4, "a lane scans 4 consecutive scores of a row");
+  // Dynamic shared memory: two W tiles (the next loads while this one is
+  // used) and the scores; the scouts are staged in the scores' space first.
+  extern __shared__ __align__(128) unsigned char shared[];
+  __nv_bfloat16* const w_tiles = reinterpret_cast<__nv_bfloat16*>(shared);
+  float* const scores = reinterpret_cast<float*>(shared + 2 * kTileRows * kPitch * 2);
+  __nv_bfloat16* const s_tile = reinterpret_cast<__nv_bfloat16*>(scores);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t s0 = int64_t{blockIdx.x} * kTileScouts;
+  const int64_t segment = blockIdx.y, segments = gridDim.y;
+  const int64_t tile_begin = segment * tiles / segments;
+  const int64_t tile_end = (segment + 1) * tiles / segments;
+  const bool wide = d % 8 == 0;
+
+  for (int e = threadIdx.x; e < kTileScouts * LOW; e += blockDim.x) {
+    const int r = e / LOW, c = e % LOW;
+    s_tile[r * kPitch + c] =
+        s0 + r < scouts ? h[(s0 + r) * stride * d + c] : __float2bfloat16(0.0f);
+  }
+  __syncthreads();
+  // The scouts' fragments stay in registers for the whole segment.
+  const int row_block = warp / 4;
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a[LOW / 16];
+#pragma unroll
+  for (int kk = 0; kk < LOW / 16; ++kk) {
+    wmma::load_matrix_sync(a[kk], s_tile + row_block * 16 * kPitch + kk * 16, kPitch);
+  }
+  // (The loop's first barrier orders these reads before the scores overwrite them.)
+
+  // Each scout's running top-k, best first, in shared memory (a warp owns
+  // its rows; lane 0 inserts, rarely), and its k-th best as the entry bar.
+  __shared__ float top_s[kTileScouts][KMAX];
+  __shared__ int32_t top_i[kTileScouts][KMAX];
+  for (int e = threadIdx.x; e < kTileScouts * KMAX; e += blockDim.x) {
+    top_s[e / KMAX][e % KMAX] = -INFINITY;
+    top_i[e / KMAX][e % KMAX] = -1;
+  }
+  bool row_valid[kRowsPerWarp];
+  const float* bar_s_ptr[kRowsPerWarp];
+  const int32_t* bar_i_ptr[kRowsPerWarp];
+#pragma unroll
+  for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+    const int r = warp + rr * (kScanThreads / 32);
+    row_valid[rr] = s0 + r < scouts;
+    bar_s_ptr[rr] = &top_s[r][k - 1];
+    bar_i_ptr[rr] = &top_i[r][k - 1];
+  }
+
+  // Starts copying tile `tile` into buffer `buffer` (asynchronously where
+  // rows are 16-byte aligned). Thread t copies 16 bytes of rows t/8 + 32j.
+  constexpr int kChunksPerRow = LOW / 8;
+  constexpr int kRowsPerPass = kScanThreads / kChunksPerRow;
+  static_assert(kTileRows % kRowsPerPass == 0, "whole passes per tile");
+  const int copy_row = threadIdx.x / kChunksPerRow;
+  const int copy_col = (threadIdx.x % kChunksPerRow) * 8;
+  auto load_tile = [&](int64_t tile, int buffer) {
+    const int64_t v0 = tile * kTileRows;
+    __nv_bfloat16* dst = w_tiles + buffer * kTileRows * kPitch + copy_row * kPitch + copy_col;
+    if (wide) {
+      const __nv_bfloat16* src = w + (v0 + copy_row) * d + copy_col;
+      const int rows_left =
+          static_cast<int>(vocab - v0 < kTileRows ? vocab - v0 : kTileRows) - copy_row;
+#pragma unroll
+      for (int pass = 0; pass < kTileRows / kRowsPerPass; ++pass) {
+        if (pass * kRowsPerPass < rows_left) {
+          __pipeline_memcpy_async(dst + pass * kRowsPerPass * kPitch,
+                                  src + int64_t{pass} * kRowsPerPass * d, 16);
+        } else {
+          *reinterpret_cast<uint4*>(dst + pass * kRowsPerPass * kPitch) = make_uint4(0, 0, 0, 0);
+        }
+      }
+    } else {
+      __nv_bfloat16* tile_dst = w_tiles + buffer * kTileRows * kPitch;
+      for (int e = threadIdx.x; e < kTileRows * LOW; e += kScanThreads) {
+        const int r = e / LOW, c = e % LOW;
+        tile_dst[r * kPitch + c] = v0 + r < vocab ? w[(v0 + r) * d + c] : __float2bfloat16(0.0f);
+      }
+    }
+    __pipeline_commit();
+  };
+  if (tile_begin < tile_end) load_tile(tile_begin, 0);
+
+  for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
+    const int64_t v0 = tile * kTileRows;
+    const int buffer = static_cast<int>((tile - tile_begin) & 1);
+    const __nv_bfloat16* w_tile = w_tiles + buffer * kTileRows * kPitch;
+    __syncthreads();  // The previous tile's scores and buffer are consumed.
+    if (tile + 1 < tile_end) {
+      load_tile(tile + 1, buffer ^ 1);
+      __pipeline_wait_prior(1);
+    } else {
+      __pipeline_wait_prior(0);
+    }
+    __syncthreads();
+    {
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b;
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2];
+#pragma unroll
+      for (int f = 0; f < 2; ++f) {
+        wmma::fill_fragment(acc[f], 0.0f);
+#pragma unroll
+        for (int kk = 0; kk < LOW / 16; ++kk) {
+          wmma::load_matrix_sync(b, w_tile + ((warp % 4) * 2 + f) * 16 * kPitch + kk * 16, kPitch);
+          wmma::mma_sync(acc[f], a[kk], b, acc[f]);
+        }
+        wmma::store_matrix_sync(scores + row_block * 16 * kScorePitch + ((warp % 4) * 2 + f) * 16,
+                                acc[f], kScorePitch, wmma::mem_row_major);
+      }
+    }
+    __syncthreads();
+    // Lane l holds scores [4l, 4l + 4) of each of the warp's rows; only when
+    // some lane's best reaches the row's k-th best does the warp go on to
+    // exact insertion.
+    const int32_t id0 = static_cast<int32_t>(v0) + 4 * lane;
+    const bool last_tile = v0 + kTileRows > vocab;  // Block-uniform.
+#pragma unroll
+    for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+      const int r = warp + rr * (kScanThreads / 32);
+      if (!row_valid[rr]) continue;  // Warp-uniform.
+      float4 v = *reinterpret_cast<const float4*>(scores + r * kScorePitch + 4 * lane);
+      if (last_tile) {  // Rows past V never enter.
+        if (id0 >= vocab) v.x = -INFINITY;
+        if (id0 + 1 >= vocab) v.y = -INFINITY;
+        if (id0 + 2 >= vocab) v.z = -INFINITY;
+        if (id0 + 3 >= vocab) v.w = -INFINITY;
+      }
+      const float best = fmaxf(fmaxf(v.x, v.y), fmaxf(v.z, v.w));
+      float bar_s = bar_s_ptr[rr][0];
+      if (!__any_sync(kFullWarp, best != -INFINITY && best >= bar_s)) continue;
+      int32_t bar_i = bar_i_ptr[rr][0];
+      // Take the tile's best in order, k rounds at most, while they beat the
+      // row's k-th best.
+      const float mine[4] = {v.x, v.y, v.z, v.w};
+      float prev_s = INFINITY;
+      int32_t prev_i = -1;
+      for (int round = 0; round < k; ++round) {
+        float bs = -INFINITY;
+        int32_t bi = -1;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int32_t id = id0 + e;
+          if (mine[e] != -INFINITY && (prev_i < 0 || Before(prev_s, prev_i, mine[e], id)) &&
+              (bi < 0 || Before(mine[e], id, bs, bi))) {
+            bs = mine[e];
+            bi = id;
+          }
+        }
+        WarpBest(bs, bi);
+        if (bi < 0 || !(bar_i < 0 || Before(bs, bi, bar_s, bar_i))) break;
+        if (lane == 0) {
+          int j = k - 1;
+          for (; j > 0 && Before(bs, bi, top_s[r][j - 1], top_i[r][j - 1]); --j) {
+            top_s[r][j] = top_s[r][j - 1];
+            top_i[r][j] = top_i[r][j - 1];
+          }
+          top_s[r][j] = bs;
+          top_i[r][j] = bi;
+        }
+        __syncwarp();
+        bar_s = bar_s_ptr[rr][0];
+        bar_i = bar_i_ptr[rr][0];
+        prev_s = bs;
+        prev_i = bi;
+      }
+    }
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < kTileScouts * k; e += blockDim.x) {
+    const int r = e / k, j = e % k;
+    if (s0 + r >= scouts) continue;
+    const int64_t out = ((s0 + r) * segments + segment) * k + j;
+    part_scores[out] = top_s[r][j];
+    part_ids[out] = top_i[r][j];
+  }
+}
+
 // One block per scout: the best k of its tiles' picks, in order.
 __global__ void MergeScoutPicksKernel(const float* __restrict__ tile_scores,
-                                      const int32_t* __restrict__ tile_ids, int64_t entries,
-                                      int k, int32_t* __restrict__ picks) {
+                                      const int32_t* __restrict__ tile_ids, int64_t entries, int k,
+                                      int32_t* __restrict__ picks) {
   __shared__ float best_scores[32];
   __shared__ int32_t best_ids[32];
   const int64_t scout = blockIdx.x;
@@ -330,7 +524,7 @@ int64_t PaddedCandidates(int64_t count) { return (count + 7) / 8 * 8; }
 
 struct SoftmaxParams {
   int64_t tokens, vocab, d, low, candidates;
-  int64_t pitch;  // Row stride of the logit buffers, PaddedCandidates(candidates).
+  int64_t pitch;   // Row stride of the logit buffers, PaddedCandidates(candidates).
   float log_rest;  // ln(V - |C| - 1)
   float aux_weight;
   bool use_ghost;
@@ -355,7 +549,7 @@ __global__ void __launch_bounds__(kRowThreads)
   float* coef = coefs + i * kCoefs;
   if (!on) {
     if (p.write_grads) {
-      for (int64_t c = threadIdx.x; c < c_count; c += blockDim.x) {
+      for (int64_t c = threadIdx.x; c < pitch; c += blockDim.x) {
         grad[i * pitch + c] = __float2bfloat16(0.0f);
         grad_low[i * pitch + c] = __float2bfloat16(0.0f);
       }
@@ -388,14 +582,15 @@ __global__ void __launch_bounds__(kRowThreads)
     const float weight = scale * (part == 0 ? 1.0f : p.aux_weight);
     if (p.write_grads) {
       __nv_bfloat16* g = (part == 0 ? grad : grad_low) + i * pitch;
-      for (int64_t c = threadIdx.x; c < c_count; c += blockDim.x) {
-        g[c] = __float2bfloat16(candidates[c] != y ? __expf(z[c] - lse) * weight : 0.0f);
+      for (int64_t c = threadIdx.x; c < pitch; c += blockDim.x) {
+        g[c] = __float2bfloat16(c < c_count && candidates[c] != y ? __expf(z[c] - lse) * weight
+                                                                  : 0.0f);
       }
     }
     if (threadIdx.x == 0) {
-      coef[part] = (__expf(target - lse) - 1.0f) * weight;                     // dz_t
-      coef[2 + part] = p.use_ghost ? __expf(ghost - lse) * weight : 0.0f;     // dz_g
-      coef[4 + part] = lse - target;                                           // token loss
+      coef[part] = (__expf(target - lse) - 1.0f) * weight;                 // dz_t
+      coef[2 + part] = p.use_ghost ? __expf(ghost - lse) * weight : 0.0f;  // dz_g
+      coef[4 + part] = lse - target;                                       // token loss
     }
   }
 }
@@ -426,9 +621,8 @@ __global__ void GradHiddenRowsKernel(SoftmaxParams p, const __nv_bfloat16* __res
 
 // Sparse dW rows: candidates' rows copied from the GEMM result.
 __global__ void ScatterCandidateGradKernel(const float* __restrict__ candidate_grad,
-                                           const int32_t* __restrict__ candidates,
-                                           int64_t count, int64_t d,
-                                           const int32_t* __restrict__ row_of,
+                                           const int32_t* __restrict__ candidates, int64_t count,
+                                           int64_t d, const int32_t* __restrict__ row_of,
                                            float* __restrict__ rows) {
   for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < count * d;
        e += int64_t{gridDim.x} * blockDim.x) {
@@ -483,7 +677,17 @@ MaxisCuda::MaxisCuda(const LinearHeadShape& shape, const MaxisConfig& config, Cu
   scouts_ = (shape.tokens + config.scout_stride - 1) / config.scout_stride;
   picks_per_scout_ = std::max<int64_t>(1, config.candidate_budget / scouts_);
   vocab_tiles_ = (shape.vocab + kTileRows - 1) / kTileRows;
-  tile_picks_ = std::min<int64_t>(picks_per_scout_, kTileRows);
+  if (picks_per_scout_ <= kSmallK) {
+    // Enough (scout chunk, vocabulary segment) blocks to fill the GPU.
+    const int64_t chunks = (scouts_ + kTileScouts - 1) / kTileScouts;
+    scan_segments_ = std::clamp<int64_t>((kScanBlocks + chunks - 1) / chunks, 1, vocab_tiles_);
+    picks_per_entry_group_ = picks_per_scout_;
+    scan_entries_ = scan_segments_ * picks_per_scout_;
+  } else {
+    scan_segments_ = 0;
+    picks_per_entry_group_ = std::min<int64_t>(picks_per_scout_, kTileRows);
+    scan_entries_ = vocab_tiles_ * picks_per_entry_group_;
+  }
 }
 
 absl::StatusOr<MaxisCuda> MaxisCuda::Create(const LinearHeadShape& shape,
@@ -500,7 +704,19 @@ absl::StatusOr<MaxisCuda> MaxisCuda::Create(const LinearHeadShape& shape,
   }
   absl::StatusOr<CublasHandle> handle = CublasHandle::Create();
   if (!handle.ok()) return handle.status();
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(ScoutScanSmallKKernel<kScanLowDim, kSmallK>,
+                                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                    kSmallKScanShared));
   MaxisCuda m(shape, config, *std::move(handle));
+  absl::StatusOr<CudaStream> side = CudaStream::Create();
+  absl::StatusOr<CudaEvent> start = CudaEvent::Create();
+  absl::StatusOr<CudaEvent> done = CudaEvent::Create();
+  for (const absl::Status& status : {side.status(), start.status(), done.status()}) {
+    MAXIMUS_RETURN_IF_ERROR(status);
+  }
+  m.side_stream_ = *std::move(side);
+  m.start_event_ = *std::move(start);
+  m.norms_done_ = *std::move(done);
   const int64_t n = shape.tokens, d = shape.hidden, v = shape.vocab;
   const int64_t cmax = m.max_candidates();
   const int64_t cmax_padded = PaddedCandidates(cmax);
@@ -510,15 +726,15 @@ absl::StatusOr<MaxisCuda> MaxisCuda::Create(const LinearHeadShape& shape,
       nullptr, select_bytes, ids, static_cast<const uint8_t*>(nullptr),
       static_cast<int32_t*>(nullptr), static_cast<int32_t*>(nullptr), static_cast<int>(v)));
 
-#define MAXIMUS_ALLOCATE(field, type, count)                          \
-  do {                                                                \
-    auto buffer = DeviceBuffer<type>::Allocate(count);                \
-    if (!buffer.ok()) return buffer.status();                         \
-    m.field = *std::move(buffer);                                     \
+#define MAXIMUS_ALLOCATE(field, type, count)           \
+  do {                                                 \
+    auto buffer = DeviceBuffer<type>::Allocate(count); \
+    if (!buffer.ok()) return buffer.status();          \
+    m.field = *std::move(buffer);                      \
   } while (0)
   MAXIMUS_ALLOCATE(norm_sums_, double, 2);
-  MAXIMUS_ALLOCATE(tile_scores_, float, m.scouts_ * m.vocab_tiles_ * m.tile_picks_);
-  MAXIMUS_ALLOCATE(tile_ids_, int32_t, m.scouts_ * m.vocab_tiles_ * m.tile_picks_);
+  MAXIMUS_ALLOCATE(tile_scores_, float, m.scouts_* m.scan_entries_);
+  MAXIMUS_ALLOCATE(tile_ids_, int32_t, m.scouts_ * m.scan_entries_);
   MAXIMUS_ALLOCATE(scout_picks_, int32_t, cmax);
   MAXIMUS_ALLOCATE(candidate_flags_, uint8_t, v);
   MAXIMUS_ALLOCATE(row_flags_, uint8_t, v);
@@ -527,14 +743,14 @@ absl::StatusOr<MaxisCuda> MaxisCuda::Create(const LinearHeadShape& shape,
   MAXIMUS_ALLOCATE(row_of_, int32_t, v);
   MAXIMUS_ALLOCATE(counts_, int32_t, 3);
   MAXIMUS_ALLOCATE(select_temp_, uint8_t, select_bytes);
-  MAXIMUS_ALLOCATE(candidate_weight_, Bf16Bits, cmax * d);
-  MAXIMUS_ALLOCATE(row_stats_, float, n * kStats);
-  MAXIMUS_ALLOCATE(logits_, float, n * cmax_padded);
-  MAXIMUS_ALLOCATE(logits_low_, float, n * cmax_padded);
+  MAXIMUS_ALLOCATE(candidate_weight_, Bf16Bits, cmax_padded * d);
+  MAXIMUS_ALLOCATE(row_stats_, float, n* kStats);
+  MAXIMUS_ALLOCATE(logits_, float, n* cmax_padded);
+  MAXIMUS_ALLOCATE(logits_low_, float, n* cmax_padded);
   MAXIMUS_ALLOCATE(grad_logits_, Bf16Bits, n * cmax_padded);
   MAXIMUS_ALLOCATE(grad_logits_low_, Bf16Bits, n * cmax_padded);
-  MAXIMUS_ALLOCATE(row_coefs_, float, n * kCoefs);
-  MAXIMUS_ALLOCATE(candidate_grad_, float, cmax * d);
+  MAXIMUS_ALLOCATE(row_coefs_, float, n* kCoefs);
+  MAXIMUS_ALLOCATE(candidate_grad_, float, cmax_padded* d);
   MAXIMUS_ALLOCATE(mask_count_, float, 1);
 #undef MAXIMUS_ALLOCATE
   return m;
@@ -565,29 +781,40 @@ absl::StatusOr<MaxisCuda::Counts> MaxisCuda::Run(const LinearHeadDeviceInputs& i
   const auto* h = reinterpret_cast<const __nv_bfloat16*>(in.hidden);
   const auto* w = reinterpret_cast<const __nv_bfloat16*>(in.weight);
 
-  // 1. Mean squared row norms of W.
-  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(norm_sums_.data(), 0, norm_sums_.bytes(), stream));
-  WeightNormsKernel<<<GridFor(v * 32, 256), 256, 0, stream>>>(w, v, d, low, norm_sums_.data());
+  // 1. Mean squared row norms of W, on the side stream.
+  cudaStream_t side = side_stream_.get();
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaEventRecord(start_event_.get(), stream));
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side, start_event_.get(), 0));
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(norm_sums_.data(), 0, norm_sums_.bytes(), side));
+  WeightNormsKernel<<<GridFor(v * 32, 256), 256, 0, side>>>(w, v, d, low, norm_sums_.data());
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaEventRecord(norms_done_.get(), side));
 
   // 2. Scout scan with per-tile top-k, then a per-scout merge.
-  const int scan_blocks = static_cast<int>(std::min<int64_t>(vocab_tiles_, 132 * 8));
-  ScoutScanKernel<kScanLowDim><<<scan_blocks, kScanThreads, 0, stream>>>(
-      h, w, n, v, d, config_.scout_stride, scouts_, vocab_tiles_, static_cast<int>(tile_picks_),
-      tile_scores_.data(), tile_ids_.data());
+  if (scan_segments_ > 0) {
+    const dim3 grid(static_cast<unsigned>((scouts_ + kTileScouts - 1) / kTileScouts),
+                    static_cast<unsigned>(scan_segments_));
+    ScoutScanSmallKKernel<kScanLowDim, kSmallK><<<grid, kScanThreads, kSmallKScanShared, stream>>>(
+        h, w, v, d, config_.scout_stride, scouts_, vocab_tiles_, static_cast<int>(picks_per_scout_),
+        tile_scores_.data(), tile_ids_.data());
+  } else {
+    const int blocks = static_cast<int>(std::min<int64_t>(vocab_tiles_, kScanBlocks));
+    ScoutScanKernel<kScanLowDim><<<blocks, kScanThreads, 0, stream>>>(
+        h, w, n, v, d, config_.scout_stride, scouts_, vocab_tiles_,
+        static_cast<int>(picks_per_entry_group_), tile_scores_.data(), tile_ids_.data());
+  }
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  MergeScoutPicksKernel<<<scouts_, 256, 0, stream>>>(tile_scores_.data(), tile_ids_.data(),
-                                                     vocab_tiles_ * tile_picks_,
-                                                     static_cast<int>(picks_per_scout_),
-                                                     scout_picks_.data());
+  MergeScoutPicksKernel<<<scouts_, 256, 0, stream>>>(
+      tile_scores_.data(), tile_ids_.data(), scan_entries_, static_cast<int>(picks_per_scout_),
+      scout_picks_.data());
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
 
   // 3. Candidates and gradient rows, sorted and unique.
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(candidate_flags_.data(), 0, v, stream));
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(row_flags_.data(), 0, v, stream));
   const int32_t no_bad = INT_MAX;
-  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(counts_.data() + 2, &no_bad, sizeof(no_bad),
-                                               cudaMemcpyHostToDevice, stream));
+  MAXIMUS_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(counts_.data() + 2, &no_bad, sizeof(no_bad), cudaMemcpyHostToDevice, stream));
   FlagPicksKernel<<<GridFor(max_candidates(), 256), 256, 0, stream>>>(
       scout_picks_.data(), max_candidates(), candidate_flags_.data(), row_flags_.data());
   FlagTargetsKernel<<<1, 1024, 0, stream>>>(in.targets, in.loss_mask, n, v, row_flags_.data(),
@@ -595,14 +822,13 @@ absl::StatusOr<MaxisCuda::Counts> MaxisCuda::Run(const LinearHeadDeviceInputs& i
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   thrust::counting_iterator<int32_t> ids(0);
   size_t temp_bytes = select_temp_.size();
-  MAXIMUS_CUDA_RETURN_IF_ERROR(cub::DeviceSelect::Flagged(
-      select_temp_.data(), temp_bytes, ids, candidate_flags_.data(), candidates_.data(),
-      counts_.data(), static_cast<int>(v), stream));
+  MAXIMUS_CUDA_RETURN_IF_ERROR(
+      cub::DeviceSelect::Flagged(select_temp_.data(), temp_bytes, ids, candidate_flags_.data(),
+                                 candidates_.data(), counts_.data(), static_cast<int>(v), stream));
   temp_bytes = select_temp_.size();
-  MAXIMUS_CUDA_RETURN_IF_ERROR(cub::DeviceSelect::Flagged(select_temp_.data(), temp_bytes, ids,
-                                                          row_flags_.data(), grad_ids_.data(),
-                                                          counts_.data() + 1,
-                                                          static_cast<int>(v), stream));
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cub::DeviceSelect::Flagged(
+      select_temp_.data(), temp_bytes, ids, row_flags_.data(), grad_ids_.data(), counts_.data() + 1,
+      static_cast<int>(v), stream));
   IndexRowsKernel<<<GridFor(max_grad_rows(), 256), 256, 0, stream>>>(
       grad_ids_.data(), counts_.data() + 1, row_of_.data());
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
@@ -618,48 +844,53 @@ absl::StatusOr<MaxisCuda::Counts> MaxisCuda::Run(const LinearHeadDeviceInputs& i
   const int64_t pitch = PaddedCandidates(c_count);
   Counts result{c_count, counts[1]};
   if (config_.use_ghost && v - c_count - 1 < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the ghost logit needs V - |C| - 1 >= 1; V = ", v, ", |C| = ", c_count));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the ghost logit needs V - |C| - 1 >= 1; V = ", v, ", |C| = ", c_count));
   }
 
   // 4. Candidate logits and the two softmaxes.
+  // W_C gets zero rows up to the padded count, so the GEMMs run on aligned
+  // sizes and the padding's logits and gradients are exactly zero.
   GatherRowsKernel<<<GridFor(c_count * d / 8, 256), 256, 0, stream>>>(
-      w, candidates_.data(), c_count, d, reinterpret_cast<__nv_bfloat16*>(candidate_weight_.data()));
+      w, candidates_.data(), c_count, d,
+      reinterpret_cast<__nv_bfloat16*>(candidate_weight_.data()));
+  if (pitch > c_count) {
+    MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(candidate_weight_.data() + c_count * d, 0,
+                                                 sizeof(Bf16Bits) * (pitch - c_count) * d, stream));
+  }
   RowStatsKernel<<<GridFor(n * 32, 256), 256, 0, stream>>>(h, w, in.targets, in.loss_mask, n, v, d,
-                                                          low, row_stats_.data());
+                                                           low, row_stats_.data());
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  GemmDims logit_dims{n, c_count, d, false, true};
+  GemmDims logit_dims{n, pitch, d, false, true};
   logit_dims.ldc = pitch;
   MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle_.get(), logit_dims, DType::kBFloat16, DType::kFloat32,
                                    1.0f, in.hidden, candidate_weight_.data(), 0.0f,
                                    logits_.data()));
-  GemmDims low_dims{n, c_count, low, false, true};
+  GemmDims low_dims{n, pitch, low, false, true};
   low_dims.lda = d;
   low_dims.ldb = d;
   low_dims.ldc = pitch;
-  MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle_.get(), low_dims, DType::kBFloat16, DType::kFloat32,
-                                   1.0f, in.hidden, candidate_weight_.data(), 0.0f,
-                                   logits_low_.data()));
+  MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle_.get(), low_dims, DType::kBFloat16, DType::kFloat32, 1.0f,
+                                   in.hidden, candidate_weight_.data(), 0.0f, logits_low_.data()));
   const bool want_dh = out.grad_hidden != nullptr;
   const bool want_dw = out.grad_weight_rows != nullptr;
-  SoftmaxParams params{n,
-                       v,
-                       d,
-                       low,
-                       c_count,
-                       pitch,
-                       config_.use_ghost ? static_cast<float>(std::log(double(v - c_count - 1)))
-                                         : 0.0f,
-                       config_.aux_weight,
-                       config_.use_ghost,
-                       want_dh || want_dw};
+  SoftmaxParams params{
+      n,
+      v,
+      d,
+      low,
+      c_count,
+      pitch,
+      config_.use_ghost ? static_cast<float>(std::log(double(v - c_count - 1))) : 0.0f,
+      config_.aux_weight,
+      config_.use_ghost,
+      want_dh || want_dw};
   auto* grad = reinterpret_cast<__nv_bfloat16*>(grad_logits_.data());
   auto* grad_low = reinterpret_cast<__nv_bfloat16*>(grad_logits_low_.data());
-  SoftmaxKernel<<<n, kRowThreads, 0, stream>>>(params, logits_.data(), logits_low_.data(),
-                                               candidates_.data(), in.targets, in.loss_mask,
-                                               row_stats_.data(), norm_sums_.data(),
-                                               mask_count_.data(), grad, grad_low,
-                                               row_coefs_.data());
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, norms_done_.get(), 0));
+  SoftmaxKernel<<<n, kRowThreads, 0, stream>>>(
+      params, logits_.data(), logits_low_.data(), candidates_.data(), in.targets, in.loss_mask,
+      row_stats_.data(), norm_sums_.data(), mask_count_.data(), grad, grad_low, row_coefs_.data());
   MaxisLossKernel<<<1, 1024, 0, stream>>>(row_coefs_.data(), n, config_.aux_weight,
                                           mask_count_.data(), out.loss);
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
@@ -667,13 +898,10 @@ absl::StatusOr<MaxisCuda::Counts> MaxisCuda::Run(const LinearHeadDeviceInputs& i
   // 5. Backward.
   if (want_dh) {
     // dH = dZ · W_C, then dH[:, :low] += dZ_low · W_C[:, :low].
-    GemmDims full_dims{n, d, c_count};
-    full_dims.lda = pitch;
+    GemmDims full_dims{n, d, pitch};
     MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle_.get(), full_dims, DType::kBFloat16, DType::kFloat32,
-                                     1.0f, grad, candidate_weight_.data(), 0.0f,
-                                     out.grad_hidden));
-    GemmDims dims{n, low, c_count};
-    dims.lda = pitch;
+                                     1.0f, grad, candidate_weight_.data(), 0.0f, out.grad_hidden));
+    GemmDims dims{n, low, pitch};
     dims.ldb = d;
     dims.ldc = d;
     MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle_.get(), dims, DType::kBFloat16, DType::kFloat32, 1.0f,
@@ -684,18 +912,16 @@ absl::StatusOr<MaxisCuda::Counts> MaxisCuda::Run(const LinearHeadDeviceInputs& i
   }
   if (want_dw) {
     // dW_C = dZᵀ · H, then dW_C[:, :low] += dZ_lowᵀ · H[:, :low].
-    GemmDims full_dims{c_count, d, n, true, false};
-    full_dims.lda = pitch;
+    GemmDims full_dims{pitch, d, n, true, false};
     MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle_.get(), full_dims, DType::kBFloat16, DType::kFloat32,
                                      1.0f, grad, in.hidden, 0.0f, candidate_grad_.data()));
-    GemmDims dims{c_count, low, n, true, false};
-    dims.lda = pitch;
+    GemmDims dims{pitch, low, n, true, false};
     dims.ldb = d;
     dims.ldc = d;
     MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle_.get(), dims, DType::kBFloat16, DType::kFloat32, 1.0f,
                                      grad_low, in.hidden, 1.0f, candidate_grad_.data()));
-    MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(out.grad_weight_rows, 0,
-                                                 sizeof(float) * result.grad_rows * d, stream));
+    MAXIMUS_CUDA_RETURN_IF_ERROR(
+        cudaMemsetAsync(out.grad_weight_rows, 0, sizeof(float) * result.grad_rows * d, stream));
     MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out.grad_weight_ids, grad_ids_.data(),
                                                  sizeof(int32_t) * result.grad_rows,
                                                  cudaMemcpyDeviceToDevice, stream));

@@ -1,9 +1,11 @@
 // The MAXIS loss of maxis.h on the GPU: bf16 inputs, fp32 accumulation,
 // forward and backward in one call. Steps, each a kernel or a cuBLAS GEMM:
-//   1. E[||w||²] and E[||w[:d_low]||²] in one pass over W.
+//   1. E[||w||²] and E[||w[:d_low]||²] in one pass over W, on a side stream
+//      that overlaps the scan (the pass is memory-bound, the scan is not).
 //   2. Scout scan: every scout's d_low-dim scores against every vocabulary
-//      row on the tensor cores (WMMA), 128 rows per tile, with a top-k per
-//      tile kept in shared memory and merged per scout; no #scouts x V matrix.
+//      row on the tensor cores (WMMA), 128 rows per tile into shared memory,
+//      each scout's running top-k kept in registers (k <= 8; larger k keeps a
+//      top-k per tile) and merged per scout; no #scouts x V matrix.
 //   3. Candidate union: a flag per vocabulary row, compacted in id order
 //      (sorted, deduplicated). The only host synchronisation of the step
 //      fetches |C| and the number of gradient rows, which size the GEMMs.
@@ -25,6 +27,7 @@
 #include "kernels/bf16.h"
 #include "kernels/cross_entropy_cuda.h"
 #include "kernels/cublas_handle.h"
+#include "kernels/cuda_stream.h"
 #include "kernels/device_buffer.h"
 #include "kernels/maxis.h"
 
@@ -72,31 +75,39 @@ class MaxisCuda {
   LinearHeadShape shape_;
   MaxisConfig config_;
   CublasHandle handle_;
+  // Step 1 (memory-bound) runs on side_stream_ beside step 2 (the scan).
+  CudaStream side_stream_;
+  CudaEvent start_event_;
+  CudaEvent norms_done_;
   int64_t scouts_ = 0;
   int64_t picks_per_scout_ = 0;  // k
   int64_t vocab_tiles_ = 0;
-  int64_t tile_picks_ = 0;  // min(k, tile rows)
+  // Scan partials per scout: scan_entries_ = groups x picks_per_entry_group_,
+  // the groups being vocabulary segments (small k, scan_segments_ > 0) or tiles.
+  int64_t scan_segments_ = 0;
+  int64_t picks_per_entry_group_ = 0;
+  int64_t scan_entries_ = 0;
 
-  DeviceBuffer<double> norm_sums_;          // [sum ||w||², sum ||w[:dl]||²]
-  DeviceBuffer<float> tile_scores_;         // scouts x tiles x tile_picks
-  DeviceBuffer<int32_t> tile_ids_;          // scouts x tiles x tile_picks
-  DeviceBuffer<int32_t> scout_picks_;       // scouts x k
-  DeviceBuffer<uint8_t> candidate_flags_;   // V
-  DeviceBuffer<uint8_t> row_flags_;         // V
-  DeviceBuffer<int32_t> candidates_;        // max_candidates
-  DeviceBuffer<int32_t> grad_ids_;          // max_grad_rows (when the caller gives none)
-  DeviceBuffer<int32_t> row_of_;            // V: position of a row in the dW ids
-  DeviceBuffer<int32_t> counts_;            // [|C|, |U|, first bad target]
-  DeviceBuffer<uint8_t> select_temp_;       // CUB scratch
-  DeviceBuffer<Bf16Bits> candidate_weight_; // max_candidates x d
-  DeviceBuffer<float> row_stats_;           // N x 4: t, t_low, ||h||², ||h_low||²
-  DeviceBuffer<float> logits_;              // N x max_candidates
-  DeviceBuffer<float> logits_low_;          // N x max_candidates
-  DeviceBuffer<Bf16Bits> grad_logits_;      // N x max_candidates
-  DeviceBuffer<Bf16Bits> grad_logits_low_;  // N x max_candidates (alpha folded in)
-  DeviceBuffer<float> row_coefs_;           // N x 6: dz_t, dz_t_low, dz_g, dz_g_low, loss, loss_low
-  DeviceBuffer<float> candidate_grad_;      // max_candidates x d
-  DeviceBuffer<float> mask_count_;          // [M]
+  DeviceBuffer<double> norm_sums_;           // [sum ||w||², sum ||w[:dl]||²]
+  DeviceBuffer<float> tile_scores_;          // scouts x scan_entries_
+  DeviceBuffer<int32_t> tile_ids_;           // scouts x scan_entries_
+  DeviceBuffer<int32_t> scout_picks_;        // scouts x k
+  DeviceBuffer<uint8_t> candidate_flags_;    // V
+  DeviceBuffer<uint8_t> row_flags_;          // V
+  DeviceBuffer<int32_t> candidates_;         // max_candidates
+  DeviceBuffer<int32_t> grad_ids_;           // max_grad_rows (when the caller gives none)
+  DeviceBuffer<int32_t> row_of_;             // V: position of a row in the dW ids
+  DeviceBuffer<int32_t> counts_;             // [|C|, |U|, first bad target]
+  DeviceBuffer<uint8_t> select_temp_;        // CUB scratch
+  DeviceBuffer<Bf16Bits> candidate_weight_;  // max_candidates x d
+  DeviceBuffer<float> row_stats_;            // N x 4: t, t_low, ||h||², ||h_low||²
+  DeviceBuffer<float> logits_;               // N x max_candidates
+  DeviceBuffer<float> logits_low_;           // N x max_candidates
+  DeviceBuffer<Bf16Bits> grad_logits_;       // N x max_candidates
+  DeviceBuffer<Bf16Bits> grad_logits_low_;   // N x max_candidates (alpha folded in)
+  DeviceBuffer<float> row_coefs_;       // N x 6: dz_t, dz_t_low, dz_g, dz_g_low, loss, loss_low
+  DeviceBuffer<float> candidate_grad_;  // max_candidates x d
+  DeviceBuffer<float> mask_count_;      // [M]
 };
 
 }  // namespace maximus::kernels

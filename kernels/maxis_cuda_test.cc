@@ -1,6 +1,8 @@
 // The CUDA MAXIS loss against the CPU reference, on random non-zero bf16
 // inputs: the same candidate set, loss, dH and sparse dW.
 
+#include "kernels/maxis_cuda.h"
+
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -11,7 +13,6 @@
 #include "kernels/device_buffer.h"
 #include "kernels/gpu_test_util.h"
 #include "kernels/maxis.h"
-#include "kernels/maxis_cuda.h"
 #include "kernels/test_util.h"
 
 namespace maximus::kernels {
@@ -37,10 +38,10 @@ MaxisConfig Config(int64_t stride, int64_t budget, bool ghost = true) {
 TEST(MaxisCudaTest, MatchesCpuReference) {
   MAXIMUS_SKIP_WITHOUT_GPU();
   const Case cases[] = {
-      {{256, 128, 5000}, Config(4, 64), true},        // 64 scouts, k = 1.
-      {{64, 64, 3000}, Config(4, 256), false},        // 16 scouts, k = 16.
-      {{1000, 256, 50000}, Config(4, 512), true},     // 250 scouts, k = 2; V % 128 != 0.
-      {{300, 96, 7000}, Config(3, 300, false), true}, // No ghost slot.
+      {{256, 128, 5000}, Config(4, 64), true},          // 64 scouts, k = 1.
+      {{64, 64, 3000}, Config(4, 256), false},          // 16 scouts, k = 16.
+      {{1000, 256, 50000}, Config(4, 512), true},       // 250 scouts, k = 2; V % 128 != 0.
+      {{300, 96, 7000}, Config(3, 300, false), true},   // No ghost slot.
       {{40, 64, 1000}, Config(1, 1600, false), false},  // k = 40 > 32 per tile, many duplicates.
   };
   uint64_t seed = 7;
@@ -59,8 +60,8 @@ TEST(MaxisCudaTest, MatchesCpuReference) {
       targets.push_back(static_cast<int32_t>(rng() % s.vocab));
       mask.push_back(c.partial_mask ? static_cast<uint8_t>(rng() % 5 != 0) : 1);
     }
-    const auto want = MaxisLoss(s, {hidden.data(), weight.data(), targets.data(), mask.data()},
-                                c.config, true);
+    const auto want =
+        MaxisLoss(s, {hidden.data(), weight.data(), targets.data(), mask.data()}, c.config, true);
     ASSERT_TRUE(want.ok()) << label << ": " << want.status();
 
     auto d_hidden = *DeviceBuffer<Bf16Bits>::FromHost(ToBf16(hidden));
@@ -127,8 +128,8 @@ TEST(MaxisCudaTest, RejectsOutOfRangeTargetNamingIt) {
   config.candidate_budget = 32;
   auto maxis = MaxisCuda::Create(s, config);
   ASSERT_TRUE(maxis.ok()) << maxis.status();
-  const auto counts = maxis->Run({hidden.data(), weight.data(), d_targets.data(), nullptr},
-                                 {loss.data()});
+  const auto counts =
+      maxis->Run({hidden.data(), weight.data(), d_targets.data(), nullptr}, {loss.data()});
   ASSERT_FALSE(counts.ok());
   EXPECT_EQ(counts.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(counts.status().message().find("targets[9]"), std::string::npos) << counts.status();

@@ -44,8 +44,8 @@ absl::Status Launch(T* out, int64_t count, uint64_t seed, float stddev, uint64_t
 
 }  // namespace
 
-absl::Status FillNormalCuda(float* out, int64_t count, uint64_t seed, float stddev,
-                            uint64_t offset, cudaStream_t stream) {
+absl::Status FillNormalCuda(float* out, int64_t count, uint64_t seed, float stddev, uint64_t offset,
+                            cudaStream_t stream) {
   return Launch(out, count, seed, stddev, offset, stream);
 }
 

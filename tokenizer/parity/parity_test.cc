@@ -94,6 +94,16 @@ std::vector<std::string> Corpus() {
   for (std::string& doc : SyntheticDocuments(fragments, 2, 100, 1, 800, true)) {
     docs.push_back(std::move(doc));
   }
+  // Long runs: white space, tabs and newlines, one CJK character, emoji ZWJ
+  // sequences, digits.
+  docs.push_back(std::string(100000, ' '));
+  std::string mix, cjk, emoji, digits;
+  for (int i = 0; i < 25000; ++i) mix += "a\t \n";
+  for (int i = 0; i < 30000; ++i) cjk += "\xE4\xB8\x96";
+  for (int i = 0; i < 6000; ++i)
+    emoji += "\xF0\x9F\x91\xA8\xE2\x80\x8D\xF0\x9F\x91\xA9\xE2\x80\x8D\xF0\x9F\x91\xA7";
+  for (int i = 0; i < 10000; ++i) digits += "1234567890";
+  for (std::string* run : {&mix, &cjk, &emoji, &digits}) docs.push_back(std::move(*run));
   // A long mixed document as one string (a long BPE word for Gemma).
   docs.push_back(absl::StrJoin(SyntheticDocuments(fragments, 3, 200, 200, 2000, false), ""));
   return docs;

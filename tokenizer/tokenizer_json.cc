@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "tokenizer/huge_page_buffer.h"
 #include "tokenizer/sha256.h"
 #include "tokenizer/tokenizer.h"
 
@@ -24,7 +25,7 @@ using simdjson::dom::object;
 #define ASSIGN_OR_RETURN(lhs, expr) \
   MAXIMUS_ASSIGN_OR_RETURN_IMPL(MAXIMUS_CONCAT(status_or_, __LINE__), lhs, expr)
 
-absl::StatusOr<Tokenizer::Components> ParsePadded(const simdjson::padded_string& padded);
+absl::StatusOr<Tokenizer::Components> ParsePadded(const char* data, size_t size);
 
 absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
@@ -353,11 +354,11 @@ absl::StatusOr<std::unique_ptr<BpeModel>> ParseModel(const element& e) {
 namespace {
 
 // Parses while another thread hashes the same bytes for the fingerprint.
-absl::StatusOr<std::unique_ptr<Tokenizer>> FromPadded(const simdjson::padded_string& padded) {
+// `data` is followed by at least SIMDJSON_PADDING readable bytes.
+absl::StatusOr<std::unique_ptr<Tokenizer>> FromPadded(const char* data, size_t size) {
   std::string fingerprint;
-  std::thread hasher(
-      [&] { fingerprint = Sha256Hex(absl::string_view(padded.data(), padded.size())); });
-  auto tokenizer = ParsePadded(padded);
+  std::thread hasher([&] { fingerprint = Sha256Hex(absl::string_view(data, size)); });
+  auto tokenizer = ParsePadded(data, size);
   hasher.join();
   if (!tokenizer.ok()) return tokenizer.status();
   return Tokenizer::FromComponents(*std::move(tokenizer), std::move(fingerprint));
@@ -366,15 +367,14 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> FromPadded(const simdjson::padded_str
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(absl::string_view json) {
-  return FromPadded(simdjson::padded_string(json.data(), json.size()));
+  const simdjson::padded_string padded(json.data(), json.size());
+  return FromPadded(padded.data(), padded.size());
 }
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string& path) {
-  simdjson::padded_string padded;
-  if (simdjson::padded_string::load(path).get(padded) != simdjson::SUCCESS) {
-    return absl::NotFoundError(absl::StrCat("cannot read tokenizer file ", path));
-  }
-  auto tokenizer = FromPadded(padded);
+  auto buffer = HugePageBuffer::ReadFile(path, simdjson::SIMDJSON_PADDING);
+  if (!buffer.ok()) return buffer.status();
+  auto tokenizer = FromPadded(buffer->data(), buffer->size());
   if (!tokenizer.ok()) {
     return absl::Status(tokenizer.status().code(),
                         absl::StrCat(path, ": ", tokenizer.status().message()));
@@ -384,10 +384,16 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string
 
 namespace {
 
-absl::StatusOr<Tokenizer::Components> ParsePadded(const simdjson::padded_string& padded) {
+absl::StatusOr<Tokenizer::Components> ParsePadded(const char* data, size_t size) {
   simdjson::dom::parser parser;
+  if (parser.allocate(size) != simdjson::SUCCESS) {
+    return absl::ResourceExhaustedError("cannot allocate the JSON parser");
+  }
+  // The tape and string buffer of a 33 MB document: huge pages save faults.
+  AdviseHugePages(parser.doc.tape.get(), (size + 3) * sizeof(uint64_t));
+  AdviseHugePages(parser.doc.string_buf.get(), 5 * size / 3);
   element root;
-  if (auto error = parser.parse(padded).get(root); error != simdjson::SUCCESS) {
+  if (auto error = parser.parse(data, size, false).get(root); error != simdjson::SUCCESS) {
     return absl::InvalidArgumentError(
         absl::StrCat("tokenizer.json is not valid JSON: ", simdjson::error_message(error)));
   }

@@ -12,7 +12,8 @@ work="${MAXIMUS_FUZZ_DIR:-${TMPDIR:-/tmp}/maximus-fuzz}"
 mkdir -p "${work}"
 
 library=(tokenizer/added_vocabulary.cc tokenizer/bpe_model.cc tokenizer/bpe_trainer.cc
-         tokenizer/byte_level.cc tokenizer/decoder.cc tokenizer/normalizer.cc
+         tokenizer/byte_level.cc tokenizer/decoder.cc tokenizer/huge_page_buffer.cc
+         tokenizer/normalizer.cc
          tokenizer/post_processor.cc tokenizer/pre_tokenizer.cc tokenizer/regex.cc
          tokenizer/sha256.cc tokenizer/thread_pool.cc tokenizer/tokenizer.cc
          tokenizer/tokenizer_json.cc tokenizer/utf8.cc tokenizer/fuzz/fuzz_tokenizers.cc)

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -166,6 +167,34 @@ TEST(TokenizerTest, ByteLevelTokenizer) {
   auto text = t->Decode({'t', 301, 302, 400, 300});
   ASSERT_TRUE(text.ok());
   EXPECT_EQ(*text, "the the<|end|> t");
+}
+
+TEST(TokenizerTest, SubwordAffixesUnknownAndIgnoreMerges) {
+  // Hugging Face semantics: "##" before every character but the first,
+  // "</w>" after the last; a merge's result drops the right part's prefix.
+  auto t = Load(R"({"model": {"type": "BPE", "unk_token": "<unk>", "fuse_unk": true,
+      "continuing_subword_prefix": "##", "end_of_word_suffix": "</w>",
+      "vocab": {"<unk>": 0, "a": 1, "##b</w>": 2, "ab</w>": 3, "b</w>": 4, "##b": 5, "a</w>": 6},
+      "merges": [["a", "##b</w>"]]},
+    "pre_tokenizer": {"type": "WhitespaceSplit"}})");
+  ASSERT_NE(t, nullptr);
+  EXPECT_THAT(Ids(*t, "ab b a"), ElementsAre(3, 4, 6));
+  // Unknown characters become <unk>, and runs of them fuse into one.
+  EXPECT_THAT(Ids(*t, "xyz ab"), ElementsAre(0, 3));
+  EXPECT_THAT(Ids(*t, "axb"), ElementsAre(1, 0, 2));  // a, ##x (unknown), ##b</w>
+}
+
+TEST(TokenizerTest, IgnoreMergesTakesWholeWords) {
+  // With ignore_merges a pre-token found in the vocabulary is one token even
+  // when the merges would not build it.
+  const std::string base = R"({"model": {"type": "BPE", "ignore_merges": IGNORE,
+      "vocab": {"a": 0, "b": 1, "c": 2, "ab": 3, "abc": 4}, "merges": ["a b"]}})";
+  auto with = Load(absl::StrReplaceAll(base, {{"IGNORE", "true"}}));
+  auto without = Load(absl::StrReplaceAll(base, {{"IGNORE", "false"}}));
+  ASSERT_NE(with, nullptr);
+  ASSERT_NE(without, nullptr);
+  EXPECT_THAT(Ids(*with, "abc"), ElementsAre(4));
+  EXPECT_THAT(Ids(*without, "abc"), ElementsAre(3, 2));
 }
 
 TEST(TokenizerTest, UnsupportedComponentsAreNamed) {

@@ -128,9 +128,14 @@ void Regex::FindAll(absl::string_view text, std::vector<std::pair<size_t, size_t
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   size_t start = 0;
   while (start <= text.size()) {
-    const int rc = pcre2_match(AsCode(code_), subject, text.size(), start, PCRE2_NO_UTF_CHECK,
-                               scratch.data, scratch.context);
-    if (rc < 0) break;  // PCRE2_ERROR_NOMATCH, or a resource limit: no further matches.
+    int rc = pcre2_match(AsCode(code_), subject, text.size(), start, PCRE2_NO_UTF_CHECK,
+                         scratch.data, scratch.context);
+    if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
+      // A JIT resource limit: the interpreter, which keeps its state on the heap.
+      rc = pcre2_match(AsCode(code_), subject, text.size(), start,
+                       PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, scratch.data, nullptr);
+    }
+    if (rc < 0) break;  // No further match.
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(scratch.data);
     const size_t begin = ovector[0], end = ovector[1];
     if (end > begin) {

@@ -14,11 +14,10 @@ std::string GemmaLikeJson() {
   BpeTrainerOptions options;
   options.vocab_size = 4 + 256 + 300;
   BpeTrainer trainer(options);
-  trainer.AddText(
-      "The quick brown fox jumps over the lazy dog. the then there these those\n"
-      "敏捷的棕色狐狸跳过了那只懒狗。 Съешь же ещё этих мягких булок 👨‍👩‍👧 <tag> "
-      "</tag>\n"
-      "    indented code(); x += 1; // comment\n\n\tTabs\tand  spaces  ");
+  trainer.AddText("The quick brown fox jumps over the lazy dog. the then there these those\n");
+  trainer.AddText("敏捷的棕色狐狸跳过了那只懒狗。 Съешь же ещё этих мягких булок\n");
+  trainer.AddText("👨‍👩‍👧 <tag> </tag>\n    indented code(); x += 1; // comment\n\n");
+  trainer.AddText("\tTabs\tand  spaces  ");
   return *trainer.Train();
 }
 

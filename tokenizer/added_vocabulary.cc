@@ -28,6 +28,7 @@ AddedVocabulary::AddedVocabulary(std::vector<AddedToken> tokens,
     : tokens_(std::move(tokens)) {
   for (size_t i = 0; i < tokens_.size(); ++i) {
     by_id_[tokens_[i].id] = static_cast<int>(i);
+    by_content_.emplace(tokens_[i].content, tokens_[i].id);
     if (tokens_[i].content.empty()) continue;
     if (tokens_[i].normalized) {
       if (!normalized[i].empty()) normalized_.Insert(normalized[i], static_cast<int>(i));

@@ -52,6 +52,11 @@ class AddedVocabulary {
     auto it = by_id_.find(id);
     return it == by_id_.end() ? -1 : it->second;
   }
+  // Id of the added token spelled `content`, or -1.
+  int32_t IdOfContent(absl::string_view content) const {
+    auto it = by_content_.find(content);
+    return it == by_content_.end() ? -1 : it->second;
+  }
 
  private:
   // A byte trie over the token contents it holds.
@@ -78,6 +83,7 @@ class AddedVocabulary {
 
   std::vector<AddedToken> tokens_;
   absl::flat_hash_map<int32_t, int> by_id_;
+  absl::flat_hash_map<std::string, int32_t> by_content_;
   Trie raw_, normalized_;
 };
 

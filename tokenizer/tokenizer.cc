@@ -28,10 +28,8 @@ std::unique_ptr<Tokenizer> Tokenizer::FromComponents(Components components,
 }
 
 int32_t Tokenizer::TokenToId(absl::string_view token) const {
-  for (const AddedToken& added : added_.tokens()) {
-    if (added.content == token) return added.id;
-  }
-  return components_.model->TokenToId(token);
+  const int32_t added = added_.IdOfContent(token);
+  return added >= 0 ? added : components_.model->TokenToId(token);
 }
 
 const std::string* Tokenizer::IdToToken(int32_t id) const {

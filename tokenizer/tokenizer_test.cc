@@ -78,6 +78,13 @@ TEST(TokenizerTest, MergesByRankThenLeftmost) {
   EXPECT_THAT(Ids(*t, "abc", true), ElementsAre(1, 264));    // The template's <bos>.
   EXPECT_EQ(t->vocab_size(), 267);
   EXPECT_THAT(t->template_special_ids(), ElementsAre(1));
+  EXPECT_EQ(t->TokenToId("<bos>"), 1);
+  EXPECT_EQ(t->TokenToId("abc"), 264);
+  EXPECT_EQ(t->TokenToId("zzz"), -1);
+  EXPECT_EQ(*t->IdToToken(263),
+            "\xE2\x96\x81"
+            "a");
+  EXPECT_EQ(t->IdToToken(267), nullptr);
 }
 
 TEST(TokenizerTest, ByteFallbackAndRoundTrip) {

@@ -12,6 +12,7 @@
 #include "kernels/cross_entropy.h"
 #include "kernels/device_buffer.h"
 #include "kernels/gpu_test_util.h"
+#include "kernels/loss_test_util.h"
 #include "kernels/test_util.h"
 
 namespace maximus::kernels {
@@ -20,22 +21,16 @@ namespace {
 using testing::RandomNormal;
 using testing::RelativeError;
 
-struct Problem {
-  LinearHeadShape shape;
-  std::vector<float> hidden, weight;  // bf16-representable values.
-  std::vector<int32_t> targets;
-  std::vector<uint8_t> mask;
-};
+using Problem = testing::LinearHeadProblem;
 
+// bf16-representable inputs; with `partial_mask`, about a quarter masked.
 Problem MakeProblem(const LinearHeadShape& shape, uint64_t seed, bool partial_mask) {
-  Problem p{shape};
-  p.hidden = RoundToBf16(RandomNormal(shape.tokens * shape.hidden, seed));
-  p.weight = RoundToBf16(RandomNormal(shape.vocab * shape.hidden, seed + 1, 0.2f));
-  std::mt19937_64 rng(seed + 2);
-  for (int64_t i = 0; i < shape.tokens; ++i) {
-    p.targets.push_back(static_cast<int32_t>(rng() % shape.vocab));
-    p.mask.push_back(partial_mask ? static_cast<uint8_t>(rng() % 4 != 0) : 1);
-  }
+  Problem p = testing::RandomLinearHeadProblem(shape, seed, false, 1.0f, 0.2f);
+  p.hidden = RoundToBf16(p.hidden);
+  p.weight = RoundToBf16(p.weight);
+  std::mt19937_64 rng(seed + 3);
+  p.mask.resize(shape.tokens);
+  for (uint8_t& m : p.mask) m = partial_mask ? static_cast<uint8_t>(rng() % 4 != 0) : 1;
   return p;
 }
 
@@ -71,8 +66,7 @@ TEST(CrossEntropyCudaTest, MatchesCpuReference) {
   uint64_t seed = 1;
   for (const Case& c : cases) {
     const Problem p = MakeProblem(c.shape, seed += 10, c.partial_mask);
-    const absl::StatusOr<CrossEntropyResult> want = LinearCrossEntropy(
-        c.shape, {p.hidden.data(), p.weight.data(), p.targets.data(), p.mask.data()}, true);
+    const absl::StatusOr<CrossEntropyResult> want = LinearCrossEntropy(c.shape, p.Inputs(), true);
     ASSERT_TRUE(want.ok()) << want.status();
 
     DeviceProblem dp = Upload(p);

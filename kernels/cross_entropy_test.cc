@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/loss_test_util.h"
 #include "kernels/test_util.h"
 
 namespace maximus::kernels {
@@ -18,36 +19,14 @@ namespace {
 using testing::RandomNormal;
 using testing::RelativeError;
 
-struct Problem {
-  LinearHeadShape shape;
-  std::vector<float> hidden, weight;
-  std::vector<int32_t> targets;
-  std::vector<uint8_t> mask;  // Empty: no mask.
-
-  LinearHeadInputs Inputs() const {
-    return {hidden.data(), weight.data(), targets.data(), mask.empty() ? nullptr : mask.data()};
-  }
-};
+using Problem = testing::LinearHeadProblem;
 
 // Random problem; with `masked`, every third row (starting at 1) is masked and
 // gets an out-of-range target, which must be ignored.
 Problem MakeProblem(int64_t n, int64_t d, int64_t v, bool masked, uint64_t seed,
                     float hidden_scale = 1.0f) {
-  Problem p;
-  p.shape = {n, d, v};
-  p.hidden = RandomNormal(n * d, seed, hidden_scale);
-  p.weight = RandomNormal(v * d, seed + 1, 0.5f);
-  std::mt19937_64 rng(seed + 2);
-  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(v - 1));
-  p.targets.resize(n);
-  for (int32_t& y : p.targets) y = id(rng);
-  if (masked) {
-    p.mask.assign(n, 1);
-    for (int64_t i = 1; i < n; i += 3) {
-      p.mask[i] = 0;
-      p.targets[i] = static_cast<int32_t>(v + i);
-    }
-  }
+  Problem p = testing::RandomLinearHeadProblem({n, d, v}, seed, masked, hidden_scale);
+  for (int64_t i = 1; masked && i < n; i += 3) p.targets[i] = static_cast<int32_t>(v + i);
   return p;
 }
 

@@ -15,6 +15,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cross_entropy.h"
+#include "kernels/loss_test_util.h"
 #include "kernels/test_util.h"
 
 namespace maximus::kernels {
@@ -23,34 +24,12 @@ namespace {
 using testing::RandomNormal;
 using testing::RelativeError;
 
-struct Problem {
-  LinearHeadShape shape;
-  std::vector<float> hidden, weight;
-  std::vector<int32_t> targets;
-  std::vector<uint8_t> mask;  // Empty: no mask.
-
-  LinearHeadInputs Inputs() const {
-    return {hidden.data(), weight.data(), targets.data(), mask.empty() ? nullptr : mask.data()};
-  }
-  bool Unmasked(int64_t i) const { return mask.empty() || mask[i] != 0; }
-};
+using Problem = testing::LinearHeadProblem;
 
 // Random problem; with `masked`, every third row (starting at 1) is masked.
 Problem MakeProblem(int64_t n, int64_t d, int64_t v, bool masked, uint64_t seed,
                     float weight_scale = 0.5f) {
-  Problem p;
-  p.shape = {n, d, v};
-  p.hidden = RandomNormal(n * d, seed);
-  p.weight = RandomNormal(v * d, seed + 1, weight_scale);
-  std::mt19937_64 rng(seed + 2);
-  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(v - 1));
-  p.targets.resize(n);
-  for (int32_t& y : p.targets) y = id(rng);
-  if (masked) {
-    p.mask.assign(n, 1);
-    for (int64_t i = 1; i < n; i += 3) p.mask[i] = 0;
-  }
-  return p;
+  return testing::RandomLinearHeadProblem({n, d, v}, seed, masked, 1.0f, weight_scale);
 }
 
 MaxisConfig Config(int64_t low_dim, float aux_weight, bool use_ghost = true,

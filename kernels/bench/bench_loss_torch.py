@@ -8,10 +8,11 @@ a PyTorch training loop with bf16 weights does; gradients flow to H and W.
 """
 
 import argparse
-import statistics
 
 import torch
 import torch.nn.functional as F
+
+from bench_gemm_torch import median_ms
 
 
 def main():
@@ -37,25 +38,17 @@ def main():
 
         for _ in range(args.warmup):
             step()
-        torch.cuda.synchronize()
         h.grad = None
         w.grad = None
+        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        times = []
-        for _ in range(args.iters):
-            start = torch.cuda.Event(enable_timing=True)
-            stop = torch.cuda.Event(enable_timing=True)
-            start.record()
-            step()
-            stop.record()
-            stop.synchronize()
-            times.append(start.elapsed_time(stop))
+        ms = median_ms(step, 0, args.iters)
         # Peak above inputs, minus the two gradients (outputs) kept at the end.
         grads = h.grad.numel() * h.grad.element_size() + w.grad.numel() * w.grad.element_size()
         extra = (torch.cuda.max_memory_allocated() - base - grads) / 2**30
         print(f"{'torch F.cross_entropy':<22} {n:>6} {d:>5} {v:>7} "
-              f"{statistics.median(times):>9.3f} {extra:>9.2f}")
+              f"{ms:>9.3f} {extra:>9.2f}")
         del h, w, y
         torch.cuda.empty_cache()
 

@@ -103,10 +103,10 @@ __global__ void WeightNormsKernel(const __nv_bfloat16* __restrict__ w, int64_t v
 // written out. LOW is d_low (a multiple of 16).
 template <int LOW>
 __global__ void __launch_bounds__(kScanThreads)
-    ScoutScanKernel(const __nv_bfloat16* __restrict__ h, const __nv_bfloat16* __restrict__ w,
-                    int64_t tokens, int64_t vocab, int64_t d, int64_t stride, int64_t scouts,
-                    int64_t tiles, int tile_picks, float* __restrict__ tile_scores,
-                    int32_t* __restrict__ tile_ids) {
+    ScoutScanPerTileKernel(const __nv_bfloat16* __restrict__ h, const __nv_bfloat16* __restrict__ w,
+                           int64_t vocab, int64_t d, int64_t stride, int64_t scouts, int64_t tiles,
+                           int tile_picks, float* __restrict__ tile_scores,
+                           int32_t* __restrict__ tile_ids) {
   constexpr int kPitch = LOW + 8;  // bf16 elements; keeps WMMA rows 32-byte aligned.
   __shared__ __align__(32) __nv_bfloat16 w_tile[kTileRows * kPitch];
   __shared__ __align__(32) __nv_bfloat16 s_tile[kTileScouts * kPitch];
@@ -799,8 +799,8 @@ absl::StatusOr<MaxisCuda::Counts> MaxisCuda::Run(const LinearHeadDeviceInputs& i
         tile_scores_.data(), tile_ids_.data());
   } else {
     const int blocks = static_cast<int>(std::min<int64_t>(vocab_tiles_, kScanBlocks));
-    ScoutScanKernel<kScanLowDim><<<blocks, kScanThreads, 0, stream>>>(
-        h, w, n, v, d, config_.scout_stride, scouts_, vocab_tiles_,
+    ScoutScanPerTileKernel<kScanLowDim><<<blocks, kScanThreads, 0, stream>>>(
+        h, w, v, d, config_.scout_stride, scouts_, vocab_tiles_,
         static_cast<int>(picks_per_entry_group_), tile_scores_.data(), tile_ids_.data());
   }
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());

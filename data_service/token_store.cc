@@ -1,0 +1,450 @@
+#include "data_service/token_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "data_service/crc32c.h"
+#include "nlohmann/json.hpp"
+#include "rocksdb/iterator.h"
+#include "rocksdb/options.h"
+#include "rocksdb/write_batch.h"
+#include "tokenizer/sha256.h"
+
+namespace maximus::data {
+namespace {
+
+constexpr char kStoreFile[] = "store.json";
+constexpr char kMetaKey[] = "m/meta";
+constexpr char kDocPrefix[] = "d/";
+constexpr uint8_t kValueVersion = 1;
+// version, token count, mask flag; the CRC follows the payload.
+constexpr size_t kHeaderBytes = 1 + 4 + 1;
+constexpr size_t kCrcBytes = 4;
+constexpr int kMaxShards = 99999;
+
+void PutU32(uint32_t v, std::string* out) {
+  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+
+uint32_t GetU32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i)
+    v |= static_cast<uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  return v;
+}
+
+std::string TokenBytes(absl::Span<const int32_t> tokens) {
+  std::string bytes;
+  bytes.reserve(tokens.size() * 4);
+  for (int32_t t : tokens) PutU32(static_cast<uint32_t>(t), &bytes);
+  return bytes;
+}
+
+std::string EncodeValue(const Document& doc) {
+  std::string value;
+  value.reserve(kHeaderBytes + doc.tokens.size() * 5 + kCrcBytes);
+  value.push_back(static_cast<char>(kValueVersion));
+  PutU32(static_cast<uint32_t>(doc.tokens.size()), &value);
+  value.push_back(doc.loss_mask.empty() ? 0 : 1);
+  value += TokenBytes(doc.tokens);
+  for (uint8_t m : doc.loss_mask) value.push_back(static_cast<char>(m));
+  PutU32(Crc32c(value), &value);
+  return value;
+}
+
+// Checks the value's framing (not its checksum); returns the token count.
+absl::StatusOr<uint32_t> ValueTokenCount(absl::string_view id, absl::string_view value) {
+  if (value.size() < kHeaderBytes + kCrcBytes) {
+    return absl::DataLossError(
+        absl::StrCat("document ", id, ": stored value is truncated (", value.size(), " bytes)"));
+  }
+  if (static_cast<uint8_t>(value[0]) != kValueVersion) {
+    return absl::DataLossError(absl::StrCat("document ", id, ": unknown value format version ",
+                                            static_cast<uint8_t>(value[0])));
+  }
+  const uint32_t n = GetU32(value.data() + 1);
+  const uint8_t has_mask = static_cast<uint8_t>(value[5]);
+  const uint64_t expected =
+      kHeaderBytes + static_cast<uint64_t>(n) * (has_mask ? 5 : 4) + kCrcBytes;
+  if (has_mask > 1 || value.size() != expected) {
+    return absl::DataLossError(absl::StrCat("document ", id, ": stored value has ", value.size(),
+                                            " bytes, its header implies ", expected));
+  }
+  return n;
+}
+
+absl::StatusOr<Document> DecodeValue(absl::string_view id, absl::string_view value) {
+  absl::StatusOr<uint32_t> n = ValueTokenCount(id, value);
+  if (!n.ok()) return n.status();
+  const size_t body = value.size() - kCrcBytes;
+  const uint32_t stored_crc = GetU32(value.data() + body);
+  const uint32_t crc = Crc32c(value.substr(0, body));
+  if (crc != stored_crc) {
+    return absl::DataLossError(absl::StrFormat(
+        "document %s: checksum mismatch (stored %08x, computed %08x)", id, stored_crc, crc));
+  }
+  Document doc;
+  doc.tokens.resize(*n);
+  const char* p = value.data() + kHeaderBytes;
+  for (uint32_t i = 0; i < *n; ++i, p += 4) doc.tokens[i] = static_cast<int32_t>(GetU32(p));
+  if (value[5] != 0) doc.loss_mask.assign(p, p + *n);
+  return doc;
+}
+
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
+  if (s.ok()) return absl::OkStatus();
+  const std::string message = absl::StrCat(context, ": ", s.ToString());
+  if (s.IsCorruption()) return absl::DataLossError(message);
+  if (s.IsNotFound()) return absl::NotFoundError(message);
+  if (s.IsIOError()) return absl::UnavailableError(message);
+  return absl::InternalError(message);
+}
+
+nlohmann::json MetadataJson(const StoreMetadata& m) {
+  return {{"format_version", m.format_version},
+          {"num_shards", m.num_shards},
+          {"tokenizer_fingerprint", m.tokenizer_fingerprint},
+          {"vocab_size", m.vocab_size}};
+}
+
+absl::StatusOr<StoreMetadata> ParseMetadata(absl::string_view text, absl::string_view where) {
+  nlohmann::json j = nlohmann::json::parse(text.begin(), text.end(), nullptr,
+                                           /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("format_version") ||
+      !j["format_version"].is_number_integer() || !j.contains("num_shards") ||
+      !j["num_shards"].is_number_integer() || !j.contains("tokenizer_fingerprint") ||
+      !j["tokenizer_fingerprint"].is_string() || !j.contains("vocab_size") ||
+      !j["vocab_size"].is_number_integer()) {
+    return absl::DataLossError(absl::StrCat(where, ": malformed store metadata"));
+  }
+  StoreMetadata m;
+  m.format_version = j["format_version"].get<int>();
+  m.num_shards = j["num_shards"].get<int>();
+  m.tokenizer_fingerprint = j["tokenizer_fingerprint"].get<std::string>();
+  m.vocab_size = j["vocab_size"].get<int32_t>();
+  if (m.format_version != kStoreFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(where, ": store format version ",
+                                                      m.format_version, ", this build reads ",
+                                                      kStoreFormatVersion));
+  }
+  return m;
+}
+
+std::string ShardMetaValue(const StoreMetadata& m, int shard) {
+  nlohmann::json j = MetadataJson(m);
+  j["shard"] = shard;
+  return j.dump();
+}
+
+absl::Status ErrnoStatus(absl::string_view what, const std::string& path) {
+  return absl::UnavailableError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
+}
+
+absl::Status FsyncPath(const std::string& path, int flags) {
+  const int fd = ::open(path.c_str(), flags);
+  if (fd < 0) return ErrnoStatus("open", path);
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return ErrnoStatus("fsync", path);
+  return absl::OkStatus();
+}
+
+// Writes via a temporary file and rename, so readers see all or nothing.
+absl::Status WriteFileDurably(const std::string& dir, const std::string& name,
+                              const std::string& contents) {
+  const std::string path = dir + "/" + name;
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << contents;
+    out.close();
+    if (!out) return ErrnoStatus("write", tmp);
+  }
+  if (absl::Status s = FsyncPath(tmp, O_RDONLY); !s.ok()) return s;
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) return ErrnoStatus("rename", tmp);
+  return FsyncPath(dir, O_RDONLY | O_DIRECTORY);
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("no store at ", path, " (cannot read it)"));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+bool IsDocumentId(absl::string_view id) {
+  if (id.size() != 64) return false;
+  for (char c : id) {
+    if (!absl::ascii_isdigit(c) && !(c >= 'a' && c <= 'f')) return false;
+  }
+  return true;
+}
+
+rocksdb::Options ShardOptions(bool create) {
+  rocksdb::Options options;
+  options.create_if_missing = create;
+  options.paranoid_checks = true;
+  // Small default footprint: shards are many and the machines have few cores.
+  options.max_background_jobs = 2;
+  return options;
+}
+
+absl::Status ValidateDocument(const Document& doc, size_t index, int32_t vocab_size) {
+  if (doc.tokens.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("document ", index, " has no tokens"));
+  }
+  for (size_t pos = 0; pos < doc.tokens.size(); ++pos) {
+    const int32_t t = doc.tokens[pos];
+    if (t < 0 || t >= vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("document ", index, ", position ", pos, ": token id ", t,
+                       " outside the vocabulary [0, ", vocab_size, ")"));
+    }
+  }
+  if (!doc.loss_mask.empty() && doc.loss_mask.size() != doc.tokens.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("document ", index, ": loss mask has ",
+                                                   doc.loss_mask.size(), " entries for ",
+                                                   doc.tokens.size(), " tokens"));
+  }
+  for (size_t pos = 0; pos < doc.loss_mask.size(); ++pos) {
+    if (doc.loss_mask[pos] > 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("document ", index, ", position ", pos, ": loss mask value ",
+                       static_cast<int>(doc.loss_mask[pos]), " is not 0 or 1"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string TokenStore::DocumentId(absl::Span<const int32_t> tokens) {
+  return tokenizer::Sha256Hex(TokenBytes(tokens));
+}
+
+int TokenStore::ShardOf(absl::string_view id, int num_shards) {
+  uint64_t h = 0;
+  for (char c : id.substr(0, 16)) {
+    h = (h << 4) | static_cast<uint64_t>(absl::ascii_isdigit(c) ? c - '0' : c - 'a' + 10);
+  }
+  return static_cast<int>(h % static_cast<uint64_t>(num_shards));
+}
+
+std::string TokenStore::ShardDirName(int shard, int num_shards) {
+  return absl::StrFormat("shard-%05d-of-%05d", shard, num_shards);
+}
+
+TokenStore::TokenStore(std::string dir, StoreMetadata metadata,
+                       std::vector<std::unique_ptr<rocksdb::DB>> shards)
+    : dir_(std::move(dir)), metadata_(std::move(metadata)), shards_(std::move(shards)) {}
+
+TokenStore::~TokenStore() {
+  for (auto& db : shards_) {
+    if (db == nullptr) continue;
+    const rocksdb::Status s = db->Close();
+    if (!s.ok()) absl::FPrintF(stderr, "closing a shard of %s: %s\n", dir_, s.ToString());
+  }
+}
+
+absl::StatusOr<std::unique_ptr<TokenStore>> TokenStore::Create(const std::string& dir,
+                                                               const StoreMetadata& metadata) {
+  if (metadata.format_version != kStoreFormatVersion) {
+    return absl::InvalidArgumentError(absl::StrCat("format version ", metadata.format_version,
+                                                   ", this build writes ", kStoreFormatVersion));
+  }
+  if (metadata.num_shards < 1 || metadata.num_shards > kMaxShards) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard count ", metadata.num_shards, " outside [1, ", kMaxShards, "]"));
+  }
+  if (metadata.tokenizer_fingerprint.empty() || metadata.vocab_size <= 0) {
+    return absl::InvalidArgumentError(
+        "a store needs a tokenizer fingerprint and a vocabulary size");
+  }
+  std::error_code ec;
+  if (std::filesystem::exists(dir + "/" + kStoreFile, ec)) {
+    return absl::AlreadyExistsError(absl::StrCat(dir, " already holds a store"));
+  }
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("creating ", dir, ": ", ec.message()));
+
+  std::vector<std::unique_ptr<rocksdb::DB>> shards;
+  for (int shard = 0; shard < metadata.num_shards; ++shard) {
+    const std::string path = dir + "/" + ShardDirName(shard, metadata.num_shards);
+    rocksdb::DB* db = nullptr;
+    if (absl::Status s = FromRocks(rocksdb::DB::Open(ShardOptions(true), path, &db), path);
+        !s.ok()) {
+      return s;
+    }
+    shards.emplace_back(db);
+    // A shard left by an interrupted Create is reused only if it matches.
+    std::string existing;
+    const rocksdb::Status get = db->Get(rocksdb::ReadOptions(), kMetaKey, &existing);
+    const std::string meta = ShardMetaValue(metadata, shard);
+    if (get.ok() && existing != meta) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, " holds another store's shard: ", existing));
+    }
+    if (!get.ok() && !get.IsNotFound()) return FromRocks(get, path);
+    rocksdb::WriteOptions sync;
+    sync.sync = true;
+    if (absl::Status s = FromRocks(db->Put(sync, kMetaKey, meta), path); !s.ok()) return s;
+  }
+  // Last: store.json marks the store complete.
+  if (absl::Status s = WriteFileDurably(dir, kStoreFile, MetadataJson(metadata).dump(2) + "\n");
+      !s.ok()) {
+    return s;
+  }
+  return std::unique_ptr<TokenStore>(new TokenStore(dir, metadata, std::move(shards)));
+}
+
+absl::StatusOr<std::unique_ptr<TokenStore>> TokenStore::Open(
+    const std::string& dir, absl::string_view tokenizer_fingerprint, int num_shards) {
+  const std::string store_file = dir + "/" + kStoreFile;
+  absl::StatusOr<std::string> text = ReadFile(store_file);
+  if (!text.ok()) return text.status();
+  absl::StatusOr<StoreMetadata> metadata = ParseMetadata(*text, store_file);
+  if (!metadata.ok()) return metadata.status();
+  if (metadata->tokenizer_fingerprint != tokenizer_fingerprint) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("store ", dir, " was built with tokenizer fingerprint ",
+                     metadata->tokenizer_fingerprint, ", not ", tokenizer_fingerprint));
+  }
+  if (metadata->num_shards != num_shards) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("store ", dir, " has ", metadata->num_shards, " shards, not ", num_shards));
+  }
+  if (metadata->num_shards < 1 || metadata->num_shards > kMaxShards) {
+    return absl::DataLossError(absl::StrCat(store_file, ": shard count ", metadata->num_shards));
+  }
+  std::vector<std::unique_ptr<rocksdb::DB>> shards;
+  for (int shard = 0; shard < metadata->num_shards; ++shard) {
+    const std::string path = dir + "/" + ShardDirName(shard, metadata->num_shards);
+    rocksdb::DB* db = nullptr;
+    if (absl::Status s = FromRocks(rocksdb::DB::Open(ShardOptions(false), path, &db), path);
+        !s.ok()) {
+      return s;
+    }
+    shards.emplace_back(db);
+    std::string meta;
+    if (absl::Status s = FromRocks(db->Get(rocksdb::ReadOptions(), kMetaKey, &meta),
+                                   absl::StrCat(path, " metadata"));
+        !s.ok()) {
+      return s;
+    }
+    if (meta != ShardMetaValue(*metadata, shard)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, ": shard metadata ", meta, " does not match ", store_file));
+    }
+  }
+  return std::unique_ptr<TokenStore>(new TokenStore(dir, *std::move(metadata), std::move(shards)));
+}
+
+absl::StatusOr<WriteResult> TokenStore::AddDocuments(absl::Span<const Document> batch) {
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (absl::Status s = ValidateDocument(batch[i], i, metadata_.vocab_size); !s.ok()) return s;
+  }
+  absl::MutexLock lock(&write_mu_);
+  WriteResult result;
+  result.ids.reserve(batch.size());
+  std::vector<rocksdb::WriteBatch> writes(shards_.size());
+  absl::flat_hash_set<std::string> seen;
+  for (const Document& doc : batch) {
+    std::string id = DocumentId(doc.tokens);
+    const int shard = ShardOf(id, num_shards());
+    const std::string key = kDocPrefix + id;
+    result.ids.push_back(id);
+    if (!seen.insert(id).second) {
+      ++result.duplicates;
+      continue;
+    }
+    rocksdb::PinnableSlice existing;
+    const rocksdb::Status get = shards_[shard]->Get(
+        rocksdb::ReadOptions(), shards_[shard]->DefaultColumnFamily(), key, &existing);
+    if (get.ok()) {
+      ++result.duplicates;
+      continue;
+    }
+    if (!get.IsNotFound()) return FromRocks(get, absl::StrCat("looking up document ", id));
+    writes[shard].Put(key, EncodeValue(doc));
+    ++result.added;
+  }
+  rocksdb::WriteOptions sync;
+  sync.sync = true;
+  for (size_t shard = 0; shard < writes.size(); ++shard) {
+    if (writes[shard].Count() == 0) continue;
+    if (absl::Status s = FromRocks(shards_[shard]->Write(sync, &writes[shard]),
+                                   absl::StrCat("writing shard ", shard));
+        !s.ok()) {
+      return s;
+    }
+  }
+  return result;
+}
+
+absl::StatusOr<Document> TokenStore::Get(absl::string_view id) const {
+  if (!IsDocumentId(id)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("document id \"", id, "\" is not 64 lowercase hex digits"));
+  }
+  const int shard = ShardOf(id, num_shards());
+  rocksdb::PinnableSlice value;
+  const rocksdb::Status s =
+      shards_[shard]->Get(rocksdb::ReadOptions(), shards_[shard]->DefaultColumnFamily(),
+                          absl::StrCat(kDocPrefix, id), &value);
+  if (s.IsNotFound()) return absl::NotFoundError(absl::StrCat("no document ", id));
+  if (!s.ok()) return FromRocks(s, absl::StrCat("reading document ", id));
+  return DecodeValue(id, absl::string_view(value.data(), value.size()));
+}
+
+absl::Status TokenStore::CheckShard(int shard) const {
+  if (shard < 0 || shard >= num_shards()) {
+    return absl::OutOfRangeError(absl::StrCat("shard ", shard, " outside [0, ", num_shards(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> TokenStore::DocumentIds(int shard) const {
+  if (absl::Status s = CheckShard(shard); !s.ok()) return s;
+  std::vector<std::string> ids;
+  std::unique_ptr<rocksdb::Iterator> it(shards_[shard]->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(kDocPrefix); it->Valid() && it->key().starts_with(kDocPrefix); it->Next()) {
+    ids.push_back(it->key().ToString().substr(sizeof(kDocPrefix) - 1));
+  }
+  if (absl::Status s = FromRocks(it->status(), absl::StrCat("iterating shard ", shard)); !s.ok()) {
+    return s;
+  }
+  return ids;
+}
+
+absl::StatusOr<ShardStats> TokenStore::GetShardStats(int shard) const {
+  if (absl::Status s = CheckShard(shard); !s.ok()) return s;
+  ShardStats stats;
+  std::unique_ptr<rocksdb::Iterator> it(shards_[shard]->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(kDocPrefix); it->Valid() && it->key().starts_with(kDocPrefix); it->Next()) {
+    const std::string id = it->key().ToString().substr(sizeof(kDocPrefix) - 1);
+    absl::StatusOr<uint32_t> n =
+        ValueTokenCount(id, absl::string_view(it->value().data(), it->value().size()));
+    if (!n.ok()) return n.status();
+    ++stats.documents;
+    stats.tokens += *n;
+  }
+  if (absl::Status s = FromRocks(it->status(), absl::StrCat("iterating shard ", shard)); !s.ok()) {
+    return s;
+  }
+  return stats;
+}
+
+}  // namespace maximus::data

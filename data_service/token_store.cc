@@ -249,7 +249,11 @@ std::string TokenStore::ShardDirName(int shard, int num_shards) {
 
 TokenStore::TokenStore(std::string dir, StoreMetadata metadata,
                        std::vector<std::unique_ptr<rocksdb::DB>> shards)
-    : dir_(std::move(dir)), metadata_(std::move(metadata)), shards_(std::move(shards)) {}
+    : dir_(std::move(dir)), metadata_(std::move(metadata)), shards_(std::move(shards)) {
+  for (size_t shard = 0; shard < shards_.size(); ++shard) {
+    if (shards_[shard] != nullptr) open_shards_.push_back(static_cast<int>(shard));
+  }
+}
 
 TokenStore::~TokenStore() {
   for (auto& db : shards_) {
@@ -310,12 +314,18 @@ absl::StatusOr<std::unique_ptr<TokenStore>> TokenStore::Create(const std::string
   return std::unique_ptr<TokenStore>(new TokenStore(dir, metadata, std::move(shards)));
 }
 
-absl::StatusOr<std::unique_ptr<TokenStore>> TokenStore::Open(
-    const std::string& dir, absl::string_view tokenizer_fingerprint, int num_shards) {
+absl::StatusOr<StoreMetadata> TokenStore::ReadMetadata(const std::string& dir) {
   const std::string store_file = dir + "/" + kStoreFile;
   absl::StatusOr<std::string> text = ReadFile(store_file);
   if (!text.ok()) return text.status();
-  absl::StatusOr<StoreMetadata> metadata = ParseMetadata(*text, store_file);
+  return ParseMetadata(*text, store_file);
+}
+
+absl::StatusOr<std::unique_ptr<TokenStore>> TokenStore::Open(
+    const std::string& dir, absl::string_view tokenizer_fingerprint, int num_shards,
+    absl::Span<const int> open_only) {
+  const std::string store_file = dir + "/" + kStoreFile;
+  absl::StatusOr<StoreMetadata> metadata = ReadMetadata(dir);
   if (!metadata.ok()) return metadata.status();
   if (metadata->tokenizer_fingerprint != tokenizer_fingerprint) {
     return absl::FailedPreconditionError(
@@ -329,15 +339,24 @@ absl::StatusOr<std::unique_ptr<TokenStore>> TokenStore::Open(
   if (metadata->num_shards < 1 || metadata->num_shards > kMaxShards) {
     return absl::DataLossError(absl::StrCat(store_file, ": shard count ", metadata->num_shards));
   }
-  std::vector<std::unique_ptr<rocksdb::DB>> shards;
+  std::vector<bool> wanted(metadata->num_shards, open_only.empty());
+  for (int shard : open_only) {
+    if (shard < 0 || shard >= metadata->num_shards) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("shard ", shard, " outside [0, ", metadata->num_shards, ") of store ", dir));
+    }
+    wanted[shard] = true;
+  }
+  std::vector<std::unique_ptr<rocksdb::DB>> shards(metadata->num_shards);
   for (int shard = 0; shard < metadata->num_shards; ++shard) {
+    if (!wanted[shard]) continue;
     const std::string path = dir + "/" + ShardDirName(shard, metadata->num_shards);
     rocksdb::DB* db = nullptr;
     if (absl::Status s = FromRocks(rocksdb::DB::Open(ShardOptions(false), path, &db), path);
         !s.ok()) {
       return s;
     }
-    shards.emplace_back(db);
+    shards[shard].reset(db);
     std::string meta;
     if (absl::Status s = FromRocks(db->Get(rocksdb::ReadOptions(), kMetaKey, &meta),
                                    absl::StrCat(path, " metadata"));
@@ -353,16 +372,24 @@ absl::StatusOr<std::unique_ptr<TokenStore>> TokenStore::Open(
 }
 
 absl::StatusOr<WriteResult> TokenStore::AddDocuments(absl::Span<const Document> batch) {
+  std::vector<std::string> ids(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
     if (absl::Status s = ValidateDocument(batch[i], i, metadata_.vocab_size); !s.ok()) return s;
+    ids[i] = DocumentId(batch[i].tokens);
+    const int shard = ShardOf(ids[i], num_shards());
+    if (shards_[shard] == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "document ", i, " (", ids[i], ") belongs to shard ", shard, ", which is not open here"));
+    }
   }
   absl::MutexLock lock(&write_mu_);
   WriteResult result;
   result.ids.reserve(batch.size());
   std::vector<rocksdb::WriteBatch> writes(shards_.size());
   absl::flat_hash_set<std::string> seen;
-  for (const Document& doc : batch) {
-    std::string id = DocumentId(doc.tokens);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Document& doc = batch[i];
+    const std::string& id = ids[i];
     const int shard = ShardOf(id, num_shards());
     const std::string key = kDocPrefix + id;
     result.ids.push_back(id);
@@ -400,6 +427,7 @@ absl::StatusOr<Document> TokenStore::Get(absl::string_view id) const {
         absl::StrCat("document id \"", id, "\" is not 64 lowercase hex digits"));
   }
   const int shard = ShardOf(id, num_shards());
+  if (absl::Status s = CheckShard(shard); !s.ok()) return s;
   rocksdb::PinnableSlice value;
   const rocksdb::Status s =
       shards_[shard]->Get(rocksdb::ReadOptions(), shards_[shard]->DefaultColumnFamily(),
@@ -412,6 +440,9 @@ absl::StatusOr<Document> TokenStore::Get(absl::string_view id) const {
 absl::Status TokenStore::CheckShard(int shard) const {
   if (shard < 0 || shard >= num_shards()) {
     return absl::OutOfRangeError(absl::StrCat("shard ", shard, " outside [0, ", num_shards(), ")"));
+  }
+  if (shards_[shard] == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat("shard ", shard, " is not open here"));
   }
   return absl::OkStatus();
 }
@@ -429,21 +460,28 @@ absl::StatusOr<std::vector<std::string>> TokenStore::DocumentIds(int shard) cons
   return ids;
 }
 
-absl::StatusOr<ShardStats> TokenStore::GetShardStats(int shard) const {
+absl::Status TokenStore::ForEachDocument(
+    int shard, const std::function<void(absl::string_view id, uint32_t tokens)>& fn) const {
   if (absl::Status s = CheckShard(shard); !s.ok()) return s;
-  ShardStats stats;
   std::unique_ptr<rocksdb::Iterator> it(shards_[shard]->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek(kDocPrefix); it->Valid() && it->key().starts_with(kDocPrefix); it->Next()) {
-    const std::string id = it->key().ToString().substr(sizeof(kDocPrefix) - 1);
+    const absl::string_view id(it->key().data() + sizeof(kDocPrefix) - 1,
+                               it->key().size() - (sizeof(kDocPrefix) - 1));
     absl::StatusOr<uint32_t> n =
         ValueTokenCount(id, absl::string_view(it->value().data(), it->value().size()));
     if (!n.ok()) return n.status();
+    fn(id, *n);
+  }
+  return FromRocks(it->status(), absl::StrCat("iterating shard ", shard));
+}
+
+absl::StatusOr<ShardStats> TokenStore::GetShardStats(int shard) const {
+  ShardStats stats;
+  absl::Status s = ForEachDocument(shard, [&stats](absl::string_view, uint32_t tokens) {
     ++stats.documents;
-    stats.tokens += *n;
-  }
-  if (absl::Status s = FromRocks(it->status(), absl::StrCat("iterating shard ", shard)); !s.ok()) {
-    return s;
-  }
+    stats.tokens += tokens;
+  });
+  if (!s.ok()) return s;
   return stats;
 }
 

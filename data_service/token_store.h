@@ -24,6 +24,7 @@
 #define MAXIMUS_DATA_SERVICE_TOKEN_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -75,10 +76,15 @@ class TokenStore {
                                                             const StoreMetadata& metadata);
   // Opens an existing store. Fails with FAILED_PRECONDITION, naming both
   // values, if the store was built with another tokenizer fingerprint or
-  // another shard count.
+  // another shard count. `shards` lists the shards to open (empty: all), so
+  // that several processes can each serve some shards of one store.
   static absl::StatusOr<std::unique_ptr<TokenStore>> Open(const std::string& dir,
                                                           absl::string_view tokenizer_fingerprint,
-                                                          int num_shards);
+                                                          int num_shards,
+                                                          absl::Span<const int> shards = {});
+
+  // The metadata of the store in `dir`; NOT_FOUND if there is none.
+  static absl::StatusOr<StoreMetadata> ReadMetadata(const std::string& dir);
 
   TokenStore(const TokenStore&) = delete;
   TokenStore& operator=(const TokenStore&) = delete;
@@ -88,18 +94,27 @@ class TokenStore {
   // index and token position; nothing is written then), then writes each
   // shard's new documents in one synced WriteBatch. Returning OK means every
   // document is durable. A failure while writing may leave other shards'
-  // parts written, but never a partial document.
+  // parts written, but never a partial document. A document of a shard
+  // this store did not open is FAILED_PRECONDITION, before anything is
+  // written.
   absl::StatusOr<WriteResult> AddDocuments(absl::Span<const Document> batch);
 
   // NOT_FOUND if absent; DATA_LOSS naming the id if the value is corrupt.
   absl::StatusOr<Document> Get(absl::string_view id) const;
   // Ids of the shard's documents in key (lexicographic) order.
   absl::StatusOr<std::vector<std::string>> DocumentIds(int shard) const;
+  // Calls fn(id, token count) for each document of the shard, in key order,
+  // reading only the values' headers (not their checksums).
+  absl::Status ForEachDocument(
+      int shard, const std::function<void(absl::string_view id, uint32_t tokens)>& fn) const;
   // Counted by iterating the shard.
   absl::StatusOr<ShardStats> GetShardStats(int shard) const;
 
   const StoreMetadata& metadata() const { return metadata_; }
   int num_shards() const { return metadata_.num_shards; }
+  // The shards this object opened, ascending.
+  const std::vector<int>& open_shards() const { return open_shards_; }
+  bool owns_all_shards() const { return static_cast<int>(open_shards_.size()) == num_shards(); }
 
   // Content id of a token sequence (see the layout above).
   static std::string DocumentId(absl::Span<const int32_t> tokens);
@@ -115,7 +130,9 @@ class TokenStore {
 
   const std::string dir_;
   const StoreMetadata metadata_;
+  // One per shard of the store; null for shards not opened.
   std::vector<std::unique_ptr<rocksdb::DB>> shards_;
+  std::vector<int> open_shards_;
   // Serialises AddDocuments so duplicate counts are exact.
   absl::Mutex write_mu_;
 };

@@ -1,25 +1,13 @@
 #include "tokenizer/tokenizer_service.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
+#include "proto/grpc_status.h"
 
 namespace maximus::tokenizer {
 namespace {
-
-grpc::Status ToGrpc(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  const grpc::StatusCode code = status.code() == absl::StatusCode::kInvalidArgument
-                                    ? grpc::StatusCode::INVALID_ARGUMENT
-                                    : grpc::StatusCode::INTERNAL;
-  return grpc::Status(code, std::string(status.message()));
-}
 
 void Fill(const std::vector<int32_t>& ids, TokenSequence* sequence) {
   sequence->mutable_ids()->Add(ids.begin(), ids.end());
@@ -42,7 +30,7 @@ grpc::Status TokenizerServiceImpl::Encode(grpc::ServerContext*, const EncodeRequ
   if (grpc::Status size = CheckSize(*request); !size.ok()) return size;
   auto ids = tokenizer_->Encode(
       request->text(), EncodeOptions{request->add_special_tokens(), request->strict_utf8()});
-  if (!ids.ok()) return ToGrpc(ids.status());
+  if (!ids.ok()) return ToGrpcStatus(ids.status());
   Fill(*ids, response->mutable_tokens());
   return grpc::Status::OK;
 }
@@ -57,7 +45,7 @@ grpc::Status TokenizerServiceImpl::EncodeBatch(
     std::vector<std::string> texts(request.texts().begin(), request.texts().end());
     auto batch = tokenizer_->EncodeBatch(
         texts, EncodeOptions{request.add_special_tokens(), request.strict_utf8()});
-    if (!batch.ok()) return ToGrpc(batch.status());
+    if (!batch.ok()) return ToGrpcStatus(batch.status());
     EncodeBatchResponse response;
     for (const std::vector<int32_t>& ids : *batch) Fill(ids, response.add_sequences());
     if (!stream->Write(response)) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
@@ -69,7 +57,7 @@ grpc::Status TokenizerServiceImpl::Decode(grpc::ServerContext*, const DecodeRequ
                                           DecodeResponse* response) {
   if (grpc::Status size = CheckSize(*request); !size.ok()) return size;
   auto text = tokenizer_->Decode(request->ids(), DecodeOptions{request->skip_special_tokens()});
-  if (!text.ok()) return ToGrpc(text.status());
+  if (!text.ok()) return ToGrpcStatus(text.status());
   response->set_text(*std::move(text));
   return grpc::Status::OK;
 }
@@ -91,19 +79,6 @@ grpc::Status TokenizerServiceImpl::GetInfo(grpc::ServerContext*, const GetInfoRe
   return grpc::Status::OK;
 }
 
-ServerInfoServiceImpl::ServerInfoServiceImpl(std::string service) {
-  info_.set_service(std::move(service));
-  info_.set_version("0.1.0");
-  info_.set_start_time_unix_ms(absl::ToUnixMillis(absl::Now()));
-  info_.set_pid(getpid());
-}
-
-grpc::Status ServerInfoServiceImpl::GetServerInfo(grpc::ServerContext*, const GetServerInfoRequest*,
-                                                  ServerInfo* response) {
-  *response = info_;
-  return grpc::Status::OK;
-}
-
 absl::StatusOr<std::unique_ptr<TokenizerServer>> TokenizerServer::Start(
     std::unique_ptr<Tokenizer> tokenizer, const Options& options) {
   std::unique_ptr<TokenizerServer> server(new TokenizerServer());
@@ -111,8 +86,7 @@ absl::StatusOr<std::unique_ptr<TokenizerServer>> TokenizerServer::Start(
   server->service_ =
       std::make_unique<TokenizerServiceImpl>(server->tokenizer_.get(), options.max_request_bytes);
   server->info_ = std::make_unique<ServerInfoServiceImpl>("maximus.TokenizerService");
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  EnableStandardServerFeatures();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &server->port_);
   // The transport admits somewhat more than the service limit, so that

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "proto/common.grpc.pb.h"
+#include "proto/server_info_service.h"
 #include "proto/tokenizer.grpc.pb.h"
 #include "tokenizer/tokenizer.h"
 
@@ -39,16 +40,6 @@ class TokenizerServiceImpl final : public TokenizerService::Service {
 
   const Tokenizer* tokenizer_;
   int64_t max_request_bytes_;
-};
-
-class ServerInfoServiceImpl final : public ServerInfoService::Service {
- public:
-  explicit ServerInfoServiceImpl(std::string service);
-  grpc::Status GetServerInfo(grpc::ServerContext* context, const GetServerInfoRequest* request,
-                             ServerInfo* response) override;
-
- private:
-  ServerInfo info_;
 };
 
 // A running server: the tokenizer, its services and the gRPC server.

@@ -1,0 +1,245 @@
+#include "data_service/data_service_impl.h"
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "data_service/batch_packer.h"
+#include "data_service/chat_template.h"
+#include "data_service/store_opener.h"
+#include "data_service/store_stats.h"
+#include "proto/grpc_status.h"
+#include "tokenizer/end_of_text.h"
+#include "tokenizer/thread_pool.h"
+
+namespace maximus::data {
+namespace {
+
+// A DocumentChunk is sent when it reaches this size.
+constexpr size_t kChunkBytes = 1 << 20;
+
+absl::Status Prefixed(absl::string_view prefix, const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat(prefix, ": ", status.message()));
+}
+
+std::string TokenBytes(const std::vector<int32_t>& tokens) {
+  return std::string(reinterpret_cast<const char*>(tokens.data()), tokens.size() * sizeof(int32_t));
+}
+
+}  // namespace
+
+DataServiceImpl::DataServiceImpl(TokenStore* store, DocumentIndex* index,
+                                 const tokenizer::Tokenizer* tokenizer, int32_t eos_id,
+                                 int64_t max_request_bytes)
+    : store_(store),
+      index_(index),
+      tokenizer_(tokenizer),
+      eos_id_(eos_id),
+      max_request_bytes_(max_request_bytes),
+      source_(store, index) {}
+
+absl::StatusOr<std::vector<Document>> DataServiceImpl::BuildDocuments(const IngestRequest& request,
+                                                                      int64_t message) const {
+  const int n = request.documents_size();
+  std::vector<Document> documents(n);
+  std::vector<absl::Status> errors(n);
+  const ChatLossMode mode =
+      request.train_on_user() ? ChatLossMode::kAllTurns : ChatLossMode::kModelTurns;
+  tokenizer::ThreadPool& pool = tokenizer::ThreadPool::Shared();
+  pool.ParallelFor(n, pool.size(), [&](size_t i) {
+    const IngestDocument& in = request.documents(static_cast<int>(i));
+    absl::StatusOr<Document> built;
+    switch (in.content_case()) {
+      case IngestDocument::kText:
+        built = BuildTextDocument(*tokenizer_, in.text());
+        break;
+      case IngestDocument::kChat: {
+        std::vector<ChatMessage> turns;
+        for (const ChatTurn& turn : in.chat().turns())
+          turns.push_back({turn.role(), turn.content()});
+        built = BuildChatDocument(*tokenizer_, turns, mode);
+        break;
+      }
+      case IngestDocument::kTokens: {
+        Document doc;
+        doc.tokens.assign(in.tokens().ids().begin(), in.tokens().ids().end());
+        doc.loss_mask.assign(in.tokens().loss_mask().begin(), in.tokens().loss_mask().end());
+        built = std::move(doc);
+        break;
+      }
+      default:
+        built = absl::InvalidArgumentError("no content (set text, chat or tokens)");
+    }
+    if (built.ok()) {
+      documents[i] = *std::move(built);
+    } else {
+      errors[i] = built.status();
+    }
+  });
+  for (int i = 0; i < n; ++i) {
+    if (!errors[i].ok()) {
+      return Prefixed(absl::StrCat("message ", message, ", documents[", i, "]"), errors[i]);
+    }
+  }
+  return documents;
+}
+
+grpc::Status DataServiceImpl::Ingest(grpc::ServerContext* context,
+                                     grpc::ServerReader<IngestRequest>* reader,
+                                     IngestResponse* response) {
+  IngestRequest request;
+  for (int64_t message = 0; reader->Read(&request); ++message) {
+    if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    const size_t bytes = request.ByteSizeLong();
+    if (static_cast<int64_t>(bytes) > max_request_bytes_) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          absl::StrCat("message ", message, " has ", bytes, " bytes; at most ",
+                                       max_request_bytes_, " per message"));
+    }
+    absl::StatusOr<std::vector<Document>> documents = BuildDocuments(request, message);
+    if (!documents.ok()) return ToGrpcStatus(documents.status());
+    absl::StatusOr<WriteResult> written = store_->AddDocuments(*documents);
+    if (!written.ok()) {
+      return ToGrpcStatus(Prefixed(absl::StrCat("message ", message), written.status()));
+    }
+    for (size_t i = 0; i < documents->size(); ++i) {
+      RawId id;
+      ParseHexId(written->ids[i], &id);
+      index_->Add(id, static_cast<uint32_t>((*documents)[i].tokens.size()));
+      response->set_tokens(response->tokens() + (*documents)[i].tokens.size());
+    }
+    response->set_documents(response->documents() + documents->size());
+    response->set_added(response->added() + written->added);
+    response->set_duplicates(response->duplicates() + written->duplicates);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status DataServiceImpl::StreamBatches(grpc::ServerContext* context,
+                                            const StreamBatchesRequest* request,
+                                            grpc::ServerWriter<PackedBatch>* writer) {
+  if (!store_->owns_all_shards()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("this server serves ", store_->open_shards().size(), " of ",
+                                     store_->num_shards(),
+                                     " shards; give the client every server's address, and it "
+                                     "merges their StreamDocuments"));
+  }
+  absl::StatusOr<std::unique_ptr<BatchPacker>> packer =
+      BatchPacker::Open(&source_, *request, eos_id_);
+  if (!packer.ok()) return ToGrpcStatus(packer.status());
+  PackedBatch batch;
+  for (;;) {
+    if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    absl::StatusOr<bool> more = (*packer)->Next(&batch);
+    if (!more.ok()) return ToGrpcStatus(more.status());
+    if (!*more) return grpc::Status::OK;
+    // Blocks while the client's flow-control window is full.
+    if (!writer->Write(batch)) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+    }
+  }
+}
+
+grpc::Status DataServiceImpl::StreamDocuments(grpc::ServerContext* context,
+                                              const StreamDocumentsRequest* request,
+                                              grpc::ServerWriter<DocumentChunk>* writer) {
+  if (absl::Status s = ValidateSelection(request->selection()); !s.ok()) return ToGrpcStatus(s);
+  EpochPosition from;
+  if (!request->from_id().empty()) {
+    if (!IdFromBytes(request->from_id(), &from.id)) {
+      return grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("from_id has ", request->from_id().size(), " bytes, not 32"));
+    }
+    from.from_start = false;
+    from.key = request->from_key();
+  }
+  absl::StatusOr<std::unique_ptr<EpochReader>> reader =
+      source_.OpenEpoch(request->selection(), request->epoch(), from);
+  if (!reader.ok()) return ToGrpcStatus(reader.status());
+  DocumentChunk chunk;
+  size_t chunk_bytes = 0;
+  SequencedDocument doc;
+  for (;;) {
+    if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    absl::StatusOr<bool> more = (*reader)->Next(&doc);
+    if (!more.ok()) return ToGrpcStatus(more.status());
+    if (*more) {
+      StreamedDocument* out = chunk.add_documents();
+      out->set_key(doc.key);
+      out->set_id(std::string(IdBytes(doc.id)));
+      out->set_tokens(TokenBytes(doc.document.tokens));
+      out->set_loss_mask(std::string(doc.document.loss_mask.begin(), doc.document.loss_mask.end()));
+      chunk_bytes += out->tokens().size() + out->loss_mask().size() + 48;
+    }
+    if ((!*more && chunk.documents_size() > 0) || chunk_bytes >= kChunkBytes) {
+      if (!writer->Write(chunk)) {
+        return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+      }
+      chunk.Clear();
+      chunk_bytes = 0;
+    }
+    if (!*more) return grpc::Status::OK;
+  }
+}
+
+grpc::Status DataServiceImpl::GetStats(grpc::ServerContext*, const GetStatsRequest* request,
+                                       StoreStats* response) {
+  absl::StatusOr<StoreStats> stats =
+      ComputeStoreStats(*store_, *index_, request->validation_fraction());
+  if (!stats.ok()) return ToGrpcStatus(stats.status());
+  *response = *std::move(stats);
+  return grpc::Status::OK;
+}
+
+grpc::Status DataServiceImpl::ListShards(grpc::ServerContext*, const ListShardsRequest*,
+                                         ShardList* response) {
+  *response = DescribeStore(*store_, eos_id_);
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<std::unique_ptr<DataServer>> DataServer::Start(
+    std::unique_ptr<tokenizer::Tokenizer> tokenizer, const Options& options) {
+  if (options.data_dir.empty()) return absl::InvalidArgumentError("data_dir is required");
+  std::unique_ptr<DataServer> server(new DataServer());
+  absl::StatusOr<int32_t> eos = tokenizer::EndOfTextId(*tokenizer);
+  if (!eos.ok()) return eos.status();
+  absl::StatusOr<std::unique_ptr<TokenStore>> store =
+      OpenOrCreateStore(options.data_dir, *tokenizer, options.num_shards, options.shards);
+  if (!store.ok()) return store.status();
+  server->store_ = *std::move(store);
+  absl::StatusOr<std::unique_ptr<DocumentIndex>> index = DocumentIndex::Build(*server->store_);
+  if (!index.ok()) return index.status();
+  server->index_ = *std::move(index);
+  server->tokenizer_ = std::move(tokenizer);
+  server->service_ =
+      std::make_unique<DataServiceImpl>(server->store_.get(), server->index_.get(),
+                                        server->tokenizer_.get(), *eos, options.max_request_bytes);
+  server->info_ = std::make_unique<ServerInfoServiceImpl>("maximus.data.DataService");
+  EnableStandardServerFeatures();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &server->port_);
+  // Oversize requests reach the service, which names the limit.
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(std::min<int64_t>(INT32_MAX, options.max_request_bytes + (4 << 20))));
+  builder.SetMaxSendMessageSize(INT32_MAX);
+  builder.RegisterService(server->service_.get());
+  builder.RegisterService(server->info_.get());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.address));
+  }
+  return server;
+}
+
+void DataServer::Shutdown() {
+  if (server_ != nullptr) {
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  }
+}
+
+DataServer::~DataServer() { Shutdown(); }
+
+}  // namespace maximus::data

@@ -1,0 +1,92 @@
+// The gRPC DataService over a token store's open shards, and the server that
+// hosts it beside ServerInfoService, health checking and reflection.
+
+#ifndef MAXIMUS_DATA_SERVICE_DATA_SERVICE_IMPL_H_
+#define MAXIMUS_DATA_SERVICE_DATA_SERVICE_IMPL_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "data_service/document_index.h"
+#include "data_service/local_document_source.h"
+#include "data_service/token_store.h"
+#include "proto/data.grpc.pb.h"
+#include "proto/server_info_service.h"
+#include "tokenizer/tokenizer.h"
+
+namespace maximus::data {
+
+class DataServiceImpl final : public DataService::Service {
+ public:
+  // All pointers must outlive the service.
+  DataServiceImpl(TokenStore* store, DocumentIndex* index, const tokenizer::Tokenizer* tokenizer,
+                  int32_t eos_id, int64_t max_request_bytes);
+
+  grpc::Status Ingest(grpc::ServerContext* context, grpc::ServerReader<IngestRequest>* reader,
+                      IngestResponse* response) override;
+  grpc::Status StreamBatches(grpc::ServerContext* context, const StreamBatchesRequest* request,
+                             grpc::ServerWriter<PackedBatch>* writer) override;
+  grpc::Status StreamDocuments(grpc::ServerContext* context, const StreamDocumentsRequest* request,
+                               grpc::ServerWriter<DocumentChunk>* writer) override;
+  grpc::Status GetStats(grpc::ServerContext* context, const GetStatsRequest* request,
+                        StoreStats* response) override;
+  grpc::Status ListShards(grpc::ServerContext* context, const ListShardsRequest* request,
+                          ShardList* response) override;
+
+ private:
+  // Turns one request message into documents; errors name the message and
+  // the document.
+  absl::StatusOr<std::vector<Document>> BuildDocuments(const IngestRequest& request,
+                                                       int64_t message) const;
+
+  TokenStore* const store_;
+  DocumentIndex* const index_;
+  const tokenizer::Tokenizer* const tokenizer_;
+  const int32_t eos_id_;
+  const int64_t max_request_bytes_;
+  LocalDocumentSource source_;
+};
+
+// A running DataService: the store, its index, the tokenizer and the server.
+class DataServer {
+ public:
+  struct Options {
+    std::string address = "0.0.0.0:0";  // Port 0: any free port, see port().
+    std::string data_dir;
+    // Shards of the store to serve; empty: all.
+    std::vector<int> shards;
+    // Shard count of a new store (one is created if data_dir holds none and
+    // every shard is served).
+    int num_shards = 4;
+    int64_t max_request_bytes = 64 << 20;
+  };
+  static absl::StatusOr<std::unique_ptr<DataServer>> Start(
+      std::unique_ptr<tokenizer::Tokenizer> tokenizer, const Options& options);
+  ~DataServer();
+
+  int port() const { return port_; }
+  const TokenStore& store() const { return *store_; }
+  int64_t documents() const { return index_->documents(); }
+  void Wait() { server_->Wait(); }
+  void Shutdown();
+
+ private:
+  DataServer() = default;
+
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
+  std::unique_ptr<TokenStore> store_;
+  std::unique_ptr<DocumentIndex> index_;
+  std::unique_ptr<DataServiceImpl> service_;
+  std::unique_ptr<ServerInfoServiceImpl> info_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace maximus::data
+
+#endif  // MAXIMUS_DATA_SERVICE_DATA_SERVICE_IMPL_H_

@@ -1,0 +1,65 @@
+#include "data_service/merged_document_source.h"
+
+#include <utility>
+
+namespace maximus::data {
+namespace {
+
+class MergedEpochReader : public EpochReader {
+ public:
+  explicit MergedEpochReader(std::vector<std::unique_ptr<EpochReader>> parts)
+      : parts_(std::move(parts)), heads_(parts_.size()), live_(parts_.size(), false) {}
+
+  absl::Status Start() {
+    for (size_t i = 0; i < parts_.size(); ++i) {
+      if (absl::Status s = Refill(i); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<bool> Next(SequencedDocument* out) override {
+    // Few parts (one per server): a linear scan beats a heap.
+    int best = -1;
+    for (size_t i = 0; i < parts_.size(); ++i) {
+      if (!live_[i]) continue;
+      if (best < 0 || Before(heads_[i], heads_[best])) best = static_cast<int>(i);
+    }
+    if (best < 0) return false;
+    *out = std::move(heads_[best]);
+    if (absl::Status s = Refill(best); !s.ok()) return s;
+    return true;
+  }
+
+ private:
+  static bool Before(const SequencedDocument& a, const SequencedDocument& b) {
+    return a.key != b.key ? a.key < b.key : a.id < b.id;
+  }
+
+  absl::Status Refill(size_t i) {
+    absl::StatusOr<bool> got = parts_[i]->Next(&heads_[i]);
+    if (!got.ok()) return got.status();
+    live_[i] = *got;
+    return absl::OkStatus();
+  }
+
+  std::vector<std::unique_ptr<EpochReader>> parts_;
+  std::vector<SequencedDocument> heads_;
+  std::vector<bool> live_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<EpochReader>> MergedDocumentSource::OpenEpoch(
+    const Selection& selection, uint64_t epoch, const EpochPosition& from) {
+  std::vector<std::unique_ptr<EpochReader>> readers;
+  for (const auto& part : parts_) {
+    absl::StatusOr<std::unique_ptr<EpochReader>> reader = part->OpenEpoch(selection, epoch, from);
+    if (!reader.ok()) return reader.status();
+    readers.push_back(*std::move(reader));
+  }
+  auto merged = std::make_unique<MergedEpochReader>(std::move(readers));
+  if (absl::Status s = merged->Start(); !s.ok()) return s;
+  return std::unique_ptr<EpochReader>(std::move(merged));
+}
+
+}  // namespace maximus::data

@@ -1,0 +1,70 @@
+// A DataSource behind one or more DataServices. Each server serves some
+// shards of one store; together they must serve every shard exactly once.
+// When one server serves them all, it packs the batches (StreamBatches);
+// otherwise this client merges the servers' document streams into the one
+// epoch order and packs them itself, so the stream is the same either way.
+//
+// A broken stream (UNAVAILABLE: a server restarting, a network blip) is
+// reopened from its last cursor, so the client sees no gap and no repeat, for
+// up to `reconnect_timeout`.
+
+#ifndef MAXIMUS_DATA_SERVICE_REMOTE_DATA_SOURCE_H_
+#define MAXIMUS_DATA_SERVICE_REMOTE_DATA_SOURCE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "data_service/data_source.h"
+#include "proto/data.grpc.pb.h"
+
+namespace maximus::data {
+
+class RemoteDataSource : public DataSource {
+ public:
+  struct Options {
+    // For the first ListShards of each server.
+    absl::Duration connect_timeout = absl::Seconds(10);
+    absl::Duration reconnect_timeout = absl::Seconds(60);
+  };
+
+  // `addresses`: "host:port" of every server. Fails naming the address that
+  // cannot be reached, or the shard that no server or two servers serve.
+  static absl::StatusOr<std::unique_ptr<RemoteDataSource>> Connect(
+      const std::vector<std::string>& addresses, const Options& options);
+  static absl::StatusOr<std::unique_ptr<RemoteDataSource>> Connect(
+      const std::vector<std::string>& addresses) {
+    return Connect(addresses, Options());
+  }
+
+  const ShardList& info() const override { return info_; }
+  absl::StatusOr<std::unique_ptr<BatchStream>> OpenStream(
+      const StreamBatchesRequest& request) override;
+  absl::StatusOr<StoreStats> GetStats(double validation_fraction) override;
+
+  struct Server {
+    std::string address;
+    std::unique_ptr<DataService::Stub> stub;
+    ShardList shards;
+  };
+
+ private:
+  RemoteDataSource() = default;
+
+  Options options_;
+  std::vector<Server> servers_;
+  ShardList info_;
+  // The server that serves every shard, or -1.
+  int full_server_ = -1;
+};
+
+// "a:1,b:2" -> {"a:1", "b:2"}.
+std::vector<std::string> SplitAddresses(absl::string_view addresses);
+
+}  // namespace maximus::data
+
+#endif  // MAXIMUS_DATA_SERVICE_REMOTE_DATA_SOURCE_H_

@@ -1,0 +1,80 @@
+// DataService server:
+//   server --data_dir=DIR --tokenizer=PATH/tokenizer.json [--port=50052]
+//          [--shards=N] [--serve_shards=all|0,2,4-7]
+// Creates a store of --shards shards in --data_dir if there is none. Several
+// servers can serve disjoint --serve_shards of one store; clients are given
+// all their addresses.
+
+#include <csignal>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "data_service/data_service_impl.h"
+#include "data_service/store_opener.h"
+
+ABSL_FLAG(std::string, data_dir, "", "Directory of the token store (created if absent)");
+ABSL_FLAG(std::string, tokenizer, "", "Path of the store's tokenizer.json");
+ABSL_FLAG(int, port, 50052, "TCP port (0: any free port, printed on start)");
+ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on");
+ABSL_FLAG(int, shards, 0, "Shard count: of a new store (0: 4), or checked against an existing one");
+ABSL_FLAG(std::string, serve_shards, "all", "Shards to serve, e.g. 0,1 or 4-7");
+ABSL_FLAG(int64_t, max_request_mb, 64, "Largest Ingest message accepted, MiB");
+
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+
+void Stop(int) { g_stop = 1; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "DataService: sharded token store and packed-batch streaming.\n"
+      "  server --data_dir=DIR --tokenizer=tokenizer.json [--port=50052] [--shards=N] "
+      "[--serve_shards=all]");
+  absl::ParseCommandLine(argc, argv);
+  if (absl::GetFlag(FLAGS_data_dir).empty() || absl::GetFlag(FLAGS_tokenizer).empty()) {
+    absl::FPrintF(stderr, "server: --data_dir and --tokenizer are required (see --help)\n");
+    return 2;
+  }
+  absl::StatusOr<std::vector<int>> shards =
+      maximus::data::ParseShardList(absl::GetFlag(FLAGS_serve_shards));
+  if (!shards.ok()) {
+    absl::FPrintF(stderr, "server: --serve_shards: %s\n", shards.status().message());
+    return 2;
+  }
+  const absl::Time start = absl::Now();
+  auto tokenizer = maximus::tokenizer::Tokenizer::FromFile(absl::GetFlag(FLAGS_tokenizer));
+  if (!tokenizer.ok()) {
+    absl::FPrintF(stderr, "server: %s\n", tokenizer.status().ToString());
+    return 1;
+  }
+  maximus::data::DataServer::Options options;
+  options.address = absl::StrFormat("%s:%d", absl::GetFlag(FLAGS_host), absl::GetFlag(FLAGS_port));
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.shards = *shards;
+  options.num_shards = absl::GetFlag(FLAGS_shards);
+  options.max_request_bytes = absl::GetFlag(FLAGS_max_request_mb) << 20;
+  auto server = maximus::data::DataServer::Start(*std::move(tokenizer), options);
+  if (!server.ok()) {
+    absl::FPrintF(stderr, "server: %s\n", server.status().ToString());
+    return 1;
+  }
+  std::signal(SIGINT, Stop);
+  std::signal(SIGTERM, Stop);
+  const maximus::data::TokenStore& store = (*server)->store();
+  absl::PrintF("data server: port %d, %s, shards %s of %d, %d documents, ready in %.2f s\n",
+               (*server)->port(), options.data_dir, absl::StrJoin(store.open_shards(), ","),
+               store.num_shards(), (*server)->documents(),
+               absl::ToDoubleSeconds(absl::Now() - start));
+  std::fflush(stdout);
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  (*server)->Shutdown();
+  return 0;
+}

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "data_service/batch_packer.h"
 #include "data_service/chat_template.h"
 #include "data_service/store_opener.h"
@@ -21,6 +22,10 @@ constexpr size_t kChunkBytes = 1 << 20;
 
 absl::Status Prefixed(absl::string_view prefix, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(prefix, ": ", status.message()));
+}
+
+grpc::Status ShuttingDown() {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
 }
 
 std::string TokenBytes(const std::vector<int32_t>& tokens) {
@@ -132,6 +137,7 @@ grpc::Status DataServiceImpl::StreamBatches(grpc::ServerContext* context,
   PackedBatch batch;
   for (;;) {
     if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    if (stopping_) return ShuttingDown();
     absl::StatusOr<bool> more = (*packer)->Next(&batch);
     if (!more.ok()) return ToGrpcStatus(more.status());
     if (!*more) return grpc::Status::OK;
@@ -164,6 +170,7 @@ grpc::Status DataServiceImpl::StreamDocuments(grpc::ServerContext* context,
   SequencedDocument doc;
   for (;;) {
     if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    if (stopping_) return ShuttingDown();
     absl::StatusOr<bool> more = (*reader)->Next(&doc);
     if (!more.ok()) return ToGrpcStatus(more.status());
     if (*more) {
@@ -201,7 +208,7 @@ grpc::Status DataServiceImpl::ListShards(grpc::ServerContext*, const ListShardsR
 }
 
 absl::StatusOr<std::unique_ptr<DataServer>> DataServer::Start(
-    std::unique_ptr<tokenizer::Tokenizer> tokenizer, const Options& options) {
+    std::shared_ptr<const tokenizer::Tokenizer> tokenizer, const Options& options) {
   if (options.data_dir.empty()) return absl::InvalidArgumentError("data_dir is required");
   std::unique_ptr<DataServer> server(new DataServer());
   absl::StatusOr<int32_t> eos = tokenizer::EndOfTextId(*tokenizer);
@@ -214,6 +221,7 @@ absl::StatusOr<std::unique_ptr<DataServer>> DataServer::Start(
   if (!index.ok()) return index.status();
   server->index_ = *std::move(index);
   server->tokenizer_ = std::move(tokenizer);
+  server->shutdown_grace_ = options.shutdown_grace;
   server->service_ =
       std::make_unique<DataServiceImpl>(server->store_.get(), server->index_.get(),
                                         server->tokenizer_.get(), *eos, options.max_request_bytes);
@@ -235,9 +243,11 @@ absl::StatusOr<std::unique_ptr<DataServer>> DataServer::Start(
 }
 
 void DataServer::Shutdown() {
-  if (server_ != nullptr) {
-    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  }
+  if (server_ == nullptr) return;
+  service_->BeginShutdown();
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + shutdown_grace_));
+  server_->Wait();
+  server_.reset();
 }
 
 DataServer::~DataServer() { Shutdown(); }

@@ -6,12 +6,14 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "data_service/document_index.h"
 #include "data_service/local_document_source.h"
 #include "data_service/token_store.h"
@@ -38,6 +40,10 @@ class DataServiceImpl final : public DataService::Service {
   grpc::Status ListShards(grpc::ServerContext* context, const ListShardsRequest* request,
                           ShardList* response) override;
 
+  // Open streams end with UNAVAILABLE at their next message, so that clients
+  // resume elsewhere (or after a restart) instead of waiting.
+  void BeginShutdown() { stopping_ = true; }
+
  private:
   // Turns one request message into documents; errors name the message and
   // the document.
@@ -50,6 +56,7 @@ class DataServiceImpl final : public DataService::Service {
   const int32_t eos_id_;
   const int64_t max_request_bytes_;
   LocalDocumentSource source_;
+  std::atomic<bool> stopping_{false};
 };
 
 // A running DataService: the store, its index, the tokenizer and the server.
@@ -64,9 +71,11 @@ class DataServer {
     // every shard is served).
     int num_shards = 4;
     int64_t max_request_bytes = 64 << 20;
+    // How long Shutdown waits for calls in flight before cancelling them.
+    absl::Duration shutdown_grace = absl::Seconds(5);
   };
   static absl::StatusOr<std::unique_ptr<DataServer>> Start(
-      std::unique_ptr<tokenizer::Tokenizer> tokenizer, const Options& options);
+      std::shared_ptr<const tokenizer::Tokenizer> tokenizer, const Options& options);
   ~DataServer();
 
   int port() const { return port_; }
@@ -78,7 +87,8 @@ class DataServer {
  private:
   DataServer() = default;
 
-  std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
+  std::shared_ptr<const tokenizer::Tokenizer> tokenizer_;
+  absl::Duration shutdown_grace_;
   std::unique_ptr<TokenStore> store_;
   std::unique_ptr<DocumentIndex> index_;
   std::unique_ptr<DataServiceImpl> service_;

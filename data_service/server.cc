@@ -61,7 +61,8 @@ int main(int argc, char** argv) {
   options.shards = *shards;
   options.num_shards = absl::GetFlag(FLAGS_shards);
   options.max_request_bytes = absl::GetFlag(FLAGS_max_request_mb) << 20;
-  auto server = maximus::data::DataServer::Start(*std::move(tokenizer), options);
+  auto server = maximus::data::DataServer::Start(
+      std::shared_ptr<const maximus::tokenizer::Tokenizer>(*std::move(tokenizer)), options);
   if (!server.ok()) {
     absl::FPrintF(stderr, "server: %s\n", server.status().ToString());
     return 1;

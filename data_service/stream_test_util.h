@@ -23,10 +23,12 @@ inline std::string FreshTestDir(const std::string& name) {
   return dir;
 }
 
-// `count` distinct documents of 1..max_length tokens below `eos` (so the
-// end-of-text never occurs inside one); every third carries a loss mask.
+// `count` distinct documents of 1..max_length tokens in [0, vocab) other than
+// `eos` (so the end-of-text never occurs inside one); every third carries a
+// loss mask.
 inline std::vector<Document> SyntheticDocuments(int count, int max_length, int32_t eos,
-                                                uint64_t seed) {
+                                                uint64_t seed, int32_t vocab = 0) {
+  if (vocab == 0) vocab = eos + 1;
   std::vector<Document> docs(count);
   uint64_t x = seed * 0x9E3779B97F4A7C15ULL + 1;
   auto next = [&x]() {
@@ -37,8 +39,11 @@ inline std::vector<Document> SyntheticDocuments(int count, int max_length, int32
   };
   for (int i = 0; i < count; ++i) {
     const int length = 1 + static_cast<int>(next() % max_length);
-    docs[i].tokens.push_back(i);  // distinct
-    for (int j = 1; j < length; ++j) docs[i].tokens.push_back(static_cast<int32_t>(next() % eos));
+    docs[i].tokens.push_back(i < eos ? i : i + 1);  // distinct
+    for (int j = 1; j < length; ++j) {
+      const int32_t t = static_cast<int32_t>(next() % (vocab - 1));
+      docs[i].tokens.push_back(t < eos ? t : t + 1);
+    }
     if (i % 3 == 2) {
       for (int j = 0; j < static_cast<int>(docs[i].tokens.size()); ++j) {
         docs[i].loss_mask.push_back(static_cast<uint8_t>(next() % 2));

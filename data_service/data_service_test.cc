@@ -1,0 +1,369 @@
+// DataService end to end: real servers on loopback ports over a real
+// RocksDB store with the real Gemma 3 tokenizer, against the embedded reader.
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "data_service/data_service_impl.h"
+#include "data_service/embedded_data_source.h"
+#include "data_service/remote_data_source.h"
+#include "data_service/store_opener.h"
+#include "data_service/stream_test_util.h"
+#include "gtest/gtest.h"
+#include "proto/grpc_test_util.h"
+#include "tokenizer/end_of_text.h"
+
+namespace maximus::data {
+namespace {
+
+std::string g_tokenizer_path;
+constexpr int32_t kGemmaEos = 1;
+
+class DataServiceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto tokenizer = tokenizer::Tokenizer::FromFile(g_tokenizer_path);
+    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+    tokenizer_ = std::shared_ptr<const tokenizer::Tokenizer>(*std::move(tokenizer));
+  }
+
+  void SetUp() override {
+    dir_ = FreshTestDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    docs_ = SyntheticDocuments(400, 120, kGemmaEos, 5, tokenizer_->vocab_size());
+  }
+
+  std::unique_ptr<DataServer> StartServer(std::vector<int> shards = {}, int port = 0) {
+    DataServer::Options options;
+    options.address = absl::StrCat("127.0.0.1:", port);
+    options.data_dir = dir_;
+    options.shards = std::move(shards);
+    options.num_shards = 4;
+    options.max_request_bytes = 1 << 20;
+    options.shutdown_grace = absl::Milliseconds(200);
+    auto server = DataServer::Start(tokenizer_, options);
+    EXPECT_TRUE(server.ok()) << server.status();
+    return server.ok() ? *std::move(server) : nullptr;
+  }
+
+  static std::string Address(const DataServer& server) {
+    return absl::StrCat("127.0.0.1:", server.port());
+  }
+
+  static std::unique_ptr<DataService::Stub> Stub(const DataServer& server) {
+    return DataService::NewStub(
+        grpc::CreateChannel(Address(server), grpc::InsecureChannelCredentials()));
+  }
+
+  // Ingests docs_ as token documents, 50 per message.
+  IngestResponse IngestAll(DataService::Stub* stub) {
+    grpc::ClientContext context;
+    IngestResponse response;
+    auto writer = stub->Ingest(&context, &response);
+    for (size_t start = 0; start < docs_.size(); start += 50) {
+      IngestRequest request;
+      for (size_t i = start; i < std::min(docs_.size(), start + 50); ++i) {
+        TokenSequence* tokens = request.add_documents()->mutable_tokens();
+        tokens->mutable_ids()->Add(docs_[i].tokens.begin(), docs_[i].tokens.end());
+        tokens->set_loss_mask(std::string(docs_[i].loss_mask.begin(), docs_[i].loss_mask.end()));
+      }
+      EXPECT_TRUE(writer->Write(request));
+    }
+    writer->WritesDone();
+    const grpc::Status status = writer->Finish();
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response;
+  }
+
+  static StreamBatchesRequest Request(uint64_t seed, uint32_t rank, uint32_t world) {
+    StreamBatchesRequest r;
+    r.mutable_selection()->set_split(SPLIT_TRAIN);
+    r.mutable_selection()->set_seed(seed);
+    r.mutable_selection()->set_rank(rank);
+    r.mutable_selection()->set_world_size(world);
+    r.mutable_selection()->set_validation_fraction(0.05);
+    r.set_seq_len(127);
+    r.set_batch_size(3);
+    return r;
+  }
+
+  static FlatStream ReadFrom(DataSource* source, const StreamBatchesRequest& request, int batches) {
+    auto stream = source->OpenStream(request);
+    EXPECT_TRUE(stream.ok()) << stream.status();
+    return stream.ok() ? ReadStream(stream->get(), batches) : FlatStream();
+  }
+
+  FlatStream ReadEmbedded(const StreamBatchesRequest& request, int batches) {
+    auto store = OpenOrCreateStore(dir_, *tokenizer_, 4);
+    EXPECT_TRUE(store.ok()) << store.status();
+    auto source = EmbeddedDataSource::Open(*std::move(store), kGemmaEos);
+    EXPECT_TRUE(source.ok()) << source.status();
+    return ReadFrom(source->get(), request, batches);
+  }
+
+  // Creates the store through a server and fills it.
+  void Populate() {
+    std::unique_ptr<DataServer> server = StartServer();
+    ASSERT_NE(server, nullptr);
+    IngestAll(Stub(*server).get());
+  }
+
+  static std::shared_ptr<const tokenizer::Tokenizer> tokenizer_;
+  std::string dir_;
+  std::vector<Document> docs_;
+};
+
+std::shared_ptr<const tokenizer::Tokenizer> DataServiceTest::tokenizer_;
+
+TEST_F(DataServiceTest, EndOfTextOfGemma) {
+  auto eos = tokenizer::EndOfTextId(*tokenizer_);
+  ASSERT_TRUE(eos.ok());
+  EXPECT_EQ(*eos, kGemmaEos);
+}
+
+TEST_F(DataServiceTest, IngestAcknowledgesAndDeduplicates) {
+  std::unique_ptr<DataServer> server = StartServer();
+  ASSERT_NE(server, nullptr);
+  auto stub = Stub(*server);
+  IngestResponse first = IngestAll(stub.get());
+  EXPECT_EQ(first.documents(), 400);
+  EXPECT_EQ(first.added(), 400);
+  EXPECT_EQ(first.duplicates(), 0);
+  IngestResponse again = IngestAll(stub.get());
+  EXPECT_EQ(again.added(), 0);
+  EXPECT_EQ(again.duplicates(), 400);
+
+  // Text and chat documents are tokenized by the server.
+  grpc::ClientContext context;
+  IngestResponse response;
+  auto writer = stub->Ingest(&context, &response);
+  IngestRequest request;
+  request.add_documents()->set_text("It is a truth universally acknowledged.");
+  Conversation* chat = request.add_documents()->mutable_chat();
+  ChatTurn* turn = chat->add_turns();
+  turn->set_role("user");
+  turn->set_content("Who wrote Persuasion?");
+  turn = chat->add_turns();
+  turn->set_role("model");
+  turn->set_content("Jane Austen.");
+  ASSERT_TRUE(writer->Write(request));
+  writer->WritesDone();
+  ASSERT_TRUE(writer->Finish().ok());
+  EXPECT_EQ(response.added(), 2);
+  auto expected = tokenizer_->Encode("It is a truth universally acknowledged.");
+  ASSERT_TRUE(expected.ok());
+  auto stored = server->store().Get(TokenStore::DocumentId(*expected));
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_TRUE(stored->loss_mask.empty());
+
+  grpc::ClientContext stats_context;
+  GetStatsRequest stats_request;
+  stats_request.set_validation_fraction(0.05);
+  StoreStats stats;
+  ASSERT_TRUE(stub->GetStats(&stats_context, stats_request, &stats).ok());
+  EXPECT_EQ(stats.documents(), 402);
+  EXPECT_EQ(stats.shards_size(), 4);
+  EXPECT_EQ(stats.train().documents() + stats.validation().documents(), 402);
+  EXPECT_TRUE(
+      ReportsServing(grpc::CreateChannel(Address(*server), grpc::InsecureChannelCredentials())));
+}
+
+TEST_F(DataServiceTest, BadIngestMessagesNameTheDocumentAndStoreNothing) {
+  std::unique_ptr<DataServer> server = StartServer();
+  ASSERT_NE(server, nullptr);
+  auto stub = Stub(*server);
+  struct Case {
+    std::function<void(IngestRequest*)> fill;
+    grpc::StatusCode code;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {[](IngestRequest* r) {
+         r->add_documents()->set_text("fine");
+         r->add_documents()->mutable_tokens()->add_ids(300000);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "document 1, position 0: token id 300000"},
+      {[](IngestRequest* r) { r->add_documents(); }, grpc::StatusCode::INVALID_ARGUMENT,
+       "message 0, documents[0]: no content"},
+      {[](IngestRequest* r) {
+         ChatTurn* t = r->add_documents()->mutable_chat()->add_turns();
+         t->set_role("narrator");
+         t->set_content("x");
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "documents[0]"},
+      {[](IngestRequest* r) { r->add_documents()->set_text(std::string(2 << 20, 'a')); },
+       grpc::StatusCode::RESOURCE_EXHAUSTED, "at most 1048576"},
+      {[](IngestRequest* r) {
+         TokenSequence* t = r->add_documents()->mutable_tokens();
+         t->add_ids(5);
+         t->set_loss_mask(std::string("\x01\x01", 2));
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "loss mask has 2 entries for 1 tokens"},
+  };
+  for (const Case& c : cases) {
+    grpc::ClientContext context;
+    IngestResponse response;
+    auto writer = stub->Ingest(&context, &response);
+    IngestRequest request;
+    c.fill(&request);
+    writer->Write(request);
+    writer->WritesDone();
+    const grpc::Status status = writer->Finish();
+    EXPECT_EQ(status.error_code(), c.code) << status.error_message();
+    EXPECT_NE(status.error_message().find(c.message), std::string::npos) << status.error_message();
+  }
+  EXPECT_EQ(server->documents(), 0);
+}
+
+TEST_F(DataServiceTest, RemoteStreamEqualsEmbeddedStream) {
+  Populate();
+  const StreamBatchesRequest request = Request(7, 1, 2);
+  FlatStream remote;
+  {
+    std::unique_ptr<DataServer> server = StartServer();
+    ASSERT_NE(server, nullptr);
+    auto source = RemoteDataSource::Connect({Address(*server)});
+    ASSERT_TRUE(source.ok()) << source.status();
+    EXPECT_EQ((*source)->info().eos_id(), kGemmaEos);
+    remote = ReadFrom(source->get(), request, 40);
+    // Bad requests are refused before and by the server.
+    StreamBatchesRequest bad = request;
+    bad.set_seq_len(0);
+    EXPECT_EQ((*source)->OpenStream(bad).status().code(), absl::StatusCode::kInvalidArgument);
+    grpc::ClientContext context;
+    auto reader = Stub(*server)->StreamBatches(&context, bad);
+    PackedBatch batch;
+    EXPECT_FALSE(reader->Read(&batch));
+    const grpc::Status status = reader->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(status.error_message().find("seq_len"), std::string::npos);
+  }
+  ASSERT_EQ(remote.batches.size(), 40u);
+  const FlatStream embedded = ReadEmbedded(request, 40);
+  EXPECT_EQ(remote.tokens, embedded.tokens);
+  EXPECT_EQ(remote.mask, embedded.mask);
+}
+
+TEST_F(DataServiceTest, TwoServersServeOneShardedStore) {
+  Populate();
+  const StreamBatchesRequest request = Request(3, 0, 1);
+  const FlatStream embedded = ReadEmbedded(request, 60);
+  std::unique_ptr<DataServer> low = StartServer({0, 1});
+  std::unique_ptr<DataServer> high = StartServer({2, 3});
+  ASSERT_NE(low, nullptr);
+  ASSERT_NE(high, nullptr);
+  auto source = RemoteDataSource::Connect({Address(*low), Address(*high)});
+  ASSERT_TRUE(source.ok()) << source.status();
+  const FlatStream merged = ReadFrom(source->get(), request, 60);
+  EXPECT_EQ(merged.tokens, embedded.tokens);
+  EXPECT_EQ(merged.mask, embedded.mask);
+
+  // Resuming through the merged path continues exactly.
+  StreamBatchesRequest resumed = request;
+  *resumed.mutable_resume() = merged.batches[24].next();
+  const FlatStream rest = ReadFrom(source->get(), resumed, 35);
+  for (int i = 0; i < 35; ++i) {
+    EXPECT_EQ(rest.batches[i].tokens(), merged.batches[25 + i].tokens());
+  }
+
+  auto stats = (*source)->GetStats(0.05);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->documents(), 400);
+  EXPECT_EQ(stats->shards_size(), 4);
+
+  // A partial server does not pack batches itself.
+  grpc::ClientContext context;
+  auto reader = Stub(*low)->StreamBatches(&context, request);
+  PackedBatch batch;
+  EXPECT_FALSE(reader->Read(&batch));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+
+  auto missing = RemoteDataSource::Connect({Address(*low)});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("shard 2 of 4 is served by none"),
+            absl::string_view::npos)
+      << missing.status();
+  auto twice = RemoteDataSource::Connect({Address(*low), Address(*low), Address(*high)});
+  ASSERT_FALSE(twice.ok());
+  EXPECT_NE(twice.status().message().find("shard 0 is served by both"), absl::string_view::npos)
+      << twice.status();
+
+  // A document of another server's shard is refused, naming the shard.
+  grpc::ClientContext ingest_context;
+  IngestResponse response;
+  auto writer = Stub(*low)->Ingest(&ingest_context, &response);
+  IngestRequest ingest;
+  for (int i = 0; i < 8; ++i) ingest.add_documents()->mutable_tokens()->add_ids(1000 + i);
+  writer->Write(ingest);
+  writer->WritesDone();
+  const grpc::Status status = writer->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(status.error_message().find("not open here"), std::string::npos);
+}
+
+TEST_F(DataServiceTest, ResumeAcrossClientAndServerRestart) {
+  Populate();
+  const StreamBatchesRequest request = Request(11, 2, 3);
+  std::mt19937 rng(std::random_device{}());
+  const int stop = static_cast<int>(rng() % 30);
+  FlatStream whole;
+  StreamCursor cursor;
+  {
+    std::unique_ptr<DataServer> server = StartServer();
+    ASSERT_NE(server, nullptr);
+    auto source = RemoteDataSource::Connect({Address(*server)});
+    ASSERT_TRUE(source.ok());
+    whole = ReadFrom(source->get(), request, 40);
+    cursor = ReadFrom(source->get(), request, stop + 1).batches.back().next();
+  }
+  std::unique_ptr<DataServer> server = StartServer();
+  ASSERT_NE(server, nullptr);
+  auto source = RemoteDataSource::Connect({Address(*server)});
+  ASSERT_TRUE(source.ok());
+  StreamBatchesRequest resumed = request;
+  *resumed.mutable_resume() = cursor;
+  const FlatStream rest = ReadFrom(source->get(), resumed, 39 - stop);
+  ASSERT_EQ(rest.batches.size(), static_cast<size_t>(39 - stop)) << "stopped at " << stop;
+  for (int i = 0; i < 39 - stop; ++i) {
+    EXPECT_EQ(rest.batches[i].tokens(), whole.batches[stop + 1 + i].tokens()) << stop;
+    EXPECT_EQ(rest.batches[i].loss_mask(), whole.batches[stop + 1 + i].loss_mask()) << stop;
+  }
+}
+
+TEST_F(DataServiceTest, AnOpenStreamSurvivesAServerRestart) {
+  Populate();
+  const StreamBatchesRequest request = Request(5, 0, 1);
+  const FlatStream expected = ReadEmbedded(request, 50);
+  std::unique_ptr<DataServer> server = StartServer();
+  ASSERT_NE(server, nullptr);
+  const int port = server->port();
+  auto source = RemoteDataSource::Connect({Address(*server)});
+  ASSERT_TRUE(source.ok());
+  auto stream = (*source)->OpenStream(request);
+  ASSERT_TRUE(stream.ok());
+  FlatStream got = ReadStream(stream->get(), 20);
+  server.reset();  // stops; the stream breaks with UNAVAILABLE
+  server = StartServer({}, port);
+  ASSERT_NE(server, nullptr);
+  FlatStream more = ReadStream(stream->get(), 30);
+  got.tokens.insert(got.tokens.end(), more.tokens.begin(), more.tokens.end());
+  EXPECT_EQ(got.tokens, expected.tokens);
+}
+
+}  // namespace
+}  // namespace maximus::data
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  if (argc != 2) {
+    absl::FPrintF(stderr, "usage: %s PATH/tokenizer.json\n", argv[0]);
+    return 2;
+  }
+  maximus::data::g_tokenizer_path = argv[1];
+  return RUN_ALL_TESTS();
+}

@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "data_service/store_check.h"
 #include "data_service/token_store.h"
 #include "gtest/gtest.h"
 
@@ -104,29 +105,7 @@ TEST(CrashTest, AcknowledgedDocumentsSurviveSigkill) {
     std::set<std::string> ids = RunAndKill(dir, seed + round, min_acks, delay_us);
     acked.insert(ids.begin(), ids.end());
 
-    absl::StatusOr<std::unique_ptr<TokenStore>> store =
-        TokenStore::Open(dir, kFingerprint, kShards);
-    ASSERT_TRUE(store.ok()) << store.status();
-    for (const std::string& id : acked) {
-      absl::StatusOr<Document> doc = (*store)->Get(id);
-      ASSERT_TRUE(doc.ok()) << "round " << round << ": " << doc.status();
-      EXPECT_EQ(TokenStore::DocumentId(doc->tokens), id);
-    }
-    // Everything stored, acknowledged or not, is whole.
-    int64_t stored = 0;
-    for (int shard = 0; shard < kShards; ++shard) {
-      absl::StatusOr<std::vector<std::string>> shard_ids = (*store)->DocumentIds(shard);
-      ASSERT_TRUE(shard_ids.ok()) << shard_ids.status();
-      for (const std::string& id : *shard_ids) {
-        absl::StatusOr<Document> doc = (*store)->Get(id);
-        ASSERT_TRUE(doc.ok()) << "round " << round << ": " << doc.status();
-        EXPECT_EQ(TokenStore::DocumentId(doc->tokens), id);
-        EXPECT_TRUE(doc->loss_mask.empty() || doc->loss_mask.size() == doc->tokens.size());
-        ++stored;
-      }
-      ASSERT_TRUE((*store)->GetShardStats(shard).ok());
-    }
-    EXPECT_GE(stored, static_cast<int64_t>(acked.size()));
+    const int64_t stored = ExpectStoreIntact(dir, acked);
     std::printf("round %d: %zu documents acknowledged, %lld stored\n", round, acked.size(),
                 static_cast<long long>(stored));
   }

@@ -43,6 +43,11 @@ std::string Grouped(int64_t n) {
   return n < 0 ? "-" + out : out;
 }
 
+// "1 file", "2 files".
+std::string Count(int64_t n, absl::string_view one, absl::string_view many) {
+  return absl::StrCat(Grouped(n), " ", n == 1 ? one : many);
+}
+
 std::string Megabytes(int64_t bytes) { return absl::StrFormat("%.1f MB", bytes / 1e6); }
 
 // Reads a file line by line through a fixed buffer. Lines longer than
@@ -179,13 +184,14 @@ absl::StatusOr<IngestOptions::Progress> ParseProgress(absl::string_view name) {
 
 std::string IngestSummary::ToString() const {
   std::string out =
-      absl::StrFormat("Ingested %s files, %s in %.2f s (%.1f MB/s)\n", Grouped(files),
+      absl::StrFormat("Ingested %s, %s in %.2f s (%.1f MB/s)\n", Count(files, "file", "files"),
                       Megabytes(bytes), seconds, seconds > 0 ? bytes / 1e6 / seconds : 0.0);
   absl::StrAppendFormat(&out,
                         "  time       %.2f s tokenising, %.2f s in store writes (overlapped)\n",
                         tokenize_seconds, store_seconds);
-  absl::StrAppend(&out, "  documents  ", Grouped(documents), " in ", Grouped(batches), " batches (",
-                  Grouped(added), " added, ", Grouped(duplicates), " duplicates)\n");
+  absl::StrAppend(&out, "  documents  ", Grouped(documents), " in ",
+                  Count(batches, "batch", "batches"), " (", Grouped(added), " added, ",
+                  Grouped(duplicates), " duplicates)\n");
   absl::StrAppend(&out, "  tokens     ", Grouped(tokens), "\n");
   absl::StrAppend(&out, "  bad lines  ", Grouped(bad_lines), bad_lines > 0 ? " (skipped)" : "",
                   "\n");

@@ -22,7 +22,7 @@ BUILD_WORKING_DIRECTORY="${TEST_TMPDIR}" "${ingest}" --data_dir=store --tokenize
   fail "first run exited $?: $(cat "${TEST_TMPDIR}/err")"
 [[ -f "${store}/store.json" ]] || fail "no store created in ${store}"
 grep -q '^Ingested 2 files' "${TEST_TMPDIR}/out" || fail "summary: $(cat "${TEST_TMPDIR}/out")"
-grep -q 'documents  4 in 1 batches (4 added, 0 duplicates)' "${TEST_TMPDIR}/out" ||
+grep -q 'documents  4 in 1 batch (4 added, 0 duplicates)' "${TEST_TMPDIR}/out" ||
   fail "summary counts: $(cat "${TEST_TMPDIR}/out")"
 grep -q 'bad lines  1 (skipped)' "${TEST_TMPDIR}/out" || fail "summary bad lines"
 grep -q "sub/b.jsonl:3: \"text\" is a number, not a string" "${TEST_TMPDIR}/out" ||

@@ -90,10 +90,10 @@ absl::StatusOr<std::unique_ptr<BatchPacker>> BatchPacker::Open(DocumentSource* s
   ++packer->documents_in_epoch_;
   const SequencedDocument& doc = packer->document_;
   if (doc.key == from.key && doc.id == from.id) {
-    if (resume.consumed() > doc.document.tokens.size() + 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "resume.consumed ", resume.consumed(), " is past the end of document ", HexId(doc.id),
-          " (", doc.document.tokens.size(), " tokens and the end-of-text)"));
+    if (resume.consumed() > doc.tokens.size() + 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("resume.consumed ", resume.consumed(), " is past the end of document ",
+                       HexId(doc.id), " (", doc.tokens.size(), " tokens and the end-of-text)"));
     }
     packer->consumed_ = resume.consumed();
   }
@@ -114,7 +114,7 @@ absl::Status BatchPacker::OpenEpoch(const EpochPosition& from) {
 }
 
 absl::StatusOr<bool> BatchPacker::Advance() {
-  while (!has_document_ || consumed_ > document_.document.tokens.size()) {
+  while (!has_document_ || consumed_ > document_.tokens.size()) {
     if (ended_) return false;
     has_document_ = false;
     absl::StatusOr<bool> got = reader_->Next(&document_);
@@ -155,7 +155,7 @@ absl::StatusOr<bool> BatchPacker::Next(PackedBatch* batch) {
     if (!more.ok()) return more.status();
     if (!*more) break;
     if (filled == 0) first_epoch = epoch_;
-    const Document& doc = document_.document;
+    const SequencedDocument& doc = document_;
     const size_t length = doc.tokens.size();
     if (consumed_ < length) {
       const size_t n = std::min(length - consumed_, capacity - filled);

@@ -256,6 +256,21 @@ TEST_F(BatchPackerTest, AnEmptySplitFailsInsteadOfSpinning) {
   EXPECT_TRUE(Read(request, -1).batches.empty());
 }
 
+TEST_F(BatchPackerTest, ServingFromRocksDbEqualsServingFromMemory) {
+  const StreamBatchesRequest request = Request(SPLIT_TRAIN, 6, 0, 1, 31, 4, 2);
+  const FlatStream cached = Read(request, -1);
+  source_.reset();  // releases the store
+  auto store = TokenStore::Open(dir_, kFingerprint, 3);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto uncached = EmbeddedDataSource::Open(*std::move(store), kEos, /*cache_bytes=*/0);
+  ASSERT_TRUE(uncached.ok());
+  auto stream = (*uncached)->OpenStream(request);
+  ASSERT_TRUE(stream.ok());
+  const FlatStream read = ReadStream(stream->get(), -1);
+  EXPECT_EQ(read.tokens, cached.tokens);
+  EXPECT_EQ(read.mask, cached.mask);
+}
+
 TEST_F(BatchPackerTest, StatsCountTheSplits) {
   auto stats = source_->GetStats(0.1);
   ASSERT_TRUE(stats.ok()) << stats.status();

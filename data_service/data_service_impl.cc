@@ -17,9 +17,6 @@
 namespace maximus::data {
 namespace {
 
-// A DocumentChunk is sent when it reaches this size.
-constexpr size_t kChunkBytes = 1 << 20;
-
 absl::Status Prefixed(absl::string_view prefix, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(prefix, ": ", status.message()));
 }
@@ -28,20 +25,17 @@ grpc::Status ShuttingDown() {
   return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
 }
 
-std::string TokenBytes(const std::vector<int32_t>& tokens) {
-  return std::string(reinterpret_cast<const char*>(tokens.data()), tokens.size() * sizeof(int32_t));
-}
-
 }  // namespace
 
 DataServiceImpl::DataServiceImpl(TokenStore* store, DocumentIndex* index,
                                  const tokenizer::Tokenizer* tokenizer, int32_t eos_id,
-                                 int64_t max_request_bytes)
+                                 int64_t max_request_bytes, size_t chunk_bytes)
     : store_(store),
       index_(index),
       tokenizer_(tokenizer),
       eos_id_(eos_id),
       max_request_bytes_(max_request_bytes),
+      chunk_bytes_(chunk_bytes),
       source_(store, index) {}
 
 absl::StatusOr<std::vector<Document>> DataServiceImpl::BuildDocuments(const IngestRequest& request,
@@ -111,7 +105,7 @@ grpc::Status DataServiceImpl::Ingest(grpc::ServerContext* context,
     for (size_t i = 0; i < documents->size(); ++i) {
       RawId id;
       ParseHexId(written->ids[i], &id);
-      index_->Add(id, static_cast<uint32_t>((*documents)[i].tokens.size()));
+      index_->Add(id, (*documents)[i]);
       response->set_tokens(response->tokens() + (*documents)[i].tokens.size());
     }
     response->set_documents(response->documents() + documents->size());
@@ -166,27 +160,30 @@ grpc::Status DataServiceImpl::StreamDocuments(grpc::ServerContext* context,
       source_.OpenEpoch(request->selection(), request->epoch(), from);
   if (!reader.ok()) return ToGrpcStatus(reader.status());
   DocumentChunk chunk;
-  size_t chunk_bytes = 0;
   SequencedDocument doc;
   for (;;) {
-    if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    // A failed Write below notices a cancelled call; IsCancelled polls the
+    // call's completion queue, too slow to ask per document.
     if (stopping_) return ShuttingDown();
     absl::StatusOr<bool> more = (*reader)->Next(&doc);
     if (!more.ok()) return ToGrpcStatus(more.status());
     if (*more) {
-      StreamedDocument* out = chunk.add_documents();
-      out->set_key(doc.key);
-      out->set_id(std::string(IdBytes(doc.id)));
-      out->set_tokens(TokenBytes(doc.document.tokens));
-      out->set_loss_mask(std::string(doc.document.loss_mask.begin(), doc.document.loss_mask.end()));
-      chunk_bytes += out->tokens().size() + out->loss_mask().size() + 48;
+      chunk.add_keys(doc.key);
+      chunk.mutable_ids()->append(IdBytes(doc.id).data(), sizeof(RawId));
+      chunk.add_lengths(static_cast<uint32_t>(doc.tokens.size()));
+      chunk.mutable_tokens()->append(reinterpret_cast<const char*>(doc.tokens.data()),
+                                     doc.tokens.size() * sizeof(int32_t));
+      chunk.mutable_masked()->push_back(doc.loss_mask.empty() ? 0 : 1);
+      chunk.mutable_loss_masks()->append(reinterpret_cast<const char*>(doc.loss_mask.data()),
+                                         doc.loss_mask.size());
     }
-    if ((!*more && chunk.documents_size() > 0) || chunk_bytes >= kChunkBytes) {
+    const size_t bytes = chunk.tokens().size() + chunk.loss_masks().size();
+    if ((!*more && chunk.keys_size() > 0) || bytes >= chunk_bytes_) {
+      if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
       if (!writer->Write(chunk)) {
         return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
       }
       chunk.Clear();
-      chunk_bytes = 0;
     }
     if (!*more) return grpc::Status::OK;
   }
@@ -217,28 +214,21 @@ absl::StatusOr<std::unique_ptr<DataServer>> DataServer::Start(
       OpenOrCreateStore(options.data_dir, *tokenizer, options.num_shards, options.shards);
   if (!store.ok()) return store.status();
   server->store_ = *std::move(store);
-  absl::StatusOr<std::unique_ptr<DocumentIndex>> index = DocumentIndex::Build(*server->store_);
+  absl::StatusOr<std::unique_ptr<DocumentIndex>> index =
+      DocumentIndex::Build(*server->store_, options.cache_bytes);
   if (!index.ok()) return index.status();
   server->index_ = *std::move(index);
   server->tokenizer_ = std::move(tokenizer);
   server->shutdown_grace_ = options.shutdown_grace;
-  server->service_ =
-      std::make_unique<DataServiceImpl>(server->store_.get(), server->index_.get(),
-                                        server->tokenizer_.get(), *eos, options.max_request_bytes);
+  server->service_ = std::make_unique<DataServiceImpl>(
+      server->store_.get(), server->index_.get(), server->tokenizer_.get(), *eos,
+      options.max_request_bytes, options.chunk_bytes);
   server->info_ = std::make_unique<ServerInfoServiceImpl>("maximus.data.DataService");
-  EnableStandardServerFeatures();
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &server->port_);
-  // Oversize requests reach the service, which names the limit.
-  builder.SetMaxReceiveMessageSize(
-      static_cast<int>(std::min<int64_t>(INT32_MAX, options.max_request_bytes + (4 << 20))));
-  builder.SetMaxSendMessageSize(INT32_MAX);
-  builder.RegisterService(server->service_.get());
-  builder.RegisterService(server->info_.get());
-  server->server_ = builder.BuildAndStart();
-  if (server->server_ == nullptr || server->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.address));
-  }
+  absl::StatusOr<std::unique_ptr<grpc::Server>> grpc_server =
+      StartGrpcServer(options.address, options.max_request_bytes,
+                      {server->service_.get(), server->info_.get()}, &server->port_);
+  if (!grpc_server.ok()) return grpc_server.status();
+  server->server_ = *std::move(grpc_server);
   return server;
 }
 

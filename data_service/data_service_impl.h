@@ -27,7 +27,7 @@ class DataServiceImpl final : public DataService::Service {
  public:
   // All pointers must outlive the service.
   DataServiceImpl(TokenStore* store, DocumentIndex* index, const tokenizer::Tokenizer* tokenizer,
-                  int32_t eos_id, int64_t max_request_bytes);
+                  int32_t eos_id, int64_t max_request_bytes, size_t chunk_bytes);
 
   grpc::Status Ingest(grpc::ServerContext* context, grpc::ServerReader<IngestRequest>* reader,
                       IngestResponse* response) override;
@@ -55,6 +55,7 @@ class DataServiceImpl final : public DataService::Service {
   const tokenizer::Tokenizer* const tokenizer_;
   const int32_t eos_id_;
   const int64_t max_request_bytes_;
+  const size_t chunk_bytes_;
   LocalDocumentSource source_;
   std::atomic<bool> stopping_{false};
 };
@@ -71,6 +72,10 @@ class DataServer {
     // every shard is served).
     int num_shards = 4;
     int64_t max_request_bytes = 64 << 20;
+    // StreamDocuments sends a chunk when it holds this many bytes.
+    size_t chunk_bytes = 256 << 10;
+    // Documents are served from memory if they take at most this much.
+    int64_t cache_bytes = kDefaultCacheBytes;
     // How long Shutdown waits for calls in flight before cancelling them.
     absl::Duration shutdown_grace = absl::Seconds(5);
   };
@@ -81,6 +86,7 @@ class DataServer {
   int port() const { return port_; }
   const TokenStore& store() const { return *store_; }
   int64_t documents() const { return index_->documents(); }
+  int64_t cached_bytes() const { return index_->cached_bytes(); }
   void Wait() { server_->Wait(); }
   void Shutdown();
 

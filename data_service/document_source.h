@@ -9,16 +9,27 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "data_service/epoch_order.h"
 #include "data_service/token_store.h"
 #include "proto/data.pb.h"
 
 namespace maximus::data {
 
+// A document in an epoch's order. The spans stay valid until the next call
+// of the EpochReader that returned it.
 struct SequencedDocument {
   uint64_t key = 0;
   RawId id{};
-  Document document;
+  absl::Span<const int32_t> tokens;
+  absl::Span<const uint8_t> loss_mask;  // Empty: every token counts.
+  // Backs the spans when the source has no stable copy of the document.
+  Document storage;
+
+  void PointAtStorage() {
+    tokens = storage.tokens;
+    loss_mask = storage.loss_mask;
+  }
 };
 
 // A place in an epoch's order: documents before (key, id) are skipped.

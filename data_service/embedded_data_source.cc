@@ -8,11 +8,11 @@
 namespace maximus::data {
 
 absl::StatusOr<std::unique_ptr<EmbeddedDataSource>> EmbeddedDataSource::Open(
-    std::unique_ptr<TokenStore> store, int32_t eos_id) {
+    std::unique_ptr<TokenStore> store, int32_t eos_id, int64_t cache_bytes) {
   if (!store->owns_all_shards()) {
     return absl::FailedPreconditionError("an embedded data source needs every shard open");
   }
-  absl::StatusOr<std::unique_ptr<DocumentIndex>> index = DocumentIndex::Build(*store);
+  absl::StatusOr<std::unique_ptr<DocumentIndex>> index = DocumentIndex::Build(*store, cache_bytes);
   if (!index.ok()) return index.status();
   return std::unique_ptr<EmbeddedDataSource>(
       new EmbeddedDataSource(std::move(store), *std::move(index), eos_id));

@@ -16,10 +16,10 @@ namespace maximus::data {
 
 class EmbeddedDataSource : public DataSource {
  public:
-  // `store` must have every shard open. Indexes it (one pass over keys and
-  // value headers).
-  static absl::StatusOr<std::unique_ptr<EmbeddedDataSource>> Open(std::unique_ptr<TokenStore> store,
-                                                                  int32_t eos_id);
+  // `store` must have every shard open. Indexes it, and holds its documents
+  // in memory if they take at most `cache_bytes` (see DocumentIndex).
+  static absl::StatusOr<std::unique_ptr<EmbeddedDataSource>> Open(
+      std::unique_ptr<TokenStore> store, int32_t eos_id, int64_t cache_bytes = kDefaultCacheBytes);
 
   const ShardList& info() const override { return info_; }
   absl::StatusOr<std::unique_ptr<BatchStream>> OpenStream(

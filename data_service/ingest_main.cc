@@ -20,12 +20,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "data_service/ingest.h"
+#include "data_service/store_opener.h"
 #include "data_service/token_store.h"
 #include "tokenizer/tokenizer.h"
 
 ABSL_FLAG(std::string, data_dir, "", "Token store directory (created if it holds no store)");
 ABSL_FLAG(std::string, tokenizer, "", "Path of the tokenizer.json the store uses");
-ABSL_FLAG(int, shards, 4, "Shard count: of a new store, and expected of an existing one");
+ABSL_FLAG(int, shards, 0,
+          "Shard count of a new store (0: 4), or expected of an existing one (0: any)");
 ABSL_FLAG(std::string, format, "auto", "auto (.jsonl/.json are JSONL, the rest text), text, jsonl");
 ABSL_FLAG(std::string, text_split, "file",
           "Text files: file (one document per file) or paragraph (split on blank lines)");
@@ -131,7 +133,7 @@ int Main(int argc, char** argv) {
   if (data_dir.empty()) return UsageError("--data_dir=DIR is required");
   if (tokenizer_path.empty()) return UsageError("--tokenizer=PATH/tokenizer.json is required");
   if (args.size() < 2) return UsageError("no input files or directories given");
-  if (shards < 1) return UsageError("--shards must be at least 1");
+  if (shards < 0) return UsageError("--shards must be 0 (as stored, or 4 for a new store) or more");
   if (options.text_field.empty()) return UsageError("--text_field must not be empty");
   if (options.threads < 0) return UsageError("--threads must be 0 or more");
   if (options.batch_documents < 1 || options.batch_bytes < 1) {
@@ -145,17 +147,7 @@ int Main(int argc, char** argv) {
       tokenizer::Tokenizer::FromFile(tokenizer_path);
   if (!tok.ok()) return Fail(tok.status());
 
-  absl::StatusOr<std::unique_ptr<TokenStore>> store;
-  std::error_code ec;
-  if (std::filesystem::exists(data_dir + "/store.json", ec)) {
-    store = TokenStore::Open(data_dir, (*tok)->fingerprint(), shards);
-  } else {
-    StoreMetadata metadata;
-    metadata.num_shards = shards;
-    metadata.tokenizer_fingerprint = (*tok)->fingerprint();
-    metadata.vocab_size = (*tok)->vocab_size();
-    store = TokenStore::Create(data_dir, metadata);
-  }
+  absl::StatusOr<std::unique_ptr<TokenStore>> store = OpenOrCreateStore(data_dir, **tok, shards);
   if (!store.ok()) return Fail(store.status());
 
   Ingestor ingestor(tok->get(), store->get(), options);

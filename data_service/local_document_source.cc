@@ -9,31 +9,68 @@
 namespace maximus::data {
 namespace {
 
+// Documents that are not in the index's cache are read this many at a time,
+// with batched lookups.
+constexpr size_t kReadAhead = 256;
+
 class LocalEpochReader : public EpochReader {
  public:
   LocalEpochReader(const TokenStore* store, std::vector<PlannedDocument> plan, size_t start)
-      : store_(store), plan_(std::move(plan)), next_(start) {}
+      : store_(store),
+        plan_(std::move(plan)),
+        next_(start),
+        window_start_(start),
+        window_end_(start) {}
 
   absl::StatusOr<bool> Next(SequencedDocument* out) override {
     if (next_ >= plan_.size()) return false;
-    const PlannedDocument& planned = plan_[next_++];
-    absl::StatusOr<Document> document = store_->Get(HexId(planned.id));
-    if (!document.ok()) return document.status();
-    if (document->tokens.size() != planned.tokens) {
-      return absl::DataLossError(absl::StrCat("document ", HexId(planned.id), " has ",
-                                              document->tokens.size(), " tokens, the index ",
-                                              planned.tokens));
-    }
+    if (next_ >= window_end_) ReadWindow();
+    const PlannedDocument& planned = plan_[next_];
     out->key = planned.key;
     out->id = planned.id;
-    out->document = *std::move(document);
+    if (planned.tokens != nullptr) {
+      out->tokens = absl::MakeConstSpan(planned.tokens, planned.length);
+      out->loss_mask = planned.mask == nullptr ? absl::Span<const uint8_t>()
+                                               : absl::MakeConstSpan(planned.mask, planned.length);
+    } else {
+      absl::StatusOr<Document>& fetched = fetched_[next_ - window_start_];
+      if (!fetched.ok()) return fetched.status();
+      if (fetched->tokens.size() != planned.length) {
+        return absl::DataLossError(absl::StrCat("document ", HexId(planned.id), " has ",
+                                                fetched->tokens.size(), " tokens, the index ",
+                                                planned.length));
+      }
+      out->storage = *std::move(fetched);
+      out->PointAtStorage();
+    }
+    ++next_;
     return true;
   }
 
  private:
+  // Fetches the uncached documents of the next window.
+  void ReadWindow() {
+    window_start_ = next_;
+    window_end_ = std::min(plan_.size(), next_ + kReadAhead);
+    std::vector<std::string> ids;
+    std::vector<size_t> where;
+    for (size_t i = window_start_; i < window_end_; ++i) {
+      if (plan_[i].tokens != nullptr) continue;
+      ids.push_back(HexId(plan_[i].id));
+      where.push_back(i - window_start_);
+    }
+    fetched_.assign(window_end_ - window_start_, absl::StatusOr<Document>(Document()));
+    if (ids.empty()) return;
+    std::vector<absl::StatusOr<Document>> got = store_->GetMany(ids);
+    for (size_t j = 0; j < got.size(); ++j) fetched_[where[j]] = std::move(got[j]);
+  }
+
   const TokenStore* store_;
   const std::vector<PlannedDocument> plan_;
   size_t next_;
+  size_t window_start_;
+  size_t window_end_;
+  std::vector<absl::StatusOr<Document>> fetched_;
 };
 
 }  // namespace

@@ -10,6 +10,9 @@ class MergedEpochReader : public EpochReader {
   explicit MergedEpochReader(std::vector<std::unique_ptr<EpochReader>> parts)
       : parts_(std::move(parts)), heads_(parts_.size()), live_(parts_.size(), false) {}
 
+  // The document returned last may point into its part's buffers, so that
+  // part moves on only at the next call.
+
   absl::Status Start() {
     for (size_t i = 0; i < parts_.size(); ++i) {
       if (absl::Status s = Refill(i); !s.ok()) return s;
@@ -18,6 +21,10 @@ class MergedEpochReader : public EpochReader {
   }
 
   absl::StatusOr<bool> Next(SequencedDocument* out) override {
+    if (returned_ >= 0) {
+      if (absl::Status s = Refill(returned_); !s.ok()) return s;
+      returned_ = -1;
+    }
     // Few parts (one per server): a linear scan beats a heap.
     int best = -1;
     for (size_t i = 0; i < parts_.size(); ++i) {
@@ -25,8 +32,9 @@ class MergedEpochReader : public EpochReader {
       if (best < 0 || Before(heads_[i], heads_[best])) best = static_cast<int>(i);
     }
     if (best < 0) return false;
+    // Moving keeps the storage's buffers, so the spans stay valid.
     *out = std::move(heads_[best]);
-    if (absl::Status s = Refill(best); !s.ok()) return s;
+    returned_ = best;
     return true;
   }
 
@@ -45,6 +53,7 @@ class MergedEpochReader : public EpochReader {
   std::vector<std::unique_ptr<EpochReader>> parts_;
   std::vector<SequencedDocument> heads_;
   std::vector<bool> live_;
+  int returned_ = -1;
 };
 
 }  // namespace

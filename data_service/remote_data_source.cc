@@ -54,114 +54,146 @@ void CancelCall(grpc::ClientContext* context, std::unique_ptr<Reader>* reader) {
   reader->reset();
 }
 
+// A server-streaming call that is reopened, with its request as last
+// updated by the caller, when it fails with UNAVAILABLE.
+template <typename Request, typename Message>
+class ResumableCall {
+ public:
+  using Opener = std::unique_ptr<grpc::ClientReader<Message>> (DataService::Stub::*)(
+      grpc::ClientContext*, const Request&);
+
+  ResumableCall(const RemoteDataSource::Server* server, Opener open, Request request,
+                absl::Duration reconnect_timeout)
+      : server_(server), open_(open), request_(std::move(request)), reconnect_(reconnect_timeout) {}
+  ~ResumableCall() { CancelCall(context_.get(), &reader_); }
+
+  // The next message; false at the end of the stream.
+  absl::StatusOr<bool> Read(Message* message) {
+    for (;;) {
+      if (ended_) return false;
+      if (reader_ == nullptr) {
+        context_ = std::make_unique<grpc::ClientContext>();
+        reader_ = (server_->stub.get()->*open_)(context_.get(), request_);
+      }
+      if (reader_->Read(message)) {
+        reconnect_.Succeeded();
+        return true;
+      }
+      const grpc::Status status = reader_->Finish();
+      reader_.reset();
+      if (status.ok()) {
+        ended_ = true;
+        return false;
+      }
+      if (!reconnect_.ShouldRetry(status)) return FromGrpcStatus(status, server_->address);
+    }
+  }
+
+  Request* mutable_request() { return &request_; }
+  const std::string& address() const { return server_->address; }
+
+ private:
+  const RemoteDataSource::Server* server_;
+  const Opener open_;
+  Request request_;
+  Reconnector reconnect_;
+  std::unique_ptr<grpc::ClientContext> context_;
+  std::unique_ptr<grpc::ClientReader<Message>> reader_;
+  bool ended_ = false;
+};
+
 class RemoteBatchStream : public BatchStream {
  public:
   RemoteBatchStream(const RemoteDataSource::Server* server, StreamBatchesRequest request,
                     absl::Duration reconnect_timeout)
-      : server_(server), request_(std::move(request)), reconnect_(reconnect_timeout) {}
-  ~RemoteBatchStream() override { CancelCall(context_.get(), &reader_); }
+      : call_(server, &DataService::Stub::StreamBatches, std::move(request), reconnect_timeout) {}
 
   absl::StatusOr<bool> Next(PackedBatch* batch) override {
-    for (;;) {
-      if (ended_) return false;
-      if (reader_ == nullptr) {
-        context_ = std::make_unique<grpc::ClientContext>();
-        reader_ = server_->stub->StreamBatches(context_.get(), request_);
-      }
-      if (reader_->Read(batch)) {
-        reconnect_.Succeeded();
-        // A reopened stream starts right after this batch.
-        *request_.mutable_resume() = batch->next();
-        return true;
-      }
-      const grpc::Status status = reader_->Finish();
-      reader_.reset();
-      if (status.ok()) {
-        ended_ = true;
-        return false;
-      }
-      if (!reconnect_.ShouldRetry(status)) return FromGrpcStatus(status, server_->address);
-    }
+    absl::StatusOr<bool> more = call_.Read(batch);
+    // A reopened stream starts right after this batch.
+    if (more.ok() && *more) *call_.mutable_request()->mutable_resume() = batch->next();
+    return more;
   }
 
  private:
-  const RemoteDataSource::Server* server_;
-  StreamBatchesRequest request_;
-  Reconnector reconnect_;
-  std::unique_ptr<grpc::ClientContext> context_;
-  std::unique_ptr<grpc::ClientReader<PackedBatch>> reader_;
-  bool ended_ = false;
+  ResumableCall<StreamBatchesRequest, PackedBatch> call_;
 };
 
-absl::Status ToDocument(const StreamedDocument& in, const std::string& address,
-                        SequencedDocument* out) {
-  if (!IdFromBytes(in.id(), &out->id) || in.tokens().size() % sizeof(int32_t) != 0 ||
-      (!in.loss_mask().empty() && in.loss_mask().size() * sizeof(int32_t) != in.tokens().size())) {
-    return absl::DataLossError(absl::StrCat(address, " sent a malformed document"));
+// Checks that a chunk's columns agree; the readers below then index them
+// without further checks.
+absl::Status CheckChunk(const DocumentChunk& chunk, const std::string& address) {
+  const size_t n = chunk.keys_size();
+  uint64_t tokens = 0;
+  uint64_t masked_tokens = 0;
+  bool ok = chunk.ids().size() == n * sizeof(RawId) &&
+            static_cast<size_t>(chunk.lengths_size()) == n && chunk.masked().size() == n;
+  for (size_t i = 0; ok && i < n; ++i) {
+    tokens += chunk.lengths(i);
+    if (chunk.masked()[i] != 0) masked_tokens += chunk.lengths(i);
   }
-  out->key = in.key();
-  out->document.tokens.resize(in.tokens().size() / sizeof(int32_t));
-  std::memcpy(out->document.tokens.data(), in.tokens().data(), in.tokens().size());
-  out->document.loss_mask.assign(in.loss_mask().begin(), in.loss_mask().end());
+  ok = ok && chunk.tokens().size() == tokens * sizeof(int32_t) &&
+       chunk.loss_masks().size() == masked_tokens;
+  if (!ok) return absl::DataLossError(absl::StrCat(address, " sent a malformed document chunk"));
   return absl::OkStatus();
 }
 
-// One epoch of one server's documents (StreamDocuments).
+// One epoch of one server's documents (StreamDocuments). Documents point
+// into the current chunk.
 class RemoteEpochReader : public EpochReader {
  public:
   RemoteEpochReader(const RemoteDataSource::Server* server, StreamDocumentsRequest request,
                     absl::Duration reconnect_timeout)
-      : server_(server), request_(std::move(request)), reconnect_(reconnect_timeout) {}
-  ~RemoteEpochReader() override { CancelCall(context_.get(), &reader_); }
+      : call_(server, &DataService::Stub::StreamDocuments, std::move(request), reconnect_timeout) {}
 
   absl::StatusOr<bool> Next(SequencedDocument* out) override {
-    for (;;) {
-      if (next_ < chunk_.documents_size()) {
-        const StreamedDocument& doc = chunk_.documents(next_++);
-        if (absl::Status s = ToDocument(doc, server_->address, out); !s.ok()) return s;
-        request_.set_from_key(doc.key());
-        request_.set_from_id(doc.id());
-        skip_from_ = true;
-        return true;
-      }
-      if (ended_) return false;
-      if (reader_ == nullptr) {
-        context_ = std::make_unique<grpc::ClientContext>();
-        reader_ = server_->stub->StreamDocuments(context_.get(), request_);
-      }
-      if (reader_->Read(&chunk_)) {
-        reconnect_.Succeeded();
-        next_ = 0;
-        // A reopened stream starts at the last document returned: skip it.
-        if (skip_from_ && chunk_.documents_size() > 0 &&
-            chunk_.documents(0).id() == request_.from_id()) {
-          next_ = 1;
-        }
-        skip_from_ = false;
-        continue;
-      }
-      chunk_.Clear();
+    while (next_ >= chunk_.keys_size()) {
+      absl::StatusOr<bool> more = call_.Read(&chunk_);
+      if (!more.ok() || !*more) return more;
+      if (absl::Status s = CheckChunk(chunk_, call_.address()); !s.ok()) return s;
       next_ = 0;
-      const grpc::Status status = reader_->Finish();
-      reader_.reset();
-      if (status.ok()) {
-        ended_ = true;
-        return false;
+      token_offset_ = 0;
+      mask_offset_ = 0;
+      // A reopened stream starts at the last document returned: skip it.
+      if (returned_any_ && chunk_.keys_size() > 0 &&
+          chunk_.ids().compare(0, sizeof(RawId), call_.mutable_request()->from_id()) == 0) {
+        Skip();
       }
-      if (!reconnect_.ShouldRetry(status)) return FromGrpcStatus(status, server_->address);
     }
+    const int i = next_;
+    const absl::string_view id =
+        absl::string_view(chunk_.ids()).substr(i * sizeof(RawId), sizeof(RawId));
+    out->key = chunk_.keys(i);
+    IdFromBytes(id, &out->id);
+    out->tokens = absl::MakeConstSpan(
+        reinterpret_cast<const int32_t*>(chunk_.tokens().data()) + token_offset_,
+        chunk_.lengths(i));
+    out->loss_mask =
+        chunk_.masked()[i] == 0
+            ? absl::Span<const uint8_t>()
+            : absl::MakeConstSpan(
+                  reinterpret_cast<const uint8_t*>(chunk_.loss_masks().data()) + mask_offset_,
+                  chunk_.lengths(i));
+    Skip();
+    // Where a reopened call starts.
+    call_.mutable_request()->set_from_key(out->key);
+    call_.mutable_request()->set_from_id(std::string(id));
+    returned_any_ = true;
+    return true;
   }
 
  private:
-  const RemoteDataSource::Server* server_;
-  StreamDocumentsRequest request_;
-  Reconnector reconnect_;
-  std::unique_ptr<grpc::ClientContext> context_;
-  std::unique_ptr<grpc::ClientReader<DocumentChunk>> reader_;
+  void Skip() {
+    token_offset_ += chunk_.lengths(next_);
+    if (chunk_.masked()[next_] != 0) mask_offset_ += chunk_.lengths(next_);
+    ++next_;
+  }
+
+  ResumableCall<StreamDocumentsRequest, DocumentChunk> call_;
   DocumentChunk chunk_;
   int next_ = 0;
-  bool skip_from_ = false;
-  bool ended_ = false;
+  size_t token_offset_ = 0;
+  size_t mask_offset_ = 0;
+  bool returned_any_ = false;
 };
 
 class RemoteDocumentSource : public DocumentSource {

@@ -24,6 +24,8 @@ ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on");
 ABSL_FLAG(int, shards, 0, "Shard count: of a new store (0: 4), or checked against an existing one");
 ABSL_FLAG(std::string, serve_shards, "all", "Shards to serve, e.g. 0,1 or 4-7");
 ABSL_FLAG(int64_t, max_request_mb, 64, "Largest Ingest message accepted, MiB");
+ABSL_FLAG(int64_t, cache_mb, 4096,
+          "Serve documents from memory when the served shards take at most this many MiB");
 
 namespace {
 
@@ -61,6 +63,7 @@ int main(int argc, char** argv) {
   options.shards = *shards;
   options.num_shards = absl::GetFlag(FLAGS_shards);
   options.max_request_bytes = absl::GetFlag(FLAGS_max_request_mb) << 20;
+  options.cache_bytes = absl::GetFlag(FLAGS_cache_mb) << 20;
   auto server = maximus::data::DataServer::Start(
       std::shared_ptr<const maximus::tokenizer::Tokenizer>(*std::move(tokenizer)), options);
   if (!server.ok()) {
@@ -70,10 +73,12 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, Stop);
   std::signal(SIGTERM, Stop);
   const maximus::data::TokenStore& store = (*server)->store();
-  absl::PrintF("data server: port %d, %s, shards %s of %d, %d documents, ready in %.2f s\n",
-               (*server)->port(), options.data_dir, absl::StrJoin(store.open_shards(), ","),
-               store.num_shards(), (*server)->documents(),
-               absl::ToDoubleSeconds(absl::Now() - start));
+  absl::PrintF(
+      "data server: port %d, %s, shards %s of %d, %d documents (%.1f MB in memory), ready in "
+      "%.2f s\n",
+      (*server)->port(), options.data_dir, absl::StrJoin(store.open_shards(), ","),
+      store.num_shards(), (*server)->documents(), (*server)->cached_bytes() / 1e6,
+      absl::ToDoubleSeconds(absl::Now() - start));
   std::fflush(stdout);
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   (*server)->Shutdown();

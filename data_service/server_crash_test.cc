@@ -23,6 +23,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "data_service/server_process.h"
 #include "data_service/store_check.h"
 #include "data_service/stream_test_util.h"
 #include "gtest/gtest.h"
@@ -34,44 +35,6 @@ namespace {
 const char* server_path = nullptr;
 const char* tokenizer_path = nullptr;
 constexpr int32_t kVocab = 262144;
-
-struct ServerProcess {
-  pid_t pid = -1;
-  int port = 0;
-};
-
-// Starts the server on a free port and reads the port from its first line.
-ServerProcess StartServer(const std::string& dir) {
-  int fds[2];
-  EXPECT_EQ(pipe(fds), 0);
-  const std::string data_dir = "--data_dir=" + dir;
-  const std::string tokenizer = absl::StrCat("--tokenizer=", tokenizer_path);
-  ServerProcess server;
-  server.pid = fork();
-  if (server.pid == 0) {
-    dup2(fds[1], STDOUT_FILENO);
-    close(fds[0]);
-    close(fds[1]);
-    execl(server_path, server_path, data_dir.c_str(), tokenizer.c_str(), "--port=0",
-          "--host=127.0.0.1", "--shards=3", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  close(fds[1]);
-  std::string line;
-  char c;
-  while (read(fds[0], &c, 1) == 1 && c != '\n') line.push_back(c);
-  close(fds[0]);
-  const std::string marker = "port ";
-  const size_t at = line.find(marker);
-  EXPECT_NE(at, std::string::npos) << "server said: " << line;
-  if (at != std::string::npos) {
-    const size_t end = line.find(',', at);
-    EXPECT_TRUE(
-        absl::SimpleAtoi(line.substr(at + marker.size(), end - at - marker.size()), &server.port))
-        << line;
-  }
-  return server;
-}
 
 // Sends Ingest calls of two messages each until one fails; records the
 // documents of every call that was acknowledged.
@@ -138,16 +101,16 @@ TEST(ServerCrashTest, AcknowledgedIngestsSurviveSigkillOfTheServer) {
   std::map<std::string, Document> sent;
   std::set<std::string> acknowledged;
   for (int round = 0; round < 4; ++round) {
-    const ServerProcess server = StartServer(dir);
-    ASSERT_GT(server.port, 0);
-    Client client(server.port, seed + round, &sent, &acknowledged);
+    absl::StatusOr<ServerProcess> server = ServerProcess::Start(
+        server_path,
+        {"--data_dir=" + dir, absl::StrCat("--tokenizer=", tokenizer_path), "--shards=3"});
+    ASSERT_TRUE(server.ok()) << server.status();
+    Client client(server->port(), seed + round, &sent, &acknowledged);
     std::thread thread([&client] { client.Run(); });
     // Kill at a random moment after the first acknowledgement.
     while (client.calls() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 400));
-    kill(server.pid, SIGKILL);
-    int status = 0;
-    waitpid(server.pid, &status, 0);
+    const int status = server->Stop(SIGKILL);
     EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
     thread.join();
     const int64_t stored = ExpectStoreIntact(dir, acknowledged, &sent);

@@ -31,7 +31,9 @@ inline int64_t ExpectStoreIntact(const std::string& dir, const std::set<std::str
   for (const std::string& id : acknowledged) {
     absl::StatusOr<Document> doc = (*store)->Get(id);
     EXPECT_TRUE(doc.ok()) << "acknowledged document lost: " << doc.status();
-    if (doc.ok()) EXPECT_EQ(TokenStore::DocumentId(doc->tokens), id);
+    if (doc.ok()) {
+      EXPECT_EQ(TokenStore::DocumentId(doc->tokens), id);
+    }
   }
   int64_t stored = 0;
   for (int shard = 0; shard < meta->num_shards; ++shard) {

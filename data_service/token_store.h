@@ -101,12 +101,17 @@ class TokenStore {
 
   // NOT_FOUND if absent; DATA_LOSS naming the id if the value is corrupt.
   absl::StatusOr<Document> Get(absl::string_view id) const;
+  // Get for many ids at once (batched lookups per shard); one result per id.
+  std::vector<absl::StatusOr<Document>> GetMany(absl::Span<const std::string> ids) const;
   // Ids of the shard's documents in key (lexicographic) order.
   absl::StatusOr<std::vector<std::string>> DocumentIds(int shard) const;
   // Calls fn(id, token count) for each document of the shard, in key order,
   // reading only the values' headers (not their checksums).
   absl::Status ForEachDocument(
       int shard, const std::function<void(absl::string_view id, uint32_t tokens)>& fn) const;
+  // The same with each document decoded and its checksum verified.
+  absl::Status ForEachDecodedDocument(
+      int shard, const std::function<void(absl::string_view id, Document&& doc)>& fn) const;
   // Counted by iterating the shard.
   absl::StatusOr<ShardStats> GetShardStats(int shard) const;
 

@@ -93,6 +93,74 @@ TEST(TokenStoreTest, RoundTrip) {
   EXPECT_EQ(store->GetShardStats(4).status().code(), absl::StatusCode::kOutOfRange);
 }
 
+TEST(TokenStoreTest, GetManyAndScansAgreeWithGet) {
+  auto store = CreateOrDie(FreshDir("get_many"), 3);
+  ASSERT_NE(store, nullptr);
+  const std::vector<Document> docs = MakeDocs(30, 4);
+  auto written = store->AddDocuments(docs);
+  ASSERT_TRUE(written.ok());
+  std::vector<std::string> ids = written->ids;
+  ids.push_back(std::string(64, 'a'));  // absent
+  ids.push_back("not-an-id");
+  std::vector<absl::StatusOr<Document>> got = store->GetMany(ids);
+  ASSERT_EQ(got.size(), ids.size());
+  for (size_t i = 0; i < docs.size(); ++i) {
+    ASSERT_TRUE(got[i].ok()) << got[i].status();
+    EXPECT_EQ(got[i]->tokens, docs[i].tokens);
+    EXPECT_EQ(got[i]->loss_mask, docs[i].loss_mask);
+  }
+  EXPECT_EQ(got[30].status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(got[31].status().code(), absl::StatusCode::kInvalidArgument);
+  std::map<std::string, Document> scanned;
+  std::map<std::string, uint32_t> lengths;
+  for (int shard = 0; shard < 3; ++shard) {
+    ASSERT_TRUE(store
+                    ->ForEachDecodedDocument(shard,
+                                             [&](absl::string_view id, Document&& doc) {
+                                               scanned[std::string(id)] = std::move(doc);
+                                             })
+                    .ok());
+    ASSERT_TRUE(store
+                    ->ForEachDocument(shard, [&](absl::string_view id,
+                                                 uint32_t n) { lengths[std::string(id)] = n; })
+                    .ok());
+  }
+  ASSERT_EQ(scanned.size(), docs.size());
+  for (size_t i = 0; i < docs.size(); ++i) {
+    EXPECT_EQ(scanned[written->ids[i]].tokens, docs[i].tokens);
+    EXPECT_EQ(lengths[written->ids[i]], docs[i].tokens.size());
+  }
+}
+
+TEST(TokenStoreTest, SomeShardsOpen) {
+  const std::string dir = FreshDir("some_shards");
+  std::vector<std::string> ids;
+  {
+    auto store = CreateOrDie(dir, 4);
+    ASSERT_NE(store, nullptr);
+    auto written = store->AddDocuments(MakeDocs(40, 6));
+    ASSERT_TRUE(written.ok());
+    ids = written->ids;
+  }
+  auto low = TokenStore::Open(dir, kFingerprint, 4, {0, 1});
+  ASSERT_TRUE(low.ok()) << low.status();
+  EXPECT_EQ((*low)->open_shards(), (std::vector<int>{0, 1}));
+  EXPECT_FALSE((*low)->owns_all_shards());
+  // A second process-like opener can take the other shards at the same time.
+  auto high = TokenStore::Open(dir, kFingerprint, 4, {2, 3});
+  ASSERT_TRUE(high.ok()) << high.status();
+  for (const std::string& id : ids) {
+    const int shard = TokenStore::ShardOf(id, 4);
+    TokenStore* owner = shard < 2 ? low->get() : high->get();
+    TokenStore* other = shard < 2 ? high->get() : low->get();
+    EXPECT_TRUE(owner->Get(id).ok());
+    EXPECT_EQ(other->Get(id).status().code(), absl::StatusCode::kFailedPrecondition);
+  }
+  EXPECT_EQ((*low)->GetShardStats(2).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(TokenStore::Open(dir, kFingerprint, 4, {4}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(TokenStoreTest, Layout) {
   const std::string dir = FreshDir("layout");
   auto store = CreateOrDie(dir, 4);

@@ -6,8 +6,12 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "proto/common.grpc.pb.h"
 
 namespace maximus {
@@ -26,6 +30,14 @@ class ServerInfoServiceImpl final : public ServerInfoService::Service {
 // Turns on gRPC health checking and server reflection for servers built
 // after the call.
 void EnableStandardServerFeatures();
+
+// Starts a server on `address` (port 0: any free port, stored in *port)
+// with `services`, health checking and reflection. The transport admits
+// somewhat more than `max_request_bytes`, so that oversize requests reach the
+// service and get an error that names the limit.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartGrpcServer(
+    const std::string& address, int64_t max_request_bytes,
+    std::initializer_list<grpc::Service*> services, int* port);
 
 }  // namespace maximus
 

@@ -16,6 +16,7 @@
 
 #include "gtest/gtest.h"
 #include "proto/common.grpc.pb.h"
+#include "proto/grpc_test_util.h"
 
 namespace maximus {
 namespace {
@@ -70,28 +71,6 @@ TEST_F(GrpcLoopbackTest, GeneratedServiceAnswers) {
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(info.service(), "maximus.Test");
   EXPECT_EQ(info.pid(), getpid());
-}
-
-// Calls `method` with raw request bytes through the generic stub, for
-// services whose .proto is not part of this build (grpc.health.v1).
-grpc::Status CallRaw(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
-                     const std::string& request_bytes, std::string* response_bytes) {
-  grpc::GenericStub generic(channel);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  grpc::Slice request_slice(request_bytes);
-  grpc::ByteBuffer request(&request_slice, 1), response;
-  std::promise<grpc::Status> result;
-  generic.UnaryCall(&context, method, grpc::StubOptions(), &request, &response,
-                    [&](grpc::Status status) { result.set_value(status); });
-  const grpc::Status status = result.get_future().get();
-  std::vector<grpc::Slice> slices;
-  if (status.ok() && response.Dump(&slices).ok()) {
-    for (const grpc::Slice& slice : slices) {
-      response_bytes->append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-    }
-  }
-  return status;
 }
 
 TEST_F(GrpcLoopbackTest, HealthCheckReportsServing) {

@@ -86,20 +86,11 @@ absl::StatusOr<std::unique_ptr<TokenizerServer>> TokenizerServer::Start(
   server->service_ =
       std::make_unique<TokenizerServiceImpl>(server->tokenizer_.get(), options.max_request_bytes);
   server->info_ = std::make_unique<ServerInfoServiceImpl>("maximus.TokenizerService");
-  EnableStandardServerFeatures();
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &server->port_);
-  // The transport admits somewhat more than the service limit, so that
-  // oversize requests reach the service and get INVALID_ARGUMENT naming the limit.
-  const int64_t transport = std::min<int64_t>(INT32_MAX, options.max_request_bytes + (4 << 20));
-  builder.SetMaxReceiveMessageSize(static_cast<int>(transport));
-  builder.SetMaxSendMessageSize(INT32_MAX);
-  builder.RegisterService(server->service_.get());
-  builder.RegisterService(server->info_.get());
-  server->server_ = builder.BuildAndStart();
-  if (server->server_ == nullptr || server->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.address));
-  }
+  absl::StatusOr<std::unique_ptr<grpc::Server>> grpc_server =
+      StartGrpcServer(options.address, options.max_request_bytes,
+                      {server->service_.get(), server->info_.get()}, &server->port_);
+  if (!grpc_server.ok()) return grpc_server.status();
+  server->server_ = *std::move(grpc_server);
   return server;
 }
 

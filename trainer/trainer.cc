@@ -1,0 +1,420 @@
+#include "trainer/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "trainer/loss_plot.h"
+
+namespace maximus::trainer {
+namespace {
+
+constexpr size_t kMaxKeptPoints = 100000;
+
+const char* LossName(LossKind kind) { return kind == LossKind::kMaxis ? "maxis" : "ce"; }
+
+std::string FormatDuration(double seconds) {
+  if (!(seconds >= 0) || !std::isfinite(seconds)) return "?";
+  const int64_t s = static_cast<int64_t>(seconds + 0.5);
+  if (s >= 3600) return absl::StrFormat("%dh%02dm", s / 3600, (s / 60) % 60);
+  if (s >= 60) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+  return absl::StrFormat("%ds", s);
+}
+
+}  // namespace
+
+nlohmann::json TrainingSettingsJson(const TrainerOptions& o) {
+  return {{"loss", LossName(o.loss.kind)},
+          {"maxis",
+           {{"low_dim", o.loss.maxis.low_dim},
+            {"scout_stride", o.loss.maxis.scout_stride},
+            {"candidate_budget", o.loss.maxis.candidate_budget},
+            {"aux_weight", o.loss.maxis.aux_weight}}},
+          {"steps", o.steps},
+          {"batch_rows", o.batch_rows},
+          {"seq_len", o.seq_len},
+          {"accumulation", o.accumulation},
+          {"schedule",
+           {{"peak_lr", o.schedule.peak_lr},
+            {"warmup_steps", o.schedule.warmup_steps},
+            {"total_steps", o.schedule.total_steps},
+            {"decay_fraction", o.schedule.decay_fraction},
+            {"min_lr_ratio", o.schedule.min_lr_ratio},
+            {"decay", o.schedule.decay == LrSchedule::Decay::kLinear ? "linear" : "cosine"}}},
+          {"adamw",
+           {{"beta1", o.adamw.beta1},
+            {"beta2", o.adamw.beta2},
+            {"eps", o.adamw.eps},
+            {"weight_decay", o.adamw.weight_decay}}},
+          {"clip_norm", o.clip_norm},
+          {"seed", o.seed},
+          {"validation_fraction", o.validation_fraction},
+          {"eval_batches", o.eval_batches}};
+}
+
+Trainer::Trainer(Backend* backend, data::DataSource* data, const TrainerOptions& options)
+    : backend_(backend), data_(data), options_(options) {}
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(Backend* backend, data::DataSource* data,
+                                                         const TrainerOptions& options) {
+  std::unique_ptr<Trainer> trainer(new Trainer(backend, data, options));
+  if (absl::Status s = trainer->Setup(); !s.ok()) {
+    trainer->SetState(TrainerStatus::State::kFailed, std::string(s.message()));
+    return s;
+  }
+  return trainer;
+}
+
+absl::Status Trainer::Setup() {
+  const TrainerOptions& o = options_;
+  auto positive = [](absl::string_view flag, int64_t value) -> absl::Status {
+    if (value > 0) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be positive, not ", value));
+  };
+  for (auto [flag, value] : {std::pair<absl::string_view, int64_t>{"steps", o.steps},
+                             {"batch", o.batch_rows},
+                             {"seq_len", o.seq_len},
+                             {"accumulation", o.accumulation},
+                             {"eval_batches", o.eval_batches},
+                             {"log_interval", o.log_interval}}) {
+    if (absl::Status s = positive(flag, value); !s.ok()) return s;
+  }
+  if (absl::Status s = ValidateLrSchedule(o.schedule); !s.ok()) return s;
+  if (absl::Status s = ValidateAdamWConfig(o.adamw); !s.ok()) return s;
+  if (o.loss.kind == LossKind::kMaxis) {
+    kernels::LinearHeadShape shape{o.batch_rows * o.seq_len, o.model.hidden, o.model.vocab_size};
+    if (absl::Status s = kernels::ValidateMaxisConfig(shape, o.loss.maxis); !s.ok()) return s;
+  }
+  if (o.out_dir.empty()) return absl::InvalidArgumentError("--out_dir is required");
+  // The data: same tokenizer, and ids that fit the model's vocabulary.
+  const data::ShardList& store = data_->info();
+  if (!o.tokenizer_fingerprint.empty() && store.tokenizer().sha256() != o.tokenizer_fingerprint) {
+    return absl::FailedPreconditionError(absl::StrCat("the data was tokenized with tokenizer ",
+                                                      store.tokenizer().sha256(), ", not ",
+                                                      o.tokenizer_fingerprint));
+  }
+  if (store.tokenizer().vocab_size() > o.model.vocab_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the data's vocabulary has ", store.tokenizer().vocab_size(),
+                     " tokens, the model's only ", o.model.vocab_size));
+  }
+  absl::StatusOr<std::unique_ptr<Model>> model = Model::Create(backend_, o.model);
+  if (!model.ok()) return model.status();
+  model_ = *std::move(model);
+  for (Parameter& p : model_->parameters()) {
+    m_.push_back(backend_->Allocate(p.size()));
+    v_.push_back(backend_->Allocate(p.size()));
+  }
+  checkpoint_root_ = o.out_dir + "/checkpoints";
+  std::error_code ec;
+  std::filesystem::create_directories(checkpoint_root_, ec);
+  if (ec)
+    return absl::UnavailableError(absl::StrCat("creating ", checkpoint_root_, ": ", ec.message()));
+
+  data::StreamBatchesRequest request;
+  request.mutable_selection()->set_split(data::SPLIT_TRAIN);
+  request.mutable_selection()->set_seed(o.seed);
+  request.mutable_selection()->set_rank(0);
+  request.mutable_selection()->set_world_size(1);
+  request.mutable_selection()->set_validation_fraction(o.validation_fraction);
+  request.set_seq_len(static_cast<uint32_t>(o.seq_len));
+  request.set_batch_size(static_cast<uint32_t>(o.batch_rows));
+  if (!o.resume.empty()) {
+    absl::StatusOr<std::string> dir = ResolveCheckpointDir(o.resume);
+    if (!dir.ok()) return dir.status();
+    ModelConfig saved;
+    absl::StatusOr<CheckpointState> state = ReadCheckpointState(*dir, &saved);
+    if (!state.ok()) return state.status();
+    if (state->tokenizer_fingerprint != o.tokenizer_fingerprint) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint ", *dir, " was trained with tokenizer ",
+                       state->tokenizer_fingerprint, ", this run uses ", o.tokenizer_fingerprint));
+    }
+    if (ModelConfigToJson(saved) != ModelConfigToJson(o.model)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint ", *dir, " has another model config:\n",
+                       ModelConfigToJson(saved), "\nthis run:\n", ModelConfigToJson(o.model)));
+    }
+    const nlohmann::json settings = TrainingSettingsJson(o);
+    for (auto& [key, value] : settings.items()) {
+      if (!state->training.contains(key) || state->training[key] != value) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("checkpoint ", *dir, " was trained with ", key, " = ",
+                         state->training.contains(key) ? state->training[key].dump() : "(unset)",
+                         ", this run asks for ", value.dump()));
+      }
+    }
+    if (absl::Status s = LoadCheckpointTensors(*dir, *model_, &m_, &v_); !s.ok()) return s;
+    start_step_ = state->step;
+    tokens_seen_ = state->tokens_seen;
+    cursor_ = state->data_cursor;
+    *request.mutable_resume() = cursor_;
+  } else {
+    model_->Initialize(o.seed);
+  }
+  absl::StatusOr<std::unique_ptr<data::BatchStream>> train = data_->OpenStream(request);
+  if (!train.ok()) return train.status();
+  train_ = *std::move(train);
+
+  // A fixed validation set: the first eval_batches batches of the split.
+  data::StreamBatchesRequest valid = request;
+  valid.clear_resume();
+  valid.mutable_selection()->set_split(data::SPLIT_VALIDATION);
+  valid.set_num_epochs(1);
+  absl::StatusOr<std::unique_ptr<data::BatchStream>> stream = data_->OpenStream(valid);
+  if (!stream.ok()) return stream.status();
+  data::PackedBatch batch;
+  for (int64_t i = 0; i < o.eval_batches; ++i) {
+    absl::StatusOr<bool> more = (*stream)->Next(&batch);
+    if (!more.ok()) return more.status();
+    if (!*more) break;
+    validation_.push_back(MakeTokenBatch(data::BatchTokens(batch), data::BatchLossMask(batch),
+                                         batch.rows(), batch.row_length()));
+  }
+  if (validation_.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the validation split is empty (validation_fraction ", o.validation_fraction,
+                     "): ingest more documents or raise --validation_fraction"));
+  }
+  absl::StatusOr<std::unique_ptr<MetricsWriter>> metrics =
+      MetricsWriter::Open(o.out_dir, o.resume.empty() ? -1 : start_step_);
+  if (!metrics.ok()) return metrics.status();
+  metrics_ = *std::move(metrics);
+  absl::MutexLock lock(&mu_);
+  status_.step = start_step_;
+  status_.total_steps = o.steps;
+  status_.tokens_seen = tokens_seen_;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> Trainer::ValidationLoss() {
+  LossSettings ce;
+  ce.kind = LossKind::kCrossEntropy;
+  double sum = 0;
+  int64_t tokens = 0;
+  for (const TokenBatch& batch : validation_) {
+    absl::StatusOr<LossOutput> out = model_->Step(batch, ce, /*backward=*/false);
+    if (!out.ok()) return out.status();
+    sum += out->loss * out->counted_tokens;
+    tokens += out->counted_tokens;
+  }
+  return tokens > 0 ? sum / tokens : 0.0;
+}
+
+absl::Status Trainer::TrainStep(int64_t step) {
+  const TrainerOptions& o = options_;
+  model_->ZeroGrads();
+  double loss = 0, main_loss = 0;
+  for (int64_t micro = 0; micro < o.accumulation; ++micro) {
+    data::PackedBatch packed;
+    absl::StatusOr<bool> more = train_->Next(&packed);
+    if (!more.ok()) return more.status();
+    if (!*more) return absl::OutOfRangeError("the training stream ended");
+    const TokenBatch batch = MakeTokenBatch(data::BatchTokens(packed), data::BatchLossMask(packed),
+                                            packed.rows(), packed.row_length());
+    absl::StatusOr<LossOutput> out = model_->Step(batch, o.loss, /*backward=*/true);
+    if (!out.ok()) return out.status();
+    if (!std::isfinite(out->loss)) {
+      return absl::InternalError(absl::StrCat("the loss is ", out->loss, " at step ", step,
+                                              "; lower --lr or check the data"));
+    }
+    loss += out->loss / o.accumulation;
+    main_loss += out->main_loss / o.accumulation;
+    cursor_ = packed.next();
+    tokens_seen_ += batch.rows * batch.seq;
+  }
+  std::vector<Parameter>& params = model_->parameters();
+  if (o.accumulation > 1) {
+    for (Parameter& p : params) backend_->Scale(p.grad->data(), p.size(), 1.0f / o.accumulation);
+  }
+  double squared = 0;
+  for (Parameter& p : params) squared += backend_->SquaredNorm(p.grad->data(), p.size());
+  const double norm = std::sqrt(squared);
+  if (o.clip_norm > 0 && norm > o.clip_norm) {
+    const float factor = static_cast<float>(o.clip_norm / (norm + 1e-6));
+    for (Parameter& p : params) backend_->Scale(p.grad->data(), p.size(), factor);
+  }
+  const float lr = LearningRate(o.schedule, step);
+  for (size_t i = 0; i < params.size(); ++i) {
+    Parameter& p = params[i];
+    backend_->AdamW(o.adamw, step, lr, p.decay ? 1.0f : 0.0f, p.size(), p.value->data(),
+                    p.grad->data(), m_[i]->data(), v_[i]->data());
+  }
+  step_losses_.push_back(loss);
+  Publish(step, "train/loss", loss);
+  if (o.loss.kind == LossKind::kMaxis) Publish(step, "train/maxis_main", main_loss);
+  Publish(step, "train/grad_norm", norm);
+  Publish(step, "train/lr", lr);
+  {
+    absl::MutexLock lock(&mu_);
+    status_.step = step;
+    status_.tokens_seen = tokens_seen_;
+    status_.last_loss = loss;
+    status_.loss_ema = status_.loss_ema == 0 ? loss : 0.95 * status_.loss_ema + 0.05 * loss;
+    status_.learning_rate = lr;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::Save(int64_t step) {
+  CheckpointState state;
+  state.step = step;
+  state.tokens_seen = tokens_seen_;
+  state.tokenizer_fingerprint = options_.tokenizer_fingerprint;
+  state.tokenizer_vocab_size = options_.tokenizer_vocab_size;
+  state.training = TrainingSettingsJson(options_);
+  state.data_cursor = cursor_;
+  state.seed = options_.seed;
+  const std::string dir = absl::StrFormat("%s/step-%08d", checkpoint_root_, step);
+  if (absl::Status s = SaveCheckpoint(dir, *model_, m_, v_, state); !s.ok()) return s;
+  absl::MutexLock lock(&mu_);
+  status_.last_checkpoint = dir;
+  ++checkpoints_done_;
+  changed_.SignalAll();
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::Run() {
+  const TrainerOptions& o = options_;
+  SetState(TrainerStatus::State::kRunning);
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t start_tokens = tokens_seen_;
+  absl::Status status;
+  int64_t step = start_step_;
+  auto evaluate = [&](int64_t at) -> absl::Status {
+    absl::StatusOr<double> val = ValidationLoss();
+    if (!val.ok()) return val.status();
+    Publish(at, "val/loss", *val);
+    absl::MutexLock lock(&mu_);
+    status_.validation_loss = *val;
+    return absl::OkStatus();
+  };
+  if (start_step_ == 0 && o.eval_interval > 0) status = evaluate(0);
+  while (status.ok() && step < o.steps && !stop_ &&
+         (o.stop_at_step == 0 || step < o.stop_at_step)) {
+    ++step;
+    status = TrainStep(step);
+    if (!status.ok()) break;
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double rate = (tokens_seen_ - start_tokens) / std::max(seconds, 1e-9);
+    const double eta = seconds / (step - start_step_) * (o.steps - step);
+    Publish(step, "train/tokens_per_second", rate);
+    {
+      absl::MutexLock lock(&mu_);
+      status_.tokens_per_second = rate;
+      status_.eta_seconds = eta;
+    }
+    if ((o.eval_interval > 0 && step % o.eval_interval == 0) || step == o.steps) {
+      status = evaluate(step);
+      if (!status.ok()) break;
+    }
+    metrics_->Flush().IgnoreError();
+    if (!o.quiet && (step % o.log_interval == 0 || step == o.steps)) {
+      const TrainerStatus now = this->status();
+      absl::FPrintF(
+          stderr, "step %6d/%d  loss %.4f (ema %.4f)  val %s  lr %.2e  %.0f tok/s  eta %s\n", step,
+          o.steps, now.last_loss, now.loss_ema,
+          now.validation_loss < 0 ? std::string("-") : absl::StrFormat("%.4f", now.validation_loss),
+          now.learning_rate, rate, FormatDuration(eta));
+    }
+    bool save = o.checkpoint_interval > 0 && step % o.checkpoint_interval == 0;
+    {
+      absl::MutexLock lock(&mu_);
+      save = save || checkpoint_requested_;
+      checkpoint_requested_ = false;
+    }
+    if (save) status = Save(step);
+  }
+  if (status.ok() && step > start_step_) {
+    SetState(TrainerStatus::State::kStopping);
+    status = Save(step);
+  }
+  if (metrics_ != nullptr) {
+    WriteLossPlot(o.out_dir + "/loss.svg", metrics_->series(), {"train/loss", "val/loss"},
+                  absl::StrCat("Maximus ", o.model.name, ", loss ", LossName(o.loss.kind)))
+        .IgnoreError();
+    metrics_->Close().IgnoreError();
+  }
+  SetState(status.ok() ? TrainerStatus::State::kFinished : TrainerStatus::State::kFailed,
+           std::string(status.message()));
+  return status;
+}
+
+void Trainer::Publish(int64_t step, const std::string& tag, double value) {
+  if (metrics_ != nullptr) metrics_->AddScalar(step, tag, value).IgnoreError();
+  absl::MutexLock lock(&mu_);
+  points_.push_back({step, tag, value});
+  if (points_.size() > kMaxKeptPoints) {
+    points_.pop_front();
+    ++first_point_;
+  }
+  changed_.SignalAll();
+}
+
+void Trainer::SetState(TrainerStatus::State state, const std::string& error) {
+  absl::MutexLock lock(&mu_);
+  status_.state = state;
+  if (!error.empty()) status_.error = error;
+  changed_.SignalAll();
+}
+
+TrainerStatus Trainer::status() const {
+  absl::MutexLock lock(&mu_);
+  return status_;
+}
+
+std::vector<MetricPoint> Trainer::MetricsSince(int64_t from, int64_t* next) const {
+  absl::MutexLock lock(&mu_);
+  std::vector<MetricPoint> out;
+  for (int64_t i = std::max(from, first_point_);
+       i < first_point_ + static_cast<int64_t>(points_.size()); ++i) {
+    out.push_back(points_[i - first_point_]);
+  }
+  *next = first_point_ + static_cast<int64_t>(points_.size());
+  return out;
+}
+
+bool Trainer::WaitForMetrics(int64_t from, absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  const absl::Time deadline = absl::Now() + timeout;
+  while (first_point_ + static_cast<int64_t>(points_.size()) <= from &&
+         status_.state != TrainerStatus::State::kFinished &&
+         status_.state != TrainerStatus::State::kFailed) {
+    if (changed_.WaitWithDeadline(&mu_, deadline)) return false;
+  }
+  return first_point_ + static_cast<int64_t>(points_.size()) > from;
+}
+
+absl::StatusOr<std::string> Trainer::RequestCheckpoint(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  if (status_.state != TrainerStatus::State::kRunning) {
+    return absl::FailedPreconditionError("the trainer is not running");
+  }
+  const int64_t before = checkpoints_done_;
+  checkpoint_requested_ = true;
+  const absl::Time deadline = absl::Now() + timeout;
+  while (checkpoints_done_ == before) {
+    if (status_.state == TrainerStatus::State::kFailed) {
+      return absl::AbortedError(absl::StrCat("the run failed: ", status_.error));
+    }
+    if (changed_.WaitWithDeadline(&mu_, deadline)) {
+      return absl::DeadlineExceededError("no checkpoint within the deadline");
+    }
+  }
+  return status_.last_checkpoint;
+}
+
+void Trainer::RequestStop() {
+  stop_ = true;
+  absl::MutexLock lock(&mu_);
+  if (status_.state == TrainerStatus::State::kRunning)
+    status_.state = TrainerStatus::State::kStopping;
+  changed_.SignalAll();
+}
+
+}  // namespace maximus::trainer

@@ -1,0 +1,143 @@
+// The training loop: data from a DataSource (embedded store or DataServices),
+// the model on a backend, MAXIS or exact cross-entropy, AdamW with the
+// warmup-stable-decay schedule, gradient clipping and accumulation, exact
+// cross-entropy validation, metrics, checkpoints and exact resume.
+//
+// Thread-safe observers (status, metrics, checkpoint and stop requests) let
+// TrainerService watch and steer a running loop.
+
+#ifndef MAXIMUS_TRAINER_TRAINER_H_
+#define MAXIMUS_TRAINER_TRAINER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "data_service/data_source.h"
+#include "trainer/adamw.h"
+#include "trainer/backend.h"
+#include "trainer/checkpoint.h"
+#include "trainer/lr_schedule.h"
+#include "trainer/metrics_writer.h"
+#include "trainer/model.h"
+
+namespace maximus::trainer {
+
+struct TrainerOptions {
+  ModelConfig model;
+  LossSettings loss;
+  int64_t steps = 300;
+  int64_t batch_rows = 4;  // Rows per micro-batch.
+  int64_t seq_len = 128;
+  int64_t accumulation = 1;  // Micro-batches per optimizer step.
+  LrSchedule schedule;
+  AdamWConfig adamw;
+  double clip_norm = 1.0;  // 0: no clipping.
+  uint64_t seed = 1;
+  double validation_fraction = 0.02;
+  int64_t eval_interval = 50;  // Steps between validation losses (0: only at the end).
+  int64_t eval_batches = 4;    // Validation batches (fixed for the whole run).
+  int64_t log_interval = 10;
+  int64_t checkpoint_interval = 0;  // 0: only at the end.
+  std::string out_dir;              // checkpoints/, metrics.csv, events, loss.svg
+  std::string resume;  // A checkpoint directory, or a directory with `latest`; "" to start fresh.
+  std::string tokenizer_fingerprint;
+  int64_t tokenizer_vocab_size = 0;
+  bool quiet = false;  // No progress lines.
+  // Stop (and save) after this step, as if interrupted; 0: run to `steps`.
+  int64_t stop_at_step = 0;
+};
+
+// The settings that must match when resuming (and that a checkpoint records).
+nlohmann::json TrainingSettingsJson(const TrainerOptions& options);
+
+struct TrainerStatus {
+  enum class State { kStarting, kRunning, kStopping, kFinished, kFailed };
+  State state = State::kStarting;
+  int64_t step = 0;
+  int64_t total_steps = 0;
+  int64_t tokens_seen = 0;
+  double loss_ema = 0;
+  double last_loss = 0;
+  double validation_loss = -1;  // Exact CE; -1 until measured.
+  double tokens_per_second = 0;
+  double eta_seconds = 0;
+  double learning_rate = 0;
+  std::string last_checkpoint;
+  std::string error;
+};
+
+struct MetricPoint {
+  int64_t step = 0;
+  std::string tag;
+  double value = 0;
+};
+
+class Trainer {
+ public:
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(Backend* backend, data::DataSource* data,
+                                                         const TrainerOptions& options);
+
+  // Trains to options.steps (or until Stop), saving a checkpoint at the end.
+  absl::Status Run();
+
+  // Exact cross-entropy on the fixed validation batches.
+  absl::StatusOr<double> ValidationLoss();
+
+  // Observers, callable from any thread while Run works.
+  TrainerStatus status() const;
+  // Metric points with sequence number >= `from` (and the next number).
+  std::vector<MetricPoint> MetricsSince(int64_t from, int64_t* next) const;
+  // Blocks until a metric point >= `from` exists, the run ends or `timeout`.
+  bool WaitForMetrics(int64_t from, absl::Duration timeout) const;
+  // Saves a checkpoint after the current step; returns its directory.
+  absl::StatusOr<std::string> RequestCheckpoint(absl::Duration timeout);
+  // Stops after the current step (saving a checkpoint).
+  void RequestStop();
+
+  Model& model() { return *model_; }
+  const std::vector<double>& step_losses() const { return step_losses_; }
+  const std::string& checkpoint_root() const { return checkpoint_root_; }
+
+ private:
+  Trainer(Backend* backend, data::DataSource* data, const TrainerOptions& options);
+  absl::Status Setup();
+  absl::Status TrainStep(int64_t step);
+  absl::Status Save(int64_t step);
+  void Publish(int64_t step, const std::string& tag, double value);
+  void SetState(TrainerStatus::State state, const std::string& error = "");
+
+  Backend* backend_;
+  data::DataSource* data_;
+  TrainerOptions options_;
+  std::unique_ptr<Model> model_;
+  std::vector<std::unique_ptr<Buffer>> m_, v_;
+  std::unique_ptr<data::BatchStream> train_;
+  data::StreamCursor cursor_;
+  std::vector<TokenBatch> validation_;
+  std::unique_ptr<MetricsWriter> metrics_;
+  std::string checkpoint_root_;
+  int64_t start_step_ = 0;
+  int64_t tokens_seen_ = 0;
+  std::vector<double> step_losses_;  // The optimised loss of each step of this process.
+
+  mutable absl::Mutex mu_;
+  mutable absl::CondVar changed_;
+  TrainerStatus status_ ABSL_GUARDED_BY(mu_);
+  std::deque<MetricPoint> points_ ABSL_GUARDED_BY(mu_);
+  int64_t first_point_ ABSL_GUARDED_BY(mu_) = 0;
+  bool checkpoint_requested_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t checkpoints_done_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace maximus::trainer
+
+#endif  // MAXIMUS_TRAINER_TRAINER_H_

@@ -1,0 +1,217 @@
+// The training loop on the CPU backend over a real embedded store: exact
+// resume, refusal of foreign checkpoints, learning, metrics and checkpoints.
+
+#include "trainer/trainer.h"
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data_service/embedded_data_source.h"
+#include "data_service/stream_test_util.h"
+#include "gtest/gtest.h"
+#include "trainer/cpu_backend.h"
+
+namespace maximus::trainer {
+namespace {
+
+constexpr int32_t kVocab = 300;
+constexpr int32_t kEos = 299;
+constexpr char kFingerprint[] = "trainer-test-tokenizer";
+
+// A store of small "documents" with learnable structure: each is an
+// arithmetic progression of token ids.
+std::unique_ptr<data::EmbeddedDataSource> MakeData(const std::string& name) {
+  const std::string dir = data::FreshTestDir(name);
+  data::StoreMetadata meta;
+  meta.num_shards = 2;
+  meta.tokenizer_fingerprint = kFingerprint;
+  meta.vocab_size = kVocab;
+  auto store = data::TokenStore::Create(dir, meta);
+  EXPECT_TRUE(store.ok()) << store.status();
+  std::vector<data::Document> docs;
+  for (int i = 0; i < 400; ++i) {
+    data::Document doc;
+    const int start = i % 97, stride = 1 + i % 5, length = 20 + i % 30;
+    for (int j = 0; j < length; ++j) doc.tokens.push_back((start + j * stride) % (kVocab - 1));
+    docs.push_back(doc);
+  }
+  EXPECT_TRUE((*store)->AddDocuments(docs).ok());
+  auto source = data::EmbeddedDataSource::Open(*std::move(store), kEos);
+  EXPECT_TRUE(source.ok()) << source.status();
+  return source.ok() ? *std::move(source) : nullptr;
+}
+
+TrainerOptions Options(const std::string& out) {
+  TrainerOptions o;
+  o.model.name = "test";
+  o.model.vocab_size = kVocab;
+  o.model.hidden = 32;
+  o.model.layers = 2;
+  o.model.heads = 2;
+  o.model.kv_heads = 1;
+  o.model.head_dim = 16;
+  o.model.mlp_hidden = 64;
+  o.loss.maxis.low_dim = 16;
+  o.loss.maxis.candidate_budget = 64;
+  o.steps = 8;
+  o.batch_rows = 2;
+  o.seq_len = 32;
+  o.accumulation = 2;
+  o.schedule.peak_lr = 3e-3f;
+  o.schedule.warmup_steps = 2;
+  o.schedule.total_steps = 8;
+  o.eval_interval = 4;
+  o.eval_batches = 2;
+  o.validation_fraction = 0.1;
+  o.out_dir = data::FreshTestDir(out);
+  o.tokenizer_fingerprint = kFingerprint;
+  o.tokenizer_vocab_size = kVocab;
+  o.quiet = true;
+  return o;
+}
+
+std::vector<float> Values(Model& model, Parameter& p) {
+  std::vector<float> host(p.size());
+  model.backend()->CopyToHost(p.value->data(), p.size(), host.data());
+  return host;
+}
+
+TEST(TrainerTest, StopAndResumeEqualsRunningStraight) {
+  CpuBackend backend;
+  auto data = MakeData("resume_store");
+  // 8 steps straight.
+  TrainerOptions straight = Options("straight");
+  auto a = Trainer::Create(&backend, data.get(), straight);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE((*a)->Run().ok());
+  ASSERT_EQ((*a)->step_losses().size(), 8u);
+  // 4 steps, stop (as if interrupted), then resume in a new process-like
+  // trainer for the other 4.
+  TrainerOptions first = Options("halves");
+  first.stop_at_step = 4;
+  auto b = Trainer::Create(&backend, data.get(), first);
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_TRUE((*b)->Run().ok());
+  ASSERT_EQ((*b)->step_losses().size(), 4u);
+  TrainerOptions second = Options("halves_resumed");
+  second.resume = first.out_dir;  // its checkpoints/latest
+  auto c = Trainer::Create(&backend, data.get(), second);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE((*c)->Run().ok());
+  ASSERT_EQ((*c)->step_losses().size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ((*b)->step_losses()[i], (*a)->step_losses()[i]) << "step " << i + 1;
+    EXPECT_EQ((*c)->step_losses()[i], (*a)->step_losses()[4 + i]) << "step " << i + 5;
+  }
+  for (size_t i = 0; i < (*a)->model().parameters().size(); ++i) {
+    EXPECT_EQ(Values((*a)->model(), (*a)->model().parameters()[i]),
+              Values((*c)->model(), (*c)->model().parameters()[i]))
+        << (*a)->model().parameters()[i].name;
+  }
+}
+
+TEST(TrainerTest, ForeignCheckpointsAreRefused) {
+  CpuBackend backend;
+  auto data = MakeData("refuse_store");
+  TrainerOptions o = Options("refuse");
+  o.steps = 2;
+  o.schedule.total_steps = 2;
+  o.schedule.warmup_steps = 1;
+  auto t = Trainer::Create(&backend, data.get(), o);
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_TRUE((*t)->Run().ok());
+
+  TrainerOptions other_tokenizer = o;
+  other_tokenizer.out_dir = data::FreshTestDir("refuse_tok");
+  other_tokenizer.resume = o.out_dir;
+  other_tokenizer.tokenizer_fingerprint = "another";
+  auto r1 = Trainer::Create(&backend, data.get(), other_tokenizer);
+  ASSERT_FALSE(r1.ok());
+  // The data check comes first: the store was built with another tokenizer.
+  EXPECT_EQ(r1.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(r1.status().message().find("another"), absl::string_view::npos) << r1.status();
+
+  TrainerOptions other_model = o;
+  other_model.out_dir = data::FreshTestDir("refuse_model");
+  other_model.resume = o.out_dir;
+  other_model.model.layers = 3;
+  auto r2 = Trainer::Create(&backend, data.get(), other_model);
+  ASSERT_FALSE(r2.ok());
+  EXPECT_EQ(r2.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(r2.status().message().find("another model config"), absl::string_view::npos)
+      << r2.status();
+
+  TrainerOptions other_lr = o;
+  other_lr.out_dir = data::FreshTestDir("refuse_lr");
+  other_lr.resume = o.out_dir;
+  other_lr.schedule.peak_lr = 1e-2f;
+  auto r3 = Trainer::Create(&backend, data.get(), other_lr);
+  ASSERT_FALSE(r3.ok());
+  EXPECT_NE(r3.status().message().find("schedule"), absl::string_view::npos) << r3.status();
+
+  TrainerOptions missing = o;
+  missing.out_dir = data::FreshTestDir("refuse_missing");
+  missing.resume = data::FreshTestDir("nothing_here");
+  EXPECT_EQ(Trainer::Create(&backend, data.get(), missing).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST(TrainerTest, LearnsAndWritesItsOutputs) {
+  CpuBackend backend;
+  auto data = MakeData("learn_store");
+  TrainerOptions o = Options("learn");
+  o.steps = 40;
+  o.schedule.total_steps = 40;
+  o.schedule.warmup_steps = 4;
+  o.schedule.peak_lr = 1e-2f;
+  o.eval_interval = 20;
+  auto t = Trainer::Create(&backend, data.get(), o);
+  ASSERT_TRUE(t.ok()) << t.status();
+  auto before = (*t)->ValidationLoss();
+  ASSERT_TRUE(before.ok());
+  EXPECT_NEAR(*before, std::log(static_cast<double>(kVocab)), 1.0);
+  ASSERT_TRUE((*t)->Run().ok());
+  const TrainerStatus status = (*t)->status();
+  EXPECT_EQ(status.state, TrainerStatus::State::kFinished);
+  EXPECT_EQ(status.step, 40);
+  EXPECT_LT(status.validation_loss, *before - 1.0) << "validation loss did not fall";
+  EXPECT_EQ(status.tokens_seen, 40 * 2 * 2 * 32);
+  namespace fs = std::filesystem;
+  EXPECT_TRUE(fs::exists(o.out_dir + "/metrics.csv"));
+  EXPECT_TRUE(fs::exists(o.out_dir + "/loss.svg"));
+  EXPECT_TRUE(fs::exists(o.out_dir + "/checkpoints/step-00000040/model.safetensors"));
+  EXPECT_TRUE(fs::exists(o.out_dir + "/checkpoints/step-00000040/optimizer.safetensors"));
+  EXPECT_TRUE(fs::exists(o.out_dir + "/checkpoints/latest"));
+  bool events = false;
+  for (const auto& entry : fs::directory_iterator(o.out_dir)) {
+    events |= entry.path().filename().string().rfind("events.out.tfevents.", 0) == 0;
+  }
+  EXPECT_TRUE(events);
+  int64_t next = 0;
+  const std::vector<MetricPoint> points = (*t)->MetricsSince(0, &next);
+  EXPECT_GT(next, 40 * 4);
+  int val_points = 0;
+  for (const MetricPoint& p : points) val_points += p.tag == "val/loss";
+  EXPECT_EQ(val_points, 3);  // steps 0, 20 and 40
+}
+
+TEST(TrainerTest, BadOptionsNameTheFlag) {
+  CpuBackend backend;
+  auto data = MakeData("bad_store");
+  TrainerOptions o = Options("bad");
+  o.seq_len = 0;
+  auto t = Trainer::Create(&backend, data.get(), o);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("--seq_len"), absl::string_view::npos);
+  o = Options("bad2");
+  o.model.vocab_size = 100;
+  t = Trainer::Create(&backend, data.get(), o);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("vocabulary"), absl::string_view::npos) << t.status();
+}
+
+}  // namespace
+}  // namespace maximus::trainer

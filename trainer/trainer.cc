@@ -97,9 +97,9 @@ absl::Status Trainer::Setup() {
                                                       store.tokenizer().sha256(), ", not ",
                                                       o.tokenizer_fingerprint));
   }
-  if (store.tokenizer().vocab_size() > o.model.vocab_size) {
+  if (o.required_vocab_size > o.model.vocab_size) {
     return absl::InvalidArgumentError(
-        absl::StrCat("the data's vocabulary has ", store.tokenizer().vocab_size(),
+        absl::StrCat("the tokenizer's vocabulary has ", o.required_vocab_size,
                      " tokens, the model's only ", o.model.vocab_size));
   }
   absl::StatusOr<std::unique_ptr<Model>> model = Model::Create(backend_, o.model);

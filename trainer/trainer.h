@@ -50,6 +50,10 @@ struct TrainerOptions {
   std::string resume;  // A checkpoint directory, or a directory with `latest`; "" to start fresh.
   std::string tokenizer_fingerprint;
   int64_t tokenizer_vocab_size = 0;
+  // Ids the model must be able to embed: the tokenizer's BPE vocabulary (its
+  // trailing added tokens, such as Gemma 3's <image_soft_token> = 262,144,
+  // never come from text; a batch holding one fails with the id named).
+  int64_t required_vocab_size = 0;
   bool quiet = false;  // No progress lines.
   // Stop (and save) after this step, as if interrupted; 0: run to `steps`.
   int64_t stop_at_step = 0;

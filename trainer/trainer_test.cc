@@ -69,6 +69,7 @@ TrainerOptions Options(const std::string& out) {
   o.out_dir = data::FreshTestDir(out);
   o.tokenizer_fingerprint = kFingerprint;
   o.tokenizer_vocab_size = kVocab;
+  o.required_vocab_size = kVocab;
   o.quiet = true;
   return o;
 }

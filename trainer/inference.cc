@@ -49,6 +49,11 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModelForInference(
 
 int32_t BosId(const tokenizer::Tokenizer& tokenizer) { return tokenizer.TokenToId("<bos>"); }
 
+int32_t DocumentStartId(const tokenizer::Tokenizer& tokenizer) {
+  absl::StatusOr<int32_t> eos = tokenizer::EndOfTextId(tokenizer);
+  return eos.ok() ? *eos : BosId(tokenizer);
+}
+
 std::vector<int32_t> StopTokenIds(const tokenizer::Tokenizer& tokenizer) {
   std::vector<int32_t> ids;
   if (absl::StatusOr<int32_t> eos = tokenizer::EndOfTextId(tokenizer); eos.ok()) {
@@ -93,13 +98,15 @@ absl::StatusOr<GenerateResult> Generate(Model& model, const tokenizer::Tokenizer
         absl::StrCat("--max_new_tokens must be >= 0, not ", options.max_new_tokens));
   }
   GenerateResult result;
-  if (const int32_t bos = BosId(tokenizer); bos >= 0) result.prompt_ids.push_back(bos);
+  if (const int32_t start = DocumentStartId(tokenizer); start >= 0) {
+    result.prompt_ids.push_back(start);
+  }
   absl::StatusOr<std::vector<int32_t>> encoded = tokenizer.Encode(prompt);
   if (!encoded.ok()) return encoded.status();
   result.prompt_ids.insert(result.prompt_ids.end(), encoded->begin(), encoded->end());
   const int64_t prompt_size = static_cast<int64_t>(result.prompt_ids.size());
   if (prompt_size == 0) {
-    return absl::InvalidArgumentError("--prompt is empty and the tokenizer has no <bos>");
+    return absl::InvalidArgumentError("--prompt is empty and the tokenizer has no <eos> or <bos>");
   }
   if (prompt_size > options.max_context) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -196,7 +203,7 @@ absl::StatusOr<ScoreResult> ScoreSequence(Model& model, absl::Span<const int32_t
 absl::StatusOr<ScoreResult> Score(Model& model, const tokenizer::Tokenizer& tokenizer,
                                   absl::string_view text, const ScoreOptions& options) {
   std::vector<int32_t> sequence;
-  if (const int32_t bos = BosId(tokenizer); bos >= 0) sequence.push_back(bos);
+  if (const int32_t start = DocumentStartId(tokenizer); start >= 0) sequence.push_back(start);
   absl::StatusOr<std::vector<int32_t>> encoded = tokenizer.Encode(text);
   if (!encoded.ok()) return encoded.status();
   sequence.insert(sequence.end(), encoded->begin(), encoded->end());

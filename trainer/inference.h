@@ -1,9 +1,10 @@
 // Inference with a trained checkpoint: loading it for a tokenizer, text
 // generation with a KV cache, and exact per-token scoring.
 //
-// Both prepend the tokenizer's <bos> (when it has one) to what they are
-// given, as Gemma does; the <bos> is context only, never generated, printed
-// or scored.
+// Both prepend the token that starts a document in the training data
+// (DocumentStartId: <eos>, since packed streams join documents with it) to
+// what they are given; it is context only, never generated, printed or
+// scored.
 
 #ifndef MAXIMUS_TRAINER_INFERENCE_H_
 #define MAXIMUS_TRAINER_INFERENCE_H_
@@ -42,6 +43,11 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModelForInference(
 
 // The id of "<bos>", or -1 when the tokenizer has none.
 int32_t BosId(const tokenizer::Tokenizer& tokenizer);
+// What precedes a document in the training data: packed streams join
+// documents with the end-of-text token, so a model trained on them knows a
+// document's start by the <eos> before it, not by a <bos> it never saw. The
+// end-of-text id; <bos> for a tokenizer without one; -1 if neither.
+int32_t DocumentStartId(const tokenizer::Tokenizer& tokenizer);
 // The tokens that end a generation: the end-of-text token (EndOfTextId) and
 // Gemma's <end_of_turn>, those the tokenizer has.
 std::vector<int32_t> StopTokenIds(const tokenizer::Tokenizer& tokenizer);
@@ -74,7 +80,7 @@ struct GenerateOptions {
 };
 
 struct GenerateResult {
-  std::vector<int32_t> prompt_ids;  // As fed: <bos> first when the tokenizer has one.
+  std::vector<int32_t> prompt_ids;  // As fed: DocumentStartId first.
   std::vector<int32_t> ids;         // Generated, without the stop token.
   std::string text;                 // The decoding of `ids`.
   int32_t stop_id = -1;             // The stop token that ended it; -1: length or context.
@@ -94,7 +100,7 @@ struct ScoreOptions {
   // The most positions one forward pass sees (the model's training context
   // is a good choice). A longer text is scored in windows of this size that
   // overlap by half: window w starts at position w * (context - context / 2)
-  // of the <bos>-prefixed sequence (so only the first window sees <bos>)
+  // of the sequence after the document start (only the first window sees it)
   // and scores only the tokens the previous windows have not, so every
   // token is predicted from at least context / 2 tokens before it (or from
   // all of them, near the start).
@@ -102,15 +108,15 @@ struct ScoreOptions {
 };
 
 struct ScoreResult {
-  std::vector<int32_t> tokens;  // The text's tokens (no <bos>).
-  // log p(tokens[i] | <bos>, tokens[0..i-1]), exact (the tokens of its
+  std::vector<int32_t> tokens;  // The text's tokens (without the document start).
+  // log p(tokens[i] | start, tokens[0..i-1]), exact (the tokens of its
   // window only, for long texts).
   std::vector<float> logprobs;
   double perplexity = 0;  // exp(-mean(logprobs)).
 };
 
-// Scores the text's tokens given <bos> (or, for a tokenizer without one,
-// the tokens after the first). INVALID_ARGUMENT when nothing is left to
+// Scores the text's tokens given the document start (or, for a tokenizer
+// without one, the tokens after the first). INVALID_ARGUMENT when nothing is left to
 // score.
 absl::StatusOr<ScoreResult> Score(Model& model, const tokenizer::Tokenizer& tokenizer,
                                   absl::string_view text, const ScoreOptions& options);

@@ -106,8 +106,9 @@ class InferenceTest : public ::testing::Test {
   Model& model() { return *loaded_->model; }
   const tokenizer::Tokenizer& tokenizer() { return *tokenizer_; }
 
-  std::vector<int32_t> WithBos(absl::string_view text) {
-    std::vector<int32_t> ids = {2};
+  // The text's tokens after the document start (<eos> = 1 for Gemma 3).
+  std::vector<int32_t> WithStart(absl::string_view text) {
+    std::vector<int32_t> ids = {1};
     auto encoded = tokenizer_->Encode(text);
     EXPECT_TRUE(encoded.ok()) << encoded.status();
     ids.insert(ids.end(), encoded->begin(), encoded->end());
@@ -187,12 +188,13 @@ TEST_F(InferenceTest, RefusesAnotherTokenizersCheckpoint) {
 
 TEST_F(InferenceTest, SpecialTokens) {
   EXPECT_EQ(BosId(tokenizer()), 2);
+  EXPECT_EQ(DocumentStartId(tokenizer()), 1);
   EXPECT_EQ(StopTokenIds(tokenizer()), (std::vector<int32_t>{1, 106}));
 }
 
 TEST_F(InferenceTest, ScoreIsExact) {
   const std::string text = "It is a truth universally acknowledged, that a single man";
-  const std::vector<int32_t> sequence = WithBos(text);
+  const std::vector<int32_t> sequence = WithStart(text);
   auto result = Score(model(), tokenizer(), text, ScoreOptions{});
   ASSERT_TRUE(result.ok()) << result.status();
   ASSERT_EQ(result->tokens, std::vector<int32_t>(sequence.begin() + 1, sequence.end()));
@@ -216,7 +218,7 @@ TEST_F(InferenceTest, ScoreIsExact) {
 }
 
 TEST_F(InferenceTest, WindowedScoring) {
-  const std::vector<int32_t> sequence = WithBos(kText);
+  const std::vector<int32_t> sequence = WithStart(kText);
   const int64_t n = static_cast<int64_t>(sequence.size()) - 1;
   ASSERT_GT(n, 40);
   // One window, however much room is left.
@@ -291,7 +293,7 @@ TEST_F(InferenceTest, GreedyGenerationEqualsFullForwards) {
                       [&](absl::string_view piece) { absl::StrAppend(&streamed, piece); });
     auto b = Generate(model(), tokenizer(), kPrompt, Greedy(6, penalty));
     ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
-    EXPECT_EQ(a->prompt_ids, WithBos(kPrompt));
+    EXPECT_EQ(a->prompt_ids, WithStart(kPrompt));
     EXPECT_EQ(a->ids, b->ids);
     EXPECT_EQ(a->stop_id, -1);
     EXPECT_EQ(a->ids, GreedyByFullForwards(a->prompt_ids, 6, penalty)) << "penalty " << penalty;
@@ -326,7 +328,7 @@ TEST_F(InferenceTest, LimitsOfTheContext) {
   // A KV cache of prompt + 3 positions: generation stops after 4 tokens
   // (the last one is sampled, never fed).
   GenerateOptions options = Greedy(10, 1.0f);
-  options.max_context = static_cast<int64_t>(WithBos(kPrompt).size()) + 3;
+  options.max_context = static_cast<int64_t>(WithStart(kPrompt).size()) + 3;
   auto capped = Generate(model(), tokenizer(), kPrompt, options);
   ASSERT_TRUE(capped.ok()) << capped.status();
   EXPECT_EQ(capped->ids.size(), 4u);

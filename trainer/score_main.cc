@@ -2,8 +2,8 @@
 //   bazel run //trainer:score -- --checkpoint=runs/default --text_file=F [--context=512]
 // prints one line of JSON,
 //   {"tokens": [ids...], "logprobs": [...], "perplexity": x}
-// where logprobs[i] = ln p(tokens[i] | <bos>, tokens[0..i-1]) under the
-// full softmax; <bos> is prepended as context and not scored itself. Texts
+// where logprobs[i] = ln p(tokens[i] | start, tokens[0..i-1]) under the
+// full softmax; the document start (<eos>, as in the packed training data) is prepended as context and not scored itself. Texts
 // longer than --context positions are scored in windows overlapping by half
 // (inference.h). --text_file=- reads stdin. Exit status 0, 1 on an error, 2
 // on a bad flag value.

@@ -402,6 +402,9 @@ absl::StatusOr<std::string> Trainer::RequestCheckpoint(absl::Duration timeout) {
     if (status_.state == TrainerStatus::State::kFailed) {
       return absl::AbortedError(absl::StrCat("the run failed: ", status_.error));
     }
+    if (status_.state == TrainerStatus::State::kFinished) {
+      return absl::FailedPreconditionError("the run ended before the checkpoint was taken");
+    }
     if (changed_.WaitWithDeadline(&mu_, deadline)) {
       return absl::DeadlineExceededError("no checkpoint within the deadline");
     }

@@ -107,6 +107,7 @@ class Trainer {
   void RequestStop();
 
   Model& model() { return *model_; }
+  const TrainerOptions& options() const { return options_; }
   const std::vector<double>& step_losses() const { return step_losses_; }
   const std::string& checkpoint_root() const { return checkpoint_root_; }
 

@@ -3,10 +3,10 @@
 // prints one line of JSON,
 //   {"tokens": [ids...], "logprobs": [...], "perplexity": x}
 // where logprobs[i] = ln p(tokens[i] | start, tokens[0..i-1]) under the
-// full softmax; the document start (<eos>, as in the packed training data) is prepended as context and not scored itself. Texts
-// longer than --context positions are scored in windows overlapping by half
-// (inference.h). --text_file=- reads stdin. Exit status 0, 1 on an error, 2
-// on a bad flag value.
+// full softmax; the document start (<eos>, as in the packed training data) is prepended as context
+// and not scored itself. Texts longer than --context positions are scored in windows overlapping by
+// half (inference.h). --text_file=- reads stdin. Exit status 0, 1 on an error, 2 on a bad flag
+// value.
 
 #include <cstdio>
 #include <fstream>

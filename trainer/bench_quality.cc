@@ -65,12 +65,7 @@ absl::StatusOr<RunResult> TrainOnce(data::DataSource* data, TrainerOptions optio
 }
 
 int Main() {
-  absl::StatusOr<std::string> tokenizer_path = FindTokenizer(absl::GetFlag(FLAGS_tokenizer));
-  if (!tokenizer_path.ok()) {
-    absl::FPrintF(stderr, "bench_quality: %s\n", tokenizer_path.status().ToString());
-    return 1;
-  }
-  auto tok = tokenizer::Tokenizer::FromFile(*tokenizer_path);
+  auto tok = LoadTokenizer(absl::GetFlag(FLAGS_tokenizer));
   if (!tok.ok()) {
     absl::FPrintF(stderr, "bench_quality: %s\n", tok.status().ToString());
     return 1;

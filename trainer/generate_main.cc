@@ -61,14 +61,10 @@ int Main(int argc, char** argv) {
     return Fail(absl::InvalidArgumentError("--max_context must be >= 1"), 2);
   }
 
-  absl::StatusOr<std::string> tokenizer_path = FindTokenizer(absl::GetFlag(FLAGS_tokenizer));
-  if (!tokenizer_path.ok()) return Fail(tokenizer_path.status());
   absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tokenizer =
-      tokenizer::Tokenizer::FromFile(*tokenizer_path);
+      LoadTokenizer(absl::GetFlag(FLAGS_tokenizer));
   if (!tokenizer.ok()) return Fail(tokenizer.status());
-  const std::string checkpoint = absl::GetFlag(FLAGS_checkpoint).empty()
-                                     ? DefaultRunDir("default")
-                                     : ResolveUserPath(absl::GetFlag(FLAGS_checkpoint));
+  const std::string checkpoint = CheckpointFromFlag(absl::GetFlag(FLAGS_checkpoint));
   CpuBackend backend;
   absl::StatusOr<std::unique_ptr<LoadedModel>> loaded =
       LoadModelForInference(&backend, checkpoint, **tokenizer);

@@ -130,10 +130,8 @@ int Main() {
   if (!model.ok()) return Fail(model.status());
   o.model = *model;
 
-  absl::StatusOr<std::string> tokenizer_path = FindTokenizer(absl::GetFlag(FLAGS_tokenizer));
-  if (!tokenizer_path.ok()) return Fail(tokenizer_path.status());
   absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
-      tokenizer::Tokenizer::FromFile(*tokenizer_path);
+      LoadTokenizer(absl::GetFlag(FLAGS_tokenizer));
   if (!tok.ok()) return Fail(tok.status());
   o.tokenizer_fingerprint = (*tok)->fingerprint();
   o.tokenizer_vocab_size = (*tok)->vocab_size();

@@ -34,6 +34,9 @@ struct Model::Activations {
     std::unique_ptr<Buffer> x_in, n1, rstd1, q_pre, k_pre, rstd_q, rstd_k, q, k, v, probs, ao, o,
         rstd_po, x_mid, n2, rstd2, gate, up, act, down, rstd_pf;
   };
+  static Layer NewLayer(Backend* backend, const ModelConfig& config, int64_t rows, int64_t seq,
+                        bool for_backward);
+
   int64_t rows = 0;
   int64_t seq = 0;
   std::vector<Layer> layers;
@@ -114,6 +117,41 @@ void Model::ZeroGrads() {
   for (Parameter& p : parameters_) backend_->Fill(p.grad->data(), p.size(), 0.0f);
 }
 
+Model::Activations::Layer Model::Activations::NewLayer(Backend* backend, const ModelConfig& config,
+                                                       int64_t rows, int64_t seq,
+                                                       bool for_backward) {
+  const int64_t n = rows * seq, d = config.hidden, q_dim = config.heads * config.head_dim,
+                kv_dim = config.kv_heads * config.head_dim, f = config.mlp_hidden;
+  auto alloc = [backend](int64_t size) { return backend->Allocate(size); };
+  Activations::Layer l;
+  l.n1 = alloc(n * d);
+  l.rstd1 = alloc(n);
+  l.q_pre = alloc(n * q_dim);
+  l.q = alloc(n * q_dim);
+  l.rstd_q = alloc(n * config.heads);
+  l.rstd_k = alloc(n * config.kv_heads);
+  l.ao = alloc(n * q_dim);
+  l.o = alloc(n * d);
+  l.rstd_po = alloc(n);
+  l.x_mid = alloc(n * d);
+  l.n2 = alloc(n * d);
+  l.rstd2 = alloc(n);
+  l.gate = alloc(n * f);
+  l.up = alloc(n * f);
+  l.act = alloc(n * f);
+  l.down = alloc(n * d);
+  l.rstd_pf = alloc(n);
+  if (for_backward) {
+    // Decoding writes keys and values into its cache and keeps no inputs.
+    l.x_in = alloc(n * d);
+    l.k_pre = alloc(n * kv_dim);
+    l.k = alloc(n * kv_dim);
+    l.v = alloc(n * kv_dim);
+    l.probs = alloc(rows * config.heads * seq * seq);
+  }
+  return l;
+}
+
 Model::Activations* Model::ActivationsFor(int64_t rows, int64_t seq) {
   if (acts_ != nullptr && acts_->rows == rows && acts_->seq == seq) return acts_.get();
   acts_ = std::make_unique<Activations>();
@@ -123,30 +161,8 @@ Model::Activations* Model::ActivationsFor(int64_t rows, int64_t seq) {
   const int64_t n = rows * seq, d = config_.hidden, q_dim = config_.heads * config_.head_dim,
                 kv_dim = config_.kv_heads * config_.head_dim, f = config_.mlp_hidden;
   auto alloc = [this](int64_t size) { return backend_->Allocate(size); };
-  a.layers.resize(config_.layers);
-  for (Activations::Layer& l : a.layers) {
-    l.x_in = alloc(n * d);
-    l.n1 = alloc(n * d);
-    l.rstd1 = alloc(n);
-    l.q_pre = alloc(n * q_dim);
-    l.k_pre = alloc(n * kv_dim);
-    l.rstd_q = alloc(n * config_.heads);
-    l.rstd_k = alloc(n * config_.kv_heads);
-    l.q = alloc(n * q_dim);
-    l.k = alloc(n * kv_dim);
-    l.v = alloc(n * kv_dim);
-    l.probs = alloc(rows * config_.heads * seq * seq);
-    l.ao = alloc(n * q_dim);
-    l.o = alloc(n * d);
-    l.rstd_po = alloc(n);
-    l.x_mid = alloc(n * d);
-    l.n2 = alloc(n * d);
-    l.rstd2 = alloc(n);
-    l.gate = alloc(n * f);
-    l.up = alloc(n * f);
-    l.act = alloc(n * f);
-    l.down = alloc(n * d);
-    l.rstd_pf = alloc(n);
+  for (int64_t l = 0; l < config_.layers; ++l) {
+    a.layers.push_back(Activations::NewLayer(backend_, config_, rows, seq, /*for_backward=*/true));
   }
   a.x = alloc(n * d);
   a.final_in = alloc(n * d);
@@ -213,25 +229,7 @@ absl::Status Model::Forward(absl::Span<const int32_t> ids, int64_t rows, int64_t
   if (acts == nullptr) {
     scratch = std::make_unique<Activations>();
     auto alloc = [b](int64_t size) { return b->Allocate(size); };
-    Activations::Layer l;
-    l.n1 = alloc(n * d);
-    l.rstd1 = alloc(n);
-    l.q_pre = alloc(n * q_dim);
-    l.q = alloc(n * q_dim);
-    l.rstd_q = alloc(n * config_.heads);
-    l.rstd_k = alloc(n * config_.kv_heads);
-    l.ao = alloc(n * q_dim);
-    l.o = alloc(n * d);
-    l.rstd_po = alloc(n);
-    l.x_mid = alloc(n * d);
-    l.n2 = alloc(n * d);
-    l.rstd2 = alloc(n);
-    l.gate = alloc(n * f);
-    l.up = alloc(n * f);
-    l.act = alloc(n * f);
-    l.down = alloc(n * d);
-    l.rstd_pf = alloc(n);
-    scratch->layers.push_back(std::move(l));
+    scratch->layers.push_back(Activations::NewLayer(b, config_, rows, seq, /*for_backward=*/false));
     scratch->x = alloc(n * d);
     scratch->dtmp = alloc(n * d);
     scratch->rstd_final = alloc(n);

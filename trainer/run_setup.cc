@@ -79,6 +79,16 @@ absl::StatusOr<std::string> FindTokenizer(const std::string& flag) {
       "which fetches it), or pass --tokenizer=PATH");
 }
 
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadTokenizer(const std::string& flag) {
+  absl::StatusOr<std::string> path = FindTokenizer(flag);
+  if (!path.ok()) return path.status();
+  return tokenizer::Tokenizer::FromFile(*path);
+}
+
+std::string CheckpointFromFlag(const std::string& flag) {
+  return flag.empty() ? DefaultRunDir("default") : ResolveUserPath(flag);
+}
+
 absl::StatusOr<std::string> FindSampleCorpus() {
   const std::string runfile = FindRunfile("data/austen", "maximus/data/austen");
   if (!runfile.empty()) return runfile;

@@ -28,6 +28,11 @@ std::string ResolveUserPath(const std::string& path);
 // the program's runfiles, ~/.cache/maximus/tokenizers/gemma3/tokenizer.json.
 // NOT_FOUND saying how to fetch it otherwise.
 absl::StatusOr<std::string> FindTokenizer(const std::string& flag);
+// FindTokenizer, then Tokenizer::FromFile.
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> LoadTokenizer(const std::string& flag);
+// A --checkpoint flag: the run directory runs/default when empty.
+std::string CheckpointFromFlag(const std::string& flag);
+
 // The committed sample corpus (data/austen) among the runfiles or in the
 // workspace.
 absl::StatusOr<std::string> FindSampleCorpus();

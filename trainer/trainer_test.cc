@@ -13,66 +13,18 @@
 #include "data_service/stream_test_util.h"
 #include "gtest/gtest.h"
 #include "trainer/cpu_backend.h"
+#include "trainer/trainer_test_util.h"
 
 namespace maximus::trainer {
 namespace {
 
-constexpr int32_t kVocab = 300;
-constexpr int32_t kEos = 299;
-constexpr char kFingerprint[] = "trainer-test-tokenizer";
+constexpr int32_t kVocab = kTestVocab;
 
-// A store of small "documents" with learnable structure: each is an
-// arithmetic progression of token ids.
 std::unique_ptr<data::EmbeddedDataSource> MakeData(const std::string& name) {
-  const std::string dir = data::FreshTestDir(name);
-  data::StoreMetadata meta;
-  meta.num_shards = 2;
-  meta.tokenizer_fingerprint = kFingerprint;
-  meta.vocab_size = kVocab;
-  auto store = data::TokenStore::Create(dir, meta);
-  EXPECT_TRUE(store.ok()) << store.status();
-  std::vector<data::Document> docs;
-  for (int i = 0; i < 400; ++i) {
-    data::Document doc;
-    const int start = i % 97, stride = 1 + i % 5, length = 20 + i % 30;
-    for (int j = 0; j < length; ++j) doc.tokens.push_back((start + j * stride) % (kVocab - 1));
-    docs.push_back(doc);
-  }
-  EXPECT_TRUE((*store)->AddDocuments(docs).ok());
-  auto source = data::EmbeddedDataSource::Open(*std::move(store), kEos);
-  EXPECT_TRUE(source.ok()) << source.status();
-  return source.ok() ? *std::move(source) : nullptr;
+  return MakeTestData(name, 400);
 }
 
-TrainerOptions Options(const std::string& out) {
-  TrainerOptions o;
-  o.model.name = "test";
-  o.model.vocab_size = kVocab;
-  o.model.hidden = 32;
-  o.model.layers = 2;
-  o.model.heads = 2;
-  o.model.kv_heads = 1;
-  o.model.head_dim = 16;
-  o.model.mlp_hidden = 64;
-  o.loss.maxis.low_dim = 16;
-  o.loss.maxis.candidate_budget = 64;
-  o.steps = 8;
-  o.batch_rows = 2;
-  o.seq_len = 32;
-  o.accumulation = 2;
-  o.schedule.peak_lr = 3e-3f;
-  o.schedule.warmup_steps = 2;
-  o.schedule.total_steps = 8;
-  o.eval_interval = 4;
-  o.eval_batches = 2;
-  o.validation_fraction = 0.1;
-  o.out_dir = data::FreshTestDir(out);
-  o.tokenizer_fingerprint = kFingerprint;
-  o.tokenizer_vocab_size = kVocab;
-  o.required_vocab_size = kVocab;
-  o.quiet = true;
-  return o;
-}
+TrainerOptions Options(const std::string& out) { return TestTrainerOptions(out); }
 
 std::vector<float> Values(Model& model, Parameter& p) {
   std::vector<float> host(p.size());

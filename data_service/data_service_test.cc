@@ -295,6 +295,19 @@ TEST_F(DataServiceTest, TwoServersServeOneShardedStore) {
   EXPECT_NE(twice.status().message().find("shard 0 is served by both"), absl::string_view::npos)
       << twice.status();
 
+  // Through the client, documents reach the server of their shard.
+  std::vector<Document> extra = SyntheticDocuments(40, 30, kGemmaEos, 77, tokenizer_->vocab_size());
+  auto ingested = (*source)->IngestTokens(extra, 7);
+  ASSERT_TRUE(ingested.ok()) << ingested.status();
+  EXPECT_EQ(ingested->added(), 40);
+  auto again = (*source)->IngestTokens(extra);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->duplicates(), 40);
+  auto grown = (*source)->GetStats(0.05);
+  ASSERT_TRUE(grown.ok());
+  EXPECT_EQ(grown->documents(), 440);
+  EXPECT_EQ(low->documents() + high->documents(), 440);
+
   // A document of another server's shard is refused, naming the shard.
   grpc::ClientContext ingest_context;
   IngestResponse response;

@@ -322,6 +322,7 @@ absl::StatusOr<std::unique_ptr<RemoteDataSource>> RemoteDataSource::Connect(
                                                         absl::StrJoin(names, ", ")));
     }
   }
+  source->owner_ = owner;
   source->info_ = first.shards;
   source->info_.clear_shards();
   for (uint32_t shard = 0; shard < num_shards; ++shard) source->info_.add_shards(shard);
@@ -341,6 +342,42 @@ absl::StatusOr<std::unique_ptr<BatchStream>> RemoteDataSource::OpenStream(
   }
   return MergingBatchStream::Open(std::make_unique<MergedDocumentSource>(std::move(parts)), request,
                                   info_.eos_id());
+}
+
+absl::StatusOr<IngestResponse> RemoteDataSource::IngestTokens(absl::Span<const Document> documents,
+                                                              int message_documents) {
+  std::vector<std::vector<const Document*>> by_server(servers_.size());
+  for (const Document& doc : documents) {
+    const int shard = TokenStore::ShardOf(TokenStore::DocumentId(doc.tokens), info_.num_shards());
+    by_server[owner_[shard]].push_back(&doc);
+  }
+  IngestResponse total;
+  for (size_t s = 0; s < servers_.size(); ++s) {
+    if (by_server[s].empty()) continue;
+    grpc::ClientContext context;
+    IngestResponse response;
+    std::unique_ptr<grpc::ClientWriter<IngestRequest>> writer =
+        servers_[s].stub->Ingest(&context, &response);
+    for (size_t start = 0; start < by_server[s].size(); start += message_documents) {
+      IngestRequest request;
+      for (size_t i = start; i < std::min(by_server[s].size(), start + message_documents); ++i) {
+        TokenSequence* tokens = request.add_documents()->mutable_tokens();
+        tokens->mutable_ids()->Add(by_server[s][i]->tokens.begin(), by_server[s][i]->tokens.end());
+        tokens->set_loss_mask(
+            std::string(by_server[s][i]->loss_mask.begin(), by_server[s][i]->loss_mask.end()));
+      }
+      if (!writer->Write(request)) break;  // Finish says why
+    }
+    writer->WritesDone();
+    if (grpc::Status status = writer->Finish(); !status.ok()) {
+      return FromGrpcStatus(status, servers_[s].address);
+    }
+    total.set_documents(total.documents() + response.documents());
+    total.set_added(total.added() + response.added());
+    total.set_duplicates(total.duplicates() + response.duplicates());
+    total.set_tokens(total.tokens() + response.tokens());
+  }
+  return total;
 }
 
 absl::StatusOr<StoreStats> RemoteDataSource::GetStats(double validation_fraction) {

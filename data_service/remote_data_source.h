@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "data_service/data_source.h"
+#include "data_service/token_store.h"
 #include "proto/data.grpc.pb.h"
 
 namespace maximus::data {
@@ -46,6 +47,13 @@ class RemoteDataSource : public DataSource {
       const StreamBatchesRequest& request) override;
   absl::StatusOr<StoreStats> GetStats(double validation_fraction) override;
 
+  // Ingests tokenized documents, each through the server that serves its
+  // shard (one Ingest call per server, in messages of at most
+  // `message_documents`); the counts are summed. OK means every document is
+  // durable.
+  absl::StatusOr<IngestResponse> IngestTokens(absl::Span<const Document> documents,
+                                              int message_documents = 512);
+
   struct Server {
     std::string address;
     std::unique_ptr<DataService::Stub> stub;
@@ -60,6 +68,8 @@ class RemoteDataSource : public DataSource {
   ShardList info_;
   // The server that serves every shard, or -1.
   int full_server_ = -1;
+  // Index into servers_ of each shard's server.
+  std::vector<int> owner_;
 };
 
 // "a:1,b:2" -> {"a:1", "b:2"}.

@@ -286,11 +286,14 @@ absl::Status Trainer::Run() {
   absl::Status status;
   int64_t step = start_step_;
   auto evaluate = [&](int64_t at) -> absl::Status {
+    const auto eval_start = std::chrono::steady_clock::now();
     absl::StatusOr<double> val = ValidationLoss();
     if (!val.ok()) return val.status();
     Publish(at, "val/loss", *val);
     absl::MutexLock lock(&mu_);
     status_.validation_loss = *val;
+    status_.validation_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - eval_start).count();
     return absl::OkStatus();
   };
   if (start_step_ == 0 && o.eval_interval > 0) status = evaluate(0);

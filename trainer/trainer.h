@@ -74,6 +74,7 @@ struct TrainerStatus {
   double tokens_per_second = 0;
   double eta_seconds = 0;
   double learning_rate = 0;
+  double validation_seconds = 0;  // Spent computing validation losses.
   std::string last_checkpoint;
   std::string error;
 };

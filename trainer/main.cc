@@ -26,7 +26,7 @@
 #include "trainer/trainer_service.h"
 
 ABSL_FLAG(std::string, preset, "tiny", "Model preset (tiny, 270m, 1b) or a model config JSON file");
-ABSL_FLAG(int64_t, steps, 250,
+ABSL_FLAG(int64_t, steps, 400,
           "Optimizer steps (the default run takes about 5 minutes on 2 cores)");
 ABSL_FLAG(int64_t, batch, 4, "Sequences per micro-batch");
 ABSL_FLAG(int64_t, seq_len, 128, "Tokens per sequence");
@@ -59,6 +59,7 @@ ABSL_FLAG(int64_t, eval_interval, 50, "Steps between exact-CE validation losses"
 ABSL_FLAG(int64_t, eval_batches, 4, "Validation batches");
 ABSL_FLAG(int64_t, log_interval, 10, "Steps between progress lines");
 ABSL_FLAG(int64_t, checkpoint_interval, 100, "Steps between checkpoints (0: only at the end)");
+ABSL_FLAG(int64_t, keep_checkpoints, 2, "Checkpoints kept (the newest; 0: all)");
 ABSL_FLAG(int, status_port, 0, "Serve TrainerService on this port (0: off)");
 ABSL_FLAG(std::string, sample_prompt, "It is a truth universally acknowledged",
           "Prompt of the sample generated at the end (empty: none)");
@@ -122,6 +123,7 @@ int Main() {
   o.eval_batches = absl::GetFlag(FLAGS_eval_batches);
   o.log_interval = absl::GetFlag(FLAGS_log_interval);
   o.checkpoint_interval = absl::GetFlag(FLAGS_checkpoint_interval);
+  o.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
   o.out_dir = absl::GetFlag(FLAGS_out_dir).empty() ? DefaultRunDir("default")
                                                    : ResolveUserPath(absl::GetFlag(FLAGS_out_dir));
   o.resume = ResolveUserPath(absl::GetFlag(FLAGS_resume));

@@ -1,5 +1,6 @@
 #include "trainer/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -271,6 +272,22 @@ absl::Status Trainer::Save(int64_t step) {
   state.seed = options_.seed;
   const std::string dir = absl::StrFormat("%s/step-%08d", checkpoint_root_, step);
   if (absl::Status s = SaveCheckpoint(dir, *model_, m_, v_, state); !s.ok()) return s;
+  if (options_.keep_checkpoints > 0) {
+    // Names sort by step (zero-padded); the newest are kept.
+    std::vector<std::string> saved;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(checkpoint_root_, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (entry.is_directory() && name.rfind("step-", 0) == 0 &&
+          name.find('.') == std::string::npos) {
+        saved.push_back(entry.path().string());
+      }
+    }
+    std::sort(saved.begin(), saved.end());
+    for (size_t i = 0; i + static_cast<size_t>(options_.keep_checkpoints) < saved.size(); ++i) {
+      std::filesystem::remove_all(saved[i], ec);
+    }
+  }
   absl::MutexLock lock(&mu_);
   status_.last_checkpoint = dir;
   ++checkpoints_done_;

@@ -46,6 +46,7 @@ struct TrainerOptions {
   int64_t eval_batches = 4;    // Validation batches (fixed for the whole run).
   int64_t log_interval = 10;
   int64_t checkpoint_interval = 0;  // 0: only at the end.
+  int64_t keep_checkpoints = 2;     // The newest kept; older ones are deleted (0: keep all).
   std::string out_dir;              // checkpoints/, metrics.csv, events, loss.svg
   std::string resume;  // A checkpoint directory, or a directory with `latest`; "" to start fresh.
   std::string tokenizer_fingerprint;

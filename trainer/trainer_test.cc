@@ -121,6 +121,7 @@ TEST(TrainerTest, LearnsAndWritesItsOutputs) {
   o.schedule.warmup_steps = 4;
   o.schedule.peak_lr = 1e-2f;
   o.eval_interval = 20;
+  o.checkpoint_interval = 10;
   auto t = Trainer::Create(&backend, data.get(), o);
   ASSERT_TRUE(t.ok()) << t.status();
   auto before = (*t)->ValidationLoss();
@@ -138,6 +139,9 @@ TEST(TrainerTest, LearnsAndWritesItsOutputs) {
   EXPECT_TRUE(fs::exists(o.out_dir + "/checkpoints/step-00000040/model.safetensors"));
   EXPECT_TRUE(fs::exists(o.out_dir + "/checkpoints/step-00000040/optimizer.safetensors"));
   EXPECT_TRUE(fs::exists(o.out_dir + "/checkpoints/latest"));
+  // Checkpoints every 10 steps, the newest 2 kept.
+  EXPECT_FALSE(fs::exists(o.out_dir + "/checkpoints/step-00000020"));
+  EXPECT_TRUE(fs::exists(o.out_dir + "/checkpoints/step-00000030"));
   bool events = false;
   for (const auto& entry : fs::directory_iterator(o.out_dir)) {
     events |= entry.path().filename().string().rfind("events.out.tfevents.", 0) == 0;

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "google/protobuf/util/json_util.h"
+#include "kernels/status_macros.h"
 #include "trainer/safetensors.h"
 
 namespace maximus::trainer {
@@ -39,7 +40,7 @@ absl::Status WriteFileDurably(const std::string& path, const std::string& conten
     out.close();
     if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
   }
-  if (absl::Status s = FsyncPath(tmp, O_RDONLY); !s.ok()) return s;
+  MAXIMUS_RETURN_IF_ERROR(FsyncPath(tmp, O_RDONLY));
   std::error_code ec;
   fs::rename(tmp, path, ec);
   if (ec) return absl::UnavailableError(absl::StrCat("rename ", tmp, ": ", ec.message()));
@@ -82,10 +83,7 @@ absl::Status SaveCheckpoint(const std::string& dir, Model& model,
   }
   const std::map<std::string, std::string> metadata = {{"format", "pt"},
                                                        {"maximus.model", model.config().name}};
-  if (absl::Status s = WriteSafetensors(partial + "/model.safetensors", params, metadata);
-      !s.ok()) {
-    return s;
-  }
+  MAXIMUS_RETURN_IF_ERROR(WriteSafetensors(partial + "/model.safetensors", params, metadata));
   if (!m.empty()) {
     std::vector<std::vector<float>> moments;
     moments.reserve(2 * m.size());
@@ -97,9 +95,7 @@ absl::Status SaveCheckpoint(const std::string& dir, Model& model,
       moments.push_back(ToHost(backend, *v[i]));
       views.push_back({p.name + ".exp_avg_sq", p.shape, moments.back().data()});
     }
-    if (absl::Status s = WriteSafetensors(partial + "/optimizer.safetensors", views, {}); !s.ok()) {
-      return s;
-    }
+    MAXIMUS_RETURN_IF_ERROR(WriteSafetensors(partial + "/optimizer.safetensors", views, {}));
   }
   std::string cursor_json;
   google::protobuf::util::JsonPrintOptions options;
@@ -118,14 +114,12 @@ absl::Status SaveCheckpoint(const std::string& dir, Model& model,
       {"tokenizer",
        {{"sha256", state.tokenizer_fingerprint}, {"vocab_size", state.tokenizer_vocab_size}}},
       {"optimizer", m.empty() ? "none" : "adamw"}};
-  if (absl::Status s = WriteFileDurably(partial + "/checkpoint.json", j.dump(2) + "\n"); !s.ok()) {
-    return s;
-  }
+  MAXIMUS_RETURN_IF_ERROR(WriteFileDurably(partial + "/checkpoint.json", j.dump(2) + "\n"));
   fs::remove_all(dir, ec);
   fs::rename(partial, dir, ec);
   if (ec) return absl::UnavailableError(absl::StrCat("rename ", partial, ": ", ec.message()));
   const std::string parent = fs::path(dir).parent_path().string();
-  if (absl::Status s = FsyncPath(parent, O_RDONLY | O_DIRECTORY); !s.ok()) return s;
+  MAXIMUS_RETURN_IF_ERROR(FsyncPath(parent, O_RDONLY | O_DIRECTORY));
   return WriteFileDurably(parent + "/latest", fs::path(dir).filename().string() + "\n");
 }
 

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/status_macros.h"
 
 namespace maximus::trainer {
 namespace {
@@ -49,7 +50,7 @@ Model::Model(Backend* backend, const ModelConfig& config) : backend_(backend), c
 Model::~Model() = default;
 
 absl::StatusOr<std::unique_ptr<Model>> Model::Create(Backend* backend, const ModelConfig& config) {
-  if (absl::Status s = ValidateModelConfig(config); !s.ok()) return s;
+  MAXIMUS_RETURN_IF_ERROR(ValidateModelConfig(config));
   std::unique_ptr<Model> model(new Model(backend, config));
   const int64_t d = config.hidden, q_dim = config.heads * config.head_dim,
                 kv_dim = config.kv_heads * config.head_dim, f = config.mlp_hidden;
@@ -203,10 +204,8 @@ absl::Status LinearBackward(Backend* b, const float* x, Parameter& w, const floa
   dx_dims.m = rows;
   dx_dims.n = w.shape[1];
   dx_dims.k = w.shape[0];
-  if (absl::Status s = b->Gemm(dx_dims, 1.0f, dy, w.value->data(), accumulate ? 1.0f : 0.0f, dx);
-      !s.ok()) {
-    return s;
-  }
+  MAXIMUS_RETURN_IF_ERROR(
+      b->Gemm(dx_dims, 1.0f, dy, w.value->data(), accumulate ? 1.0f : 0.0f, dx));
   kernels::GemmDims dw_dims;
   dw_dims.m = w.shape[0];
   dw_dims.n = w.shape[1];
@@ -257,9 +256,9 @@ absl::Status Model::Forward(absl::Span<const int32_t> ids, int64_t rows, int64_t
         decoder != nullptr ? decoder->keys_[layer]->data() + offset * kv_dim : l.k_pre->data();
     float* k = decoder != nullptr ? k_pre : l.k->data();
     float* v = decoder != nullptr ? decoder->values_[layer]->data() + offset * kv_dim : l.v->data();
-    if (absl::Status s = Linear(b, l.n1->data(), p[kQProj], n, l.q_pre->data()); !s.ok()) return s;
-    if (absl::Status s = Linear(b, l.n1->data(), p[kKProj], n, k_pre); !s.ok()) return s;
-    if (absl::Status s = Linear(b, l.n1->data(), p[kVProj], n, v); !s.ok()) return s;
+    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n1->data(), p[kQProj], n, l.q_pre->data()));
+    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n1->data(), p[kKProj], n, k_pre));
+    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n1->data(), p[kVProj], n, v));
     b->RmsNorm(l.q_pre->data(), p[kQNorm].value->data(), n * config_.heads, hd, eps, l.q->data(),
                l.rstd_q->data());
     b->RmsNorm(k_pre, p[kKNorm].value->data(), n * config_.kv_heads, hd, eps, k, l.rstd_k->data());
@@ -268,19 +267,15 @@ absl::Status Model::Forward(absl::Span<const int32_t> ids, int64_t rows, int64_t
     b->CausalAttention(shape, l.q->data(), decoder != nullptr ? decoder->keys_[layer]->data() : k,
                        decoder != nullptr ? decoder->values_[layer]->data() : v, l.ao->data(),
                        acts != nullptr ? l.probs->data() : nullptr);
-    if (absl::Status s = Linear(b, l.ao->data(), p[kOProj], n, l.o->data()); !s.ok()) return s;
+    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.ao->data(), p[kOProj], n, l.o->data()));
     b->RmsNorm(l.o->data(), p[kPostAttnNorm].value->data(), n, d, eps, normed, l.rstd_po->data());
     b->Add(x, normed, n * d, l.x_mid->data());
     b->RmsNorm(l.x_mid->data(), p[kPreFfNorm].value->data(), n, d, eps, l.n2->data(),
                l.rstd2->data());
-    if (absl::Status s = Linear(b, l.n2->data(), p[kGateProj], n, l.gate->data()); !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = Linear(b, l.n2->data(), p[kUpProj], n, l.up->data()); !s.ok()) return s;
+    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n2->data(), p[kGateProj], n, l.gate->data()));
+    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n2->data(), p[kUpProj], n, l.up->data()));
     b->SwiGlu(l.gate->data(), l.up->data(), n * f, l.act->data());
-    if (absl::Status s = Linear(b, l.act->data(), p[kDownProj], n, l.down->data()); !s.ok()) {
-      return s;
-    }
+    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.act->data(), p[kDownProj], n, l.down->data()));
     b->RmsNorm(l.down->data(), p[kPostFfNorm].value->data(), n, d, eps, normed, l.rstd_pf->data());
     b->Add(l.x_mid->data(), normed, n * d, x);
   }
@@ -314,32 +309,22 @@ absl::Status Model::Backward(const TokenBatch& batch, Activations* a, const floa
     // x_out = x_mid + PostFfNorm(down(SwiGlu(gate(n2), up(n2)))), n2 = PreFfNorm(x_mid).
     b->RmsNormBackward(l.down->data(), p[kPostFfNorm].value->data(), l.rstd_pf->data(), dx, n, d,
                        dtmp, p[kPostFfNorm].grad->data());
-    if (absl::Status s =
-            LinearBackward(b, l.act->data(), p[kDownProj], dtmp, n, a->dff->data(), false);
-        !s.ok()) {
-      return s;
-    }
+    MAXIMUS_RETURN_IF_ERROR(
+        LinearBackward(b, l.act->data(), p[kDownProj], dtmp, n, a->dff->data(), false));
     b->SwiGluBackward(l.gate->data(), l.up->data(), a->dff->data(), n * f, a->dgate->data(),
                       a->dup->data());
-    if (absl::Status s =
-            LinearBackward(b, l.n2->data(), p[kGateProj], a->dgate->data(), n, dn, false);
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = LinearBackward(b, l.n2->data(), p[kUpProj], a->dup->data(), n, dn, true);
-        !s.ok()) {
-      return s;
-    }
+    MAXIMUS_RETURN_IF_ERROR(
+        LinearBackward(b, l.n2->data(), p[kGateProj], a->dgate->data(), n, dn, false));
+    MAXIMUS_RETURN_IF_ERROR(
+        LinearBackward(b, l.n2->data(), p[kUpProj], a->dup->data(), n, dn, true));
     b->RmsNormBackward(l.x_mid->data(), p[kPreFfNorm].value->data(), l.rstd2->data(), dn, n, d,
                        dtmp, p[kPreFfNorm].grad->data());
     b->Add(dx, dtmp, n * d, dx);  // dx is now d(x_mid)
     // x_mid = x_in + PostAttnNorm(o(attention(q, k, v))), q, k, v from n1 = PreAttnNorm(x_in).
     b->RmsNormBackward(l.o->data(), p[kPostAttnNorm].value->data(), l.rstd_po->data(), dx, n, d,
                        dtmp, p[kPostAttnNorm].grad->data());
-    if (absl::Status s = LinearBackward(b, l.ao->data(), p[kOProj], dtmp, n, a->dao->data(), false);
-        !s.ok()) {
-      return s;
-    }
+    MAXIMUS_RETURN_IF_ERROR(
+        LinearBackward(b, l.ao->data(), p[kOProj], dtmp, n, a->dao->data(), false));
     b->CausalAttentionBackward(shape, l.q->data(), l.k->data(), l.v->data(), l.probs->data(),
                                a->dao->data(), a->dqn->data(), a->dkn->data(), a->dv->data());
     b->Rope(a->dqn->data(), batch.rows, batch.seq, config_.heads, hd, 0, config_.rope_theta, true);
@@ -349,18 +334,10 @@ absl::Status Model::Backward(const TokenBatch& batch, Activations* a, const floa
                        n * config_.heads, hd, a->dq->data(), p[kQNorm].grad->data());
     b->RmsNormBackward(l.k_pre->data(), p[kKNorm].value->data(), l.rstd_k->data(), a->dkn->data(),
                        n * config_.kv_heads, hd, a->dk->data(), p[kKNorm].grad->data());
-    if (absl::Status s = LinearBackward(b, l.n1->data(), p[kQProj], a->dq->data(), n, dn, false);
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = LinearBackward(b, l.n1->data(), p[kKProj], a->dk->data(), n, dn, true);
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = LinearBackward(b, l.n1->data(), p[kVProj], a->dv->data(), n, dn, true);
-        !s.ok()) {
-      return s;
-    }
+    MAXIMUS_RETURN_IF_ERROR(
+        LinearBackward(b, l.n1->data(), p[kQProj], a->dq->data(), n, dn, false));
+    MAXIMUS_RETURN_IF_ERROR(LinearBackward(b, l.n1->data(), p[kKProj], a->dk->data(), n, dn, true));
+    MAXIMUS_RETURN_IF_ERROR(LinearBackward(b, l.n1->data(), p[kVProj], a->dv->data(), n, dn, true));
     b->RmsNormBackward(l.x_in->data(), p[kPreAttnNorm].value->data(), l.rstd1->data(), dn, n, d,
                        dtmp, p[kPreAttnNorm].grad->data());
     b->Add(dx, dtmp, n * d, dx);  // dx is now d(x_in)
@@ -384,24 +361,20 @@ absl::StatusOr<LossOutput> Model::Step(const TokenBatch& batch, const LossSettin
     }
   }
   Activations* a = ActivationsFor(batch.rows, batch.seq);
-  if (absl::Status s = Forward(batch.inputs, batch.rows, batch.seq, a, nullptr, nullptr); !s.ok()) {
-    return s;
-  }
+  MAXIMUS_RETURN_IF_ERROR(Forward(batch.inputs, batch.rows, batch.seq, a, nullptr, nullptr));
   kernels::LinearHeadShape head{n, config_.hidden, config_.vocab_size};
   absl::StatusOr<LossOutput> out = backend_->Loss(
       loss.kind, head, a->final->data(), embedding().value->data(), batch.targets, batch.loss_mask,
       loss.maxis, backward, a->dfinal->data(), embedding().grad->data());
   if (!out.ok() || !backward) return out;
-  if (absl::Status s = Backward(batch, a, a->dfinal->data()); !s.ok()) return s;
+  MAXIMUS_RETURN_IF_ERROR(Backward(batch, a, a->dfinal->data()));
   return out;
 }
 
 absl::StatusOr<std::vector<float>> Model::TokenLogProbs(const TokenBatch& batch) {
   const int64_t n = batch.rows * batch.seq;
   Activations* a = ActivationsFor(batch.rows, batch.seq);
-  if (absl::Status s = Forward(batch.inputs, batch.rows, batch.seq, a, nullptr, nullptr); !s.ok()) {
-    return s;
-  }
+  MAXIMUS_RETURN_IF_ERROR(Forward(batch.inputs, batch.rows, batch.seq, a, nullptr, nullptr));
   kernels::LinearHeadShape head{n, config_.hidden, config_.vocab_size};
   return backend_->TokenLogProbs(head, a->final->data(), embedding().value->data(), batch.targets);
 }
@@ -432,9 +405,7 @@ absl::StatusOr<std::vector<float>> Model::Decoder::Feed(absl::Span<const int32_t
     }
   }
   std::unique_ptr<Buffer> final = model_->backend_->Allocate(n * c.hidden);
-  if (absl::Status s = model_->Forward(tokens, 1, n, nullptr, this, final->data()); !s.ok()) {
-    return s;
-  }
+  MAXIMUS_RETURN_IF_ERROR(model_->Forward(tokens, 1, n, nullptr, this, final->data()));
   position_ += n;
   return model_->backend_->Logits(1, c.hidden, c.vocab_size, final->data() + (n - 1) * c.hidden,
                                   model_->embedding().value->data());

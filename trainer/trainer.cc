@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "kernels/status_macros.h"
 #include "trainer/loss_plot.h"
 
 namespace maximus::trainer {
@@ -82,13 +83,13 @@ absl::Status Trainer::Setup() {
                              {"accumulation", o.accumulation},
                              {"eval_batches", o.eval_batches},
                              {"log_interval", o.log_interval}}) {
-    if (absl::Status s = positive(flag, value); !s.ok()) return s;
+    MAXIMUS_RETURN_IF_ERROR(positive(flag, value));
   }
-  if (absl::Status s = ValidateLrSchedule(o.schedule); !s.ok()) return s;
-  if (absl::Status s = ValidateAdamWConfig(o.adamw); !s.ok()) return s;
+  MAXIMUS_RETURN_IF_ERROR(ValidateLrSchedule(o.schedule));
+  MAXIMUS_RETURN_IF_ERROR(ValidateAdamWConfig(o.adamw));
   if (o.loss.kind == LossKind::kMaxis) {
     kernels::LinearHeadShape shape{o.batch_rows * o.seq_len, o.model.hidden, o.model.vocab_size};
-    if (absl::Status s = kernels::ValidateMaxisConfig(shape, o.loss.maxis); !s.ok()) return s;
+    MAXIMUS_RETURN_IF_ERROR(kernels::ValidateMaxisConfig(shape, o.loss.maxis));
   }
   if (o.out_dir.empty()) return absl::InvalidArgumentError("--out_dir is required");
   // The data: same tokenizer, and ids that fit the model's vocabulary.
@@ -149,7 +150,7 @@ absl::Status Trainer::Setup() {
                          ", this run asks for ", value.dump()));
       }
     }
-    if (absl::Status s = LoadCheckpointTensors(*dir, *model_, &m_, &v_); !s.ok()) return s;
+    MAXIMUS_RETURN_IF_ERROR(LoadCheckpointTensors(*dir, *model_, &m_, &v_));
     start_step_ = state->step;
     tokens_seen_ = state->tokens_seen;
     cursor_ = state->data_cursor;
@@ -271,7 +272,7 @@ absl::Status Trainer::Save(int64_t step) {
   state.data_cursor = cursor_;
   state.seed = options_.seed;
   const std::string dir = absl::StrFormat("%s/step-%08d", checkpoint_root_, step);
-  if (absl::Status s = SaveCheckpoint(dir, *model_, m_, v_, state); !s.ok()) return s;
+  MAXIMUS_RETURN_IF_ERROR(SaveCheckpoint(dir, *model_, m_, v_, state));
   if (options_.keep_checkpoints > 0) {
     // Names sort by step (zero-padded); the newest are kept.
     std::vector<std::string> saved;

@@ -258,24 +258,17 @@ void CpuBackend::CausalAttentionBackward(const AttentionShape& s, const float* q
       dq_dims.ldb = s.kv_heads * s.head_dim;
       dq_dims.ldc = s.heads * s.head_dim;
       kernels::Gemm(dq_dims, 1.0f, ds.data(), k + kv_offset, 0.0f, dq + q_offset).IgnoreError();
-      kernels::GemmDims dk_dims;  // dK += dSᵀ Q
-      dk_dims.m = keys;
-      dk_dims.n = s.head_dim;
-      dk_dims.k = s.queries;
-      dk_dims.transpose_a = true;
-      dk_dims.lda = keys;
-      dk_dims.ldb = s.heads * s.head_dim;
-      dk_dims.ldc = s.kv_heads * s.head_dim;
-      kernels::Gemm(dk_dims, 1.0f, ds.data(), q + q_offset, 1.0f, dk + kv_offset).IgnoreError();
-      kernels::GemmDims dv_dims;  // dV += Pᵀ dO
-      dv_dims.m = keys;
-      dv_dims.n = s.head_dim;
-      dv_dims.k = s.queries;
-      dv_dims.transpose_a = true;
-      dv_dims.lda = keys;
-      dv_dims.ldb = s.heads * s.head_dim;
-      dv_dims.ldc = s.kv_heads * s.head_dim;
-      kernels::Gemm(dv_dims, 1.0f, p, dout + q_offset, 1.0f, dv + kv_offset).IgnoreError();
+      // dK += dSᵀ Q and dV += Pᵀ dO: the same shapes.
+      kernels::GemmDims dkv;
+      dkv.m = keys;
+      dkv.n = s.head_dim;
+      dkv.k = s.queries;
+      dkv.transpose_a = true;
+      dkv.lda = keys;
+      dkv.ldb = s.heads * s.head_dim;
+      dkv.ldc = s.kv_heads * s.head_dim;
+      kernels::Gemm(dkv, 1.0f, ds.data(), q + q_offset, 1.0f, dk + kv_offset).IgnoreError();
+      kernels::Gemm(dkv, 1.0f, p, dout + q_offset, 1.0f, dv + kv_offset).IgnoreError();
     }
   }
 }

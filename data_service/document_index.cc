@@ -106,14 +106,21 @@ std::vector<PlannedDocument> DocumentIndex::Plan(const EpochOrder& order) const 
 }
 
 void DocumentIndex::CountSplits(double validation_fraction, SplitCounts* train,
-                                SplitCounts* validation) const {
+                                SplitCounts* validation, int num_shards,
+                                std::vector<SplitCounts>* by_shard) const {
   *train = {};
   *validation = {};
+  if (by_shard != nullptr) by_shard->assign(num_shards, SplitCounts());
   absl::MutexLock lock(&mu_);
   for (const auto& [id, entry] : entries_) {
     SplitCounts* counts = InValidation(id, validation_fraction) ? validation : train;
     ++counts->documents;
     counts->tokens += entry.length;
+    if (by_shard != nullptr) {
+      SplitCounts& shard = (*by_shard)[TokenStore::ShardOf(HexId(id), num_shards)];
+      ++shard.documents;
+      shard.tokens += entry.length;
+    }
   }
 }
 

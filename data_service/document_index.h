@@ -56,8 +56,10 @@ class DocumentIndex {
   // The documents `order` selects, sorted. Thread-safe.
   std::vector<PlannedDocument> Plan(const EpochOrder& order) const;
 
-  // Sizes of the train and validation splits under `validation_fraction`.
-  void CountSplits(double validation_fraction, SplitCounts* train, SplitCounts* validation) const;
+  // Sizes of the train and validation splits under `validation_fraction`,
+  // and, when `by_shard` is set, of each of `num_shards` shards.
+  void CountSplits(double validation_fraction, SplitCounts* train, SplitCounts* validation,
+                   int num_shards = 0, std::vector<SplitCounts>* by_shard = nullptr) const;
 
   int64_t documents() const;
   // Bytes of documents held in memory.

@@ -10,20 +10,20 @@ absl::StatusOr<StoreStats> ComputeStoreStats(const TokenStore& store, const Docu
     return absl::InvalidArgumentError(
         absl::StrCat("validation_fraction ", validation_fraction, " outside [0, 0.5]"));
   }
-  StoreStats response;
-  for (int shard : store.open_shards()) {
-    absl::StatusOr<ShardStats> stats = store.GetShardStats(shard);
-    if (!stats.ok()) return stats.status();
-    ShardSummary* out = response.add_shards();
-    out->set_shard(shard);
-    out->set_documents(stats->documents);
-    out->set_tokens(stats->tokens);
-    response.set_documents(response.documents() + stats->documents);
-    response.set_tokens(response.tokens() + stats->tokens);
-  }
+  // From the index, which holds every document of the open shards.
   SplitCounts train;
   SplitCounts validation;
-  index.CountSplits(validation_fraction, &train, &validation);
+  std::vector<SplitCounts> by_shard;
+  index.CountSplits(validation_fraction, &train, &validation, store.num_shards(), &by_shard);
+  StoreStats response;
+  for (int shard : store.open_shards()) {
+    ShardSummary* out = response.add_shards();
+    out->set_shard(shard);
+    out->set_documents(by_shard[shard].documents);
+    out->set_tokens(by_shard[shard].tokens);
+  }
+  response.set_documents(train.documents + validation.documents);
+  response.set_tokens(train.tokens + validation.tokens);
   response.mutable_train()->set_documents(train.documents);
   response.mutable_train()->set_tokens(train.tokens);
   response.mutable_validation()->set_documents(validation.documents);

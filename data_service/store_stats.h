@@ -10,7 +10,8 @@
 
 namespace maximus::data {
 
-// INVALID_ARGUMENT if validation_fraction is outside [0, 0.5].
+// Counted from the index, without reading the store. INVALID_ARGUMENT if
+// validation_fraction is outside [0, 0.5].
 absl::StatusOr<StoreStats> ComputeStoreStats(const TokenStore& store, const DocumentIndex& index,
                                              double validation_fraction);
 

@@ -570,6 +570,19 @@ absl::Status TokenStore::ForEachDocument(
   return FromRocks(it->status(), absl::StrCat("iterating shard ", shard));
 }
 
+absl::StatusOr<bool> TokenStore::HasDocuments() const {
+  for (int shard : open_shards_) {
+    std::unique_ptr<rocksdb::Iterator> it(shards_[shard]->NewIterator(rocksdb::ReadOptions()));
+    it->Seek(kDocPrefix);
+    if (it->Valid() && it->key().starts_with(kDocPrefix)) return true;
+    if (absl::Status s = FromRocks(it->status(), absl::StrCat("iterating shard ", shard));
+        !s.ok()) {
+      return s;
+    }
+  }
+  return false;
+}
+
 absl::StatusOr<ShardStats> TokenStore::GetShardStats(int shard) const {
   ShardStats stats;
   absl::Status s = ForEachDocument(shard, [&stats](absl::string_view, uint32_t tokens) {

@@ -114,6 +114,8 @@ class TokenStore {
       int shard, const std::function<void(absl::string_view id, Document&& doc)>& fn) const;
   // Counted by iterating the shard.
   absl::StatusOr<ShardStats> GetShardStats(int shard) const;
+  // Whether any open shard holds a document (one seek per shard).
+  absl::StatusOr<bool> HasDocuments() const;
 
   const StoreMetadata& metadata() const { return metadata_; }
   int num_shards() const { return metadata_.num_shards; }

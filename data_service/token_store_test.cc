@@ -96,9 +96,11 @@ TEST(TokenStoreTest, RoundTrip) {
 TEST(TokenStoreTest, GetManyAndScansAgreeWithGet) {
   auto store = CreateOrDie(FreshDir("get_many"), 3);
   ASSERT_NE(store, nullptr);
+  EXPECT_FALSE(*store->HasDocuments());
   const std::vector<Document> docs = MakeDocs(30, 4);
   auto written = store->AddDocuments(docs);
   ASSERT_TRUE(written.ok());
+  EXPECT_TRUE(*store->HasDocuments());
   std::vector<std::string> ids = written->ids;
   ids.push_back(std::string(64, 'a'));  // absent
   ids.push_back("not-an-id");

@@ -125,13 +125,9 @@ absl::StatusOr<std::unique_ptr<data::DataSource>> OpenData(const DataOptions& op
   if (!store.ok()) return store.status();
   absl::StatusOr<int32_t> eos = tokenizer::EndOfTextId(tokenizer);
   if (!eos.ok()) return eos.status();
-  int64_t documents = 0;
-  for (int shard : (*store)->open_shards()) {
-    absl::StatusOr<data::ShardStats> stats = (*store)->GetShardStats(shard);
-    if (!stats.ok()) return stats.status();
-    documents += stats->documents;
-  }
-  if (documents == 0 && !options.ingest_if_empty.empty()) {
+  absl::StatusOr<bool> has_documents = (*store)->HasDocuments();
+  if (!has_documents.ok()) return has_documents.status();
+  if (!*has_documents && !options.ingest_if_empty.empty()) {
     if (!options.quiet) {
       absl::FPrintF(stderr, "data: %s is empty; ingesting %s\n", dir,
                     absl::StrJoin(options.ingest_if_empty, ", "));

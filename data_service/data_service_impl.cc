@@ -12,7 +12,7 @@
 #include "data_service/store_stats.h"
 #include "proto/grpc_status.h"
 #include "tokenizer/end_of_text.h"
-#include "tokenizer/thread_pool.h"
+#include "base/thread_pool.h"
 
 namespace maximus::data {
 namespace {
@@ -45,7 +45,7 @@ absl::StatusOr<std::vector<Document>> DataServiceImpl::BuildDocuments(const Inge
   std::vector<absl::Status> errors(n);
   const ChatLossMode mode =
       request.train_on_user() ? ChatLossMode::kAllTurns : ChatLossMode::kModelTurns;
-  tokenizer::ThreadPool& pool = tokenizer::ThreadPool::Shared();
+  base::ThreadPool& pool = base::ThreadPool::Shared();
   pool.ParallelFor(n, pool.size(), [&](size_t i) {
     const IngestDocument& in = request.documents(static_cast<int>(i));
     absl::StatusOr<Document> built;

@@ -14,7 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
-#include "tokenizer/thread_pool.h"
+#include "base/thread_pool.h"
 #include "tokenizer/utf8.h"
 
 namespace maximus::data {
@@ -557,9 +557,9 @@ class Ingestor::Run {
         options_.train_on_user ? ChatLossMode::kAllTurns : ChatLossMode::kModelTurns;
     std::vector<absl::StatusOr<Document>> built(pending_.size());
     const int threads =
-        options_.threads > 0 ? options_.threads : tokenizer::ThreadPool::Shared().size();
+        options_.threads > 0 ? options_.threads : base::ThreadPool::Shared().size();
     const absl::Time tokenize_start = absl::Now();
-    tokenizer::ThreadPool::Shared().ParallelFor(pending_.size(), threads, [&](size_t i) {
+    base::ThreadPool::Shared().ParallelFor(pending_.size(), threads, [&](size_t i) {
       const Pending& p = pending_[i];
       built[i] =
           p.chat ? BuildChatDocument(tok_, p.messages, mode) : BuildTextDocument(tok_, p.text);

@@ -16,14 +16,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "data_service/crc32c.h"
+#include "base/crc32c.h"
 #include "nlohmann/json.hpp"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/iterator.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
-#include "tokenizer/sha256.h"
+#include "base/sha256.h"
 
 namespace maximus::data {
 namespace {
@@ -63,7 +63,7 @@ std::string EncodeValue(const Document& doc) {
   value.push_back(doc.loss_mask.empty() ? 0 : 1);
   value += TokenBytes(doc.tokens);
   for (uint8_t m : doc.loss_mask) value.push_back(static_cast<char>(m));
-  PutU32(Crc32c(value), &value);
+  PutU32(base::Crc32c(value), &value);
   return value;
 }
 
@@ -93,7 +93,7 @@ absl::StatusOr<Document> DecodeValue(absl::string_view id, absl::string_view val
   if (!n.ok()) return n.status();
   const size_t body = value.size() - kCrcBytes;
   const uint32_t stored_crc = GetU32(value.data() + body);
-  const uint32_t crc = Crc32c(value.substr(0, body));
+  const uint32_t crc = base::Crc32c(value.substr(0, body));
   if (crc != stored_crc) {
     return absl::DataLossError(absl::StrFormat(
         "document %s: checksum mismatch (stored %08x, computed %08x)", id, stored_crc, crc));
@@ -266,7 +266,7 @@ absl::Status ValidateDocument(const Document& doc, size_t index, int32_t vocab_s
 }  // namespace
 
 std::string TokenStore::DocumentId(absl::Span<const int32_t> tokens) {
-  return tokenizer::Sha256Hex(TokenBytes(tokens));
+  return base::Sha256Hex(TokenBytes(tokens));
 }
 
 int TokenStore::ShardOf(absl::string_view id, int num_shards) {

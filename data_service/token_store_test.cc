@@ -11,7 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "data_service/crc32c.h"
+#include "base/crc32c.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
 
@@ -58,8 +58,8 @@ std::unique_ptr<TokenStore> CreateOrDie(const std::string& dir, int num_shards) 
 }
 
 TEST(Crc32cTest, KnownValues) {
-  EXPECT_EQ(Crc32c("123456789"), 0xE3069283u);
-  EXPECT_EQ(Crc32c(""), 0u);
+  EXPECT_EQ(base::Crc32c("123456789"), 0xE3069283u);
+  EXPECT_EQ(base::Crc32c(""), 0u);
 }
 
 TEST(TokenStoreTest, RoundTrip) {

@@ -8,7 +8,7 @@
 #include "kernels/cuda_status.h"
 #include "kernels/gemm.h"
 #include "kernels/reduce.cuh"
-#include "kernels/status_macros.h"
+#include "base/status_macros.h"
 
 namespace maximus::kernels {
 namespace {

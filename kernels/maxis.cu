@@ -13,7 +13,7 @@
 #include "kernels/gemm.h"
 #include "kernels/maxis_cuda.h"
 #include "kernels/reduce.cuh"
-#include "kernels/status_macros.h"
+#include "base/status_macros.h"
 
 namespace maximus::kernels {
 namespace {

@@ -7,7 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "tokenizer/thread_pool.h"
+#include "base/thread_pool.h"
 #include "tokenizer/utf8.h"
 
 namespace maximus::tokenizer {
@@ -97,8 +97,8 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
   std::vector<Resolved> resolved(merges.size());
   constexpr size_t kBlock = 1 << 14;
   const BpeModel& m = *model;
-  ThreadPool::Shared().ParallelFor(
-      (merges.size() + kBlock - 1) / kBlock, ThreadPool::Shared().size(), [&](size_t block) {
+  base::ThreadPool::Shared().ParallelFor(
+      (merges.size() + kBlock - 1) / kBlock, base::ThreadPool::Shared().size(), [&](size_t block) {
         std::string joined;
         const std::string& prefix = m.options_.continuing_subword_prefix;
         for (size_t i = block * kBlock; i < std::min(merges.size(), (block + 1) * kBlock); ++i) {

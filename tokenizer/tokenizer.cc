@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "tokenizer/sha256.h"
-#include "tokenizer/thread_pool.h"
+#include "base/sha256.h"
+#include "base/thread_pool.h"
 #include "tokenizer/utf8.h"
 
 namespace maximus::tokenizer {
@@ -132,8 +132,8 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> Tokenizer::EncodeBatch(
       }
     }
   }
-  if (threads <= 0) threads = ThreadPool::Shared().size();
-  ThreadPool::Shared().ParallelFor(texts.size(), threads, [&](size_t i) {
+  if (threads <= 0) threads = base::ThreadPool::Shared().size();
+  base::ThreadPool::Shared().ParallelFor(texts.size(), threads, [&](size_t i) {
     // Valid after the check above, or sanitised here: Encode cannot fail.
     results[i] = *Encode(texts[i], EncodeOptions{options.add_special_tokens, false});
   });

@@ -5,8 +5,8 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "tokenizer/huge_page_buffer.h"
-#include "tokenizer/sha256.h"
+#include "base/huge_page_buffer.h"
+#include "base/sha256.h"
 #include "tokenizer/tokenizer.h"
 
 namespace maximus::tokenizer {
@@ -357,7 +357,7 @@ namespace {
 // `data` is followed by at least SIMDJSON_PADDING readable bytes.
 absl::StatusOr<std::unique_ptr<Tokenizer>> FromPadded(const char* data, size_t size) {
   std::string fingerprint;
-  std::thread hasher([&] { fingerprint = Sha256Hex(absl::string_view(data, size)); });
+  std::thread hasher([&] { fingerprint = base::Sha256Hex(absl::string_view(data, size)); });
   auto tokenizer = ParsePadded(data, size);
   hasher.join();
   if (!tokenizer.ok()) return tokenizer.status();
@@ -372,7 +372,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(absl::string_view
 }
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string& path) {
-  auto buffer = HugePageBuffer::ReadFile(path, simdjson::SIMDJSON_PADDING);
+  auto buffer = base::HugePageBuffer::ReadFile(path, simdjson::SIMDJSON_PADDING);
   if (!buffer.ok()) return buffer.status();
   auto tokenizer = FromPadded(buffer->data(), buffer->size());
   if (!tokenizer.ok()) {
@@ -390,8 +390,8 @@ absl::StatusOr<Tokenizer::Components> ParsePadded(const char* data, size_t size)
     return absl::ResourceExhaustedError("cannot allocate the JSON parser");
   }
   // The tape and string buffer of a 33 MB document: huge pages save faults.
-  AdviseHugePages(parser.doc.tape.get(), (size + 3) * sizeof(uint64_t));
-  AdviseHugePages(parser.doc.string_buf.get(), 5 * size / 3);
+  base::AdviseHugePages(parser.doc.tape.get(), (size + 3) * sizeof(uint64_t));
+  base::AdviseHugePages(parser.doc.string_buf.get(), 5 * size / 3);
   element root;
   if (auto error = parser.parse(data, size, false).get(root); error != simdjson::SUCCESS) {
     return absl::InvalidArgumentError(

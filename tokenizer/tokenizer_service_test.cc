@@ -11,7 +11,7 @@
 #include <sstream>
 
 #include "gtest/gtest.h"
-#include "tokenizer/sha256.h"
+#include "base/sha256.h"
 
 namespace maximus::tokenizer {
 namespace {
@@ -122,7 +122,7 @@ TEST_F(TokenizerServiceTest, GetInfo) {
   std::ifstream in(kGemma, std::ios::binary);
   std::stringstream bytes;
   bytes << in.rdbuf();
-  EXPECT_EQ(info.fingerprint().sha256(), Sha256Hex(bytes.str()));
+  EXPECT_EQ(info.fingerprint().sha256(), base::Sha256Hex(bytes.str()));
   EXPECT_EQ(info.fingerprint().sha256(),
             "4667f2089529e8e7657cfb6d1c19910ae71ff5f28aa7ab2ff2763330affad795");
   EXPECT_EQ(info.fingerprint().vocab_size(), 262145);  // 262,144 + <image_soft_token>.

@@ -20,7 +20,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "trainer/cpu_backend.h"
+#include "trainer/backend/cpu/cpu_backend.h"
 #include "trainer/run_setup.h"
 #include "trainer/trainer.h"
 

@@ -13,8 +13,8 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_format.h"
 #include "tokenizer/tokenizer.h"
-#include "trainer/cpu_backend.h"
-#include "trainer/inference.h"
+#include "trainer/backend/cpu/cpu_backend.h"
+#include "trainer/model/inference.h"
 #include "trainer/run_setup.h"
 
 ABSL_FLAG(std::string, checkpoint, "",

@@ -12,7 +12,7 @@
 #include "absl/status/statusor.h"
 #include "data_service/data_source.h"
 #include "tokenizer/tokenizer.h"
-#include "trainer/model_config.h"
+#include "trainer/model/model_config.h"
 
 namespace maximus::trainer {
 

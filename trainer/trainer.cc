@@ -9,8 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "kernels/status_macros.h"
-#include "trainer/loss_plot.h"
+#include "base/status_macros.h"
+#include "trainer/io/loss_plot.h"
 
 namespace maximus::trainer {
 namespace {

@@ -21,12 +21,12 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "data_service/data_source.h"
-#include "trainer/adamw.h"
-#include "trainer/backend.h"
-#include "trainer/checkpoint.h"
-#include "trainer/lr_schedule.h"
-#include "trainer/metrics_writer.h"
-#include "trainer/model.h"
+#include "trainer/optim/adamw.h"
+#include "trainer/backend/backend.h"
+#include "trainer/io/checkpoint.h"
+#include "trainer/optim/lr_schedule.h"
+#include "trainer/io/metrics_writer.h"
+#include "trainer/model/model.h"
 
 namespace maximus::trainer {
 

@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "proto/grpc_status.h"
-#include "trainer/checkpoint.h"
+#include "trainer/io/checkpoint.h"
 
 namespace maximus::trainer {
 namespace {

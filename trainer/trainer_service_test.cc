@@ -20,7 +20,7 @@
 #include "gtest/gtest.h"
 #include "proto/grpc_test_util.h"
 #include "proto/trainer.grpc.pb.h"
-#include "trainer/cpu_backend.h"
+#include "trainer/backend/cpu/cpu_backend.h"
 #include "trainer/trainer_test_util.h"
 
 namespace maximus::trainer {

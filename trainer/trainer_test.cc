@@ -12,7 +12,7 @@
 #include "data_service/embedded_data_source.h"
 #include "data_service/stream_test_util.h"
 #include "gtest/gtest.h"
-#include "trainer/cpu_backend.h"
+#include "trainer/backend/cpu/cpu_backend.h"
 #include "trainer/trainer_test_util.h"
 
 namespace maximus::trainer {

@@ -12,13 +12,14 @@ work="${MAXIMUS_FUZZ_DIR:-${TMPDIR:-/tmp}/maximus-fuzz}"
 mkdir -p "${work}"
 
 library=(tokenizer/added_vocabulary.cc tokenizer/bpe_model.cc tokenizer/bpe_trainer.cc
-         tokenizer/byte_level.cc tokenizer/decoder.cc tokenizer/huge_page_buffer.cc
+         tokenizer/byte_level.cc tokenizer/decoder.cc base/huge_page_buffer.cc
          tokenizer/normalizer.cc
          tokenizer/post_processor.cc tokenizer/pre_tokenizer.cc tokenizer/regex.cc
-         tokenizer/sha256.cc tokenizer/thread_pool.cc tokenizer/tokenizer.cc
+         base/sha256.cc base/thread_pool.cc tokenizer/tokenizer.cc
          tokenizer/tokenizer_json.cc tokenizer/utf8.cc tokenizer/fuzz/fuzz_tokenizers.cc)
 modules=(icu-uc icu-i18n libpcre2-8 simdjson absl_status absl_statusor absl_str_format
-         absl_strings absl_synchronization absl_hash absl_flat_hash_map absl_flat_hash_set)
+         absl_strings absl_synchronization absl_hash absl_flat_hash_map absl_flat_hash_set
+         libcrypto)
 flags=(-std=c++17 -O1 -g -fno-omit-frame-pointer -I. -fsanitize=address,undefined
        -fno-sanitize-recover=undefined)
 read -r -a cflags <<<"$(pkg-config --cflags "${modules[@]}")"

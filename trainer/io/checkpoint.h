@@ -1,0 +1,66 @@
+// Training checkpoints: a directory per save,
+//   <dir>/model.safetensors      every parameter, F32, Hugging Face Gemma 3
+//                                names and [out, in] layouts (model.h)
+//   <dir>/optimizer.safetensors  AdamW moments: "<name>.exp_avg",
+//                                "<name>.exp_avg_sq"
+//   <dir>/checkpoint.json        format version, step, tokens seen, model
+//                                config, training settings, data cursor
+//                                (StreamCursor as proto JSON), RNG state,
+//                                tokenizer fingerprint and vocabulary size
+// written as <dir>.partial and renamed when complete, so a checkpoint
+// directory is never half written; <parent>/latest names the newest.
+
+#ifndef MAXIMUS_TRAINER_IO_CHECKPOINT_H_
+#define MAXIMUS_TRAINER_IO_CHECKPOINT_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "proto/data.pb.h"
+#include "trainer/model/model.h"
+
+namespace maximus::trainer {
+
+inline constexpr int kCheckpointFormatVersion = 1;
+
+struct CheckpointState {
+  int64_t step = 0;
+  int64_t tokens_seen = 0;
+  std::string tokenizer_fingerprint;
+  int64_t tokenizer_vocab_size = 0;
+  // The run's settings that must not change across a resume (loss, batch
+  // shape, schedule, seed ...), as written by the trainer.
+  nlohmann::json training;
+  data::StreamCursor data_cursor;
+  // The run has no random state besides its seed: data order comes from the
+  // cursor and MAXIS picks candidates deterministically.
+  uint64_t seed = 0;
+};
+
+// Writes model, optimizer moments (`m`, `v`: one buffer per parameter, may
+// be empty to skip the optimizer file) and state to `dir` atomically, then
+// points <parent of dir>/latest at it.
+absl::Status SaveCheckpoint(const std::string& dir, Model& model,
+                            const std::vector<std::unique_ptr<Buffer>>& m,
+                            const std::vector<std::unique_ptr<Buffer>>& v,
+                            const CheckpointState& state);
+
+// Reads checkpoint.json. `path` is a checkpoint directory, or a directory
+// holding a `latest` file (e.g. a run's checkpoints/ directory).
+absl::StatusOr<std::string> ResolveCheckpointDir(const std::string& path);
+absl::StatusOr<CheckpointState> ReadCheckpointState(const std::string& dir, ModelConfig* config);
+
+// Loads parameters (and moments, when `m` is non-null) into `model`, whose
+// config must equal the checkpoint's: FAILED_PRECONDITION naming the
+// differing field or tensor otherwise.
+absl::Status LoadCheckpointTensors(const std::string& dir, Model& model,
+                                   std::vector<std::unique_ptr<Buffer>>* m,
+                                   std::vector<std::unique_ptr<Buffer>>* v);
+
+}  // namespace maximus::trainer
+
+#endif  // MAXIMUS_TRAINER_IO_CHECKPOINT_H_

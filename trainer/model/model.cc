@@ -1,0 +1,431 @@
+#include "trainer/model/model.h"
+
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+
+namespace maximus::trainer {
+namespace {
+
+// Parameters of a layer, in order, after the embedding.
+enum LayerParam {
+  kPreAttnNorm,
+  kQProj,
+  kKProj,
+  kVProj,
+  kQNorm,
+  kKNorm,
+  kOProj,
+  kPostAttnNorm,
+  kPreFfNorm,
+  kGateProj,
+  kUpProj,
+  kDownProj,
+  kPostFfNorm,
+  kLayerParams
+};
+
+}  // namespace
+
+// What the backward of one layer needs, for rows x seq tokens.
+struct Model::Activations {
+  struct Layer {
+    std::unique_ptr<Buffer> x_in, n1, rstd1, q_pre, k_pre, rstd_q, rstd_k, q, k, v, probs, ao, o,
+        rstd_po, x_mid, n2, rstd2, gate, up, act, down, rstd_pf;
+  };
+  static Layer NewLayer(Backend* backend, const ModelConfig& config, int64_t rows, int64_t seq,
+                        bool for_backward);
+
+  int64_t rows = 0;
+  int64_t seq = 0;
+  std::vector<Layer> layers;
+  std::unique_ptr<Buffer> x, final_in, final, rstd_final;
+  // Backward scratch.
+  std::unique_ptr<Buffer> dx, dfinal, dtmp, dn, dq, dk, dv, dqn, dkn, dao, dff, dgate, dup;
+};
+
+Model::Model(Backend* backend, const ModelConfig& config) : backend_(backend), config_(config) {}
+Model::~Model() = default;
+
+absl::StatusOr<std::unique_ptr<Model>> Model::Create(Backend* backend, const ModelConfig& config) {
+  MAXIMUS_RETURN_IF_ERROR(ValidateModelConfig(config));
+  std::unique_ptr<Model> model(new Model(backend, config));
+  const int64_t d = config.hidden, q_dim = config.heads * config.head_dim,
+                kv_dim = config.kv_heads * config.head_dim, f = config.mlp_hidden;
+  auto add = [&](std::string name, std::vector<int64_t> shape, bool decay) {
+    Parameter p;
+    p.name = std::move(name);
+    p.shape = std::move(shape);
+    p.decay = decay;
+    int64_t n = 1;
+    for (int64_t s : p.shape) n *= s;
+    p.value = backend->Allocate(n);
+    p.grad = backend->Allocate(n);
+    model->parameters_.push_back(std::move(p));
+  };
+  add("model.embed_tokens.weight", {config.vocab_size, d}, true);
+  for (int64_t l = 0; l < config.layers; ++l) {
+    const std::string prefix = absl::StrCat("model.layers.", l, ".");
+    add(prefix + "input_layernorm.weight", {d}, false);
+    add(prefix + "self_attn.q_proj.weight", {q_dim, d}, true);
+    add(prefix + "self_attn.k_proj.weight", {kv_dim, d}, true);
+    add(prefix + "self_attn.v_proj.weight", {kv_dim, d}, true);
+    add(prefix + "self_attn.q_norm.weight", {config.head_dim}, false);
+    add(prefix + "self_attn.k_norm.weight", {config.head_dim}, false);
+    add(prefix + "self_attn.o_proj.weight", {d, q_dim}, true);
+    add(prefix + "post_attention_layernorm.weight", {d}, false);
+    add(prefix + "pre_feedforward_layernorm.weight", {d}, false);
+    add(prefix + "mlp.gate_proj.weight", {f, d}, true);
+    add(prefix + "mlp.up_proj.weight", {f, d}, true);
+    add(prefix + "mlp.down_proj.weight", {d, f}, true);
+    add(prefix + "post_feedforward_layernorm.weight", {d}, false);
+  }
+  add("model.norm.weight", {d}, false);
+  return model;
+}
+
+void Model::Initialize(uint64_t seed) {
+  const float projection_std = 0.02f;
+  const float output_std = 0.02f / std::sqrt(2.0f * config_.layers);
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    Parameter& p = parameters_[i];
+    const uint64_t param_seed = seed * 1000003 + i;
+    if (p.shape.size() == 1) {
+      backend_->Fill(p.value->data(), p.size(), 0.0f);
+    } else if (i == 0) {
+      backend_->FillNormal(p.value->data(), p.size(), param_seed,
+                           1.0f / std::sqrt(static_cast<float>(config_.hidden)));
+    } else {
+      const bool output = p.name.find("o_proj") != std::string::npos ||
+                          p.name.find("down_proj") != std::string::npos;
+      backend_->FillNormal(p.value->data(), p.size(), param_seed,
+                           output ? output_std : projection_std);
+    }
+  }
+  ZeroGrads();
+}
+
+Parameter* Model::Find(const std::string& name) {
+  for (Parameter& p : parameters_) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+void Model::ZeroGrads() {
+  for (Parameter& p : parameters_) backend_->Fill(p.grad->data(), p.size(), 0.0f);
+}
+
+Model::Activations::Layer Model::Activations::NewLayer(Backend* backend, const ModelConfig& config,
+                                                       int64_t rows, int64_t seq,
+                                                       bool for_backward) {
+  const int64_t n = rows * seq, d = config.hidden, q_dim = config.heads * config.head_dim,
+                kv_dim = config.kv_heads * config.head_dim, f = config.mlp_hidden;
+  auto alloc = [backend](int64_t size) { return backend->Allocate(size); };
+  Activations::Layer l;
+  l.n1 = alloc(n * d);
+  l.rstd1 = alloc(n);
+  l.q_pre = alloc(n * q_dim);
+  l.q = alloc(n * q_dim);
+  l.rstd_q = alloc(n * config.heads);
+  l.rstd_k = alloc(n * config.kv_heads);
+  l.ao = alloc(n * q_dim);
+  l.o = alloc(n * d);
+  l.rstd_po = alloc(n);
+  l.x_mid = alloc(n * d);
+  l.n2 = alloc(n * d);
+  l.rstd2 = alloc(n);
+  l.gate = alloc(n * f);
+  l.up = alloc(n * f);
+  l.act = alloc(n * f);
+  l.down = alloc(n * d);
+  l.rstd_pf = alloc(n);
+  if (for_backward) {
+    // Decoding writes keys and values into its cache and keeps no inputs.
+    l.x_in = alloc(n * d);
+    l.k_pre = alloc(n * kv_dim);
+    l.k = alloc(n * kv_dim);
+    l.v = alloc(n * kv_dim);
+    l.probs = alloc(rows * config.heads * seq * seq);
+  }
+  return l;
+}
+
+Model::Activations* Model::ActivationsFor(int64_t rows, int64_t seq) {
+  if (acts_ != nullptr && acts_->rows == rows && acts_->seq == seq) return acts_.get();
+  acts_ = std::make_unique<Activations>();
+  Activations& a = *acts_;
+  a.rows = rows;
+  a.seq = seq;
+  const int64_t n = rows * seq, d = config_.hidden, q_dim = config_.heads * config_.head_dim,
+                kv_dim = config_.kv_heads * config_.head_dim, f = config_.mlp_hidden;
+  auto alloc = [this](int64_t size) { return backend_->Allocate(size); };
+  for (int64_t l = 0; l < config_.layers; ++l) {
+    a.layers.push_back(Activations::NewLayer(backend_, config_, rows, seq, /*for_backward=*/true));
+  }
+  a.x = alloc(n * d);
+  a.final_in = alloc(n * d);
+  a.final = alloc(n * d);
+  a.rstd_final = alloc(n);
+  a.dx = alloc(n * d);
+  a.dfinal = alloc(n * d);
+  a.dtmp = alloc(n * d);
+  a.dn = alloc(n * d);
+  a.dq = alloc(n * q_dim);
+  a.dk = alloc(n * kv_dim);
+  a.dv = alloc(n * kv_dim);
+  a.dqn = alloc(n * q_dim);
+  a.dkn = alloc(n * kv_dim);
+  a.dao = alloc(n * q_dim);
+  a.dff = alloc(n * f);
+  a.dgate = alloc(n * f);
+  a.dup = alloc(n * f);
+  return acts_.get();
+}
+
+namespace {
+
+// y [rows, out] = x [rows, in] · Wᵀ (W is [out, in]).
+absl::Status Linear(Backend* b, const float* x, const Parameter& w, int64_t rows, float* y) {
+  kernels::GemmDims dims;
+  dims.m = rows;
+  dims.n = w.shape[0];
+  dims.k = w.shape[1];
+  dims.transpose_b = true;
+  return b->Gemm(dims, 1.0f, x, w.value->data(), 0.0f, y);
+}
+
+// dx [rows, in] (= or += by `accumulate`) dy · W; dW += dyᵀ · x.
+absl::Status LinearBackward(Backend* b, const float* x, Parameter& w, const float* dy, int64_t rows,
+                            float* dx, bool accumulate) {
+  kernels::GemmDims dx_dims;
+  dx_dims.m = rows;
+  dx_dims.n = w.shape[1];
+  dx_dims.k = w.shape[0];
+  MAXIMUS_RETURN_IF_ERROR(
+      b->Gemm(dx_dims, 1.0f, dy, w.value->data(), accumulate ? 1.0f : 0.0f, dx));
+  kernels::GemmDims dw_dims;
+  dw_dims.m = w.shape[0];
+  dw_dims.n = w.shape[1];
+  dw_dims.k = rows;
+  dw_dims.transpose_a = true;
+  return b->Gemm(dw_dims, 1.0f, dy, x, 1.0f, w.grad->data());
+}
+
+}  // namespace
+
+absl::Status Model::Forward(absl::Span<const int32_t> ids, int64_t rows, int64_t seq,
+                            Activations* acts, Decoder* decoder, float* final_out) {
+  const int64_t n = rows * seq, d = config_.hidden, hd = config_.head_dim,
+                q_dim = config_.heads * hd, kv_dim = config_.kv_heads * hd, f = config_.mlp_hidden;
+  const int64_t offset = decoder != nullptr ? decoder->position_ : 0;
+  const float eps = config_.norm_eps;
+  Backend* b = backend_;
+  // Decoding keeps no activations: one layer's worth of scratch, reused.
+  std::unique_ptr<Activations> scratch;
+  if (acts == nullptr) {
+    scratch = std::make_unique<Activations>();
+    auto alloc = [b](int64_t size) { return b->Allocate(size); };
+    scratch->layers.push_back(Activations::NewLayer(b, config_, rows, seq, /*for_backward=*/false));
+    scratch->x = alloc(n * d);
+    scratch->dtmp = alloc(n * d);
+    scratch->rstd_final = alloc(n);
+  }
+  Activations* a = acts != nullptr ? acts : scratch.get();
+  float* x = a->x->data();          // the residual stream
+  float* normed = a->dtmp->data();  // a post-norm output before it joins the stream
+  b->Embed(ids, embedding().value->data(), d, std::sqrt(static_cast<float>(d)), x);
+  AttentionShape shape;
+  shape.batch = rows;
+  shape.queries = seq;
+  shape.query_offset = offset;
+  shape.key_stride = decoder != nullptr ? decoder->max_positions_ : 0;
+  shape.heads = config_.heads;
+  shape.kv_heads = config_.kv_heads;
+  shape.head_dim = hd;
+  shape.scale = config_.AttentionScale();
+  for (int64_t layer = 0; layer < config_.layers; ++layer) {
+    Activations::Layer& l = a->layers[acts != nullptr ? layer : 0];
+    Parameter* p = &parameters_[1 + layer * kLayerParams];
+    if (acts != nullptr) b->Copy(x, n * d, l.x_in->data());
+    b->RmsNorm(x, p[kPreAttnNorm].value->data(), n, d, eps, l.n1->data(), l.rstd1->data());
+    // Keys and values go straight into the decoder's cache.
+    float* k_pre =
+        decoder != nullptr ? decoder->keys_[layer]->data() + offset * kv_dim : l.k_pre->data();
+    float* k = decoder != nullptr ? k_pre : l.k->data();
+    float* v = decoder != nullptr ? decoder->values_[layer]->data() + offset * kv_dim : l.v->data();
+    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n1->data(), p[kQProj], n, l.q_pre->data()));
+    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n1->data(), p[kKProj], n, k_pre));
+    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n1->data(), p[kVProj], n, v));
+    b->RmsNorm(l.q_pre->data(), p[kQNorm].value->data(), n * config_.heads, hd, eps, l.q->data(),
+               l.rstd_q->data());
+    b->RmsNorm(k_pre, p[kKNorm].value->data(), n * config_.kv_heads, hd, eps, k, l.rstd_k->data());
+    b->Rope(l.q->data(), rows, seq, config_.heads, hd, offset, config_.rope_theta, false);
+    b->Rope(k, rows, seq, config_.kv_heads, hd, offset, config_.rope_theta, false);
+    b->CausalAttention(shape, l.q->data(), decoder != nullptr ? decoder->keys_[layer]->data() : k,
+                       decoder != nullptr ? decoder->values_[layer]->data() : v, l.ao->data(),
+                       acts != nullptr ? l.probs->data() : nullptr);
+    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.ao->data(), p[kOProj], n, l.o->data()));
+    b->RmsNorm(l.o->data(), p[kPostAttnNorm].value->data(), n, d, eps, normed, l.rstd_po->data());
+    b->Add(x, normed, n * d, l.x_mid->data());
+    b->RmsNorm(l.x_mid->data(), p[kPreFfNorm].value->data(), n, d, eps, l.n2->data(),
+               l.rstd2->data());
+    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n2->data(), p[kGateProj], n, l.gate->data()));
+    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n2->data(), p[kUpProj], n, l.up->data()));
+    b->SwiGlu(l.gate->data(), l.up->data(), n * f, l.act->data());
+    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.act->data(), p[kDownProj], n, l.down->data()));
+    b->RmsNorm(l.down->data(), p[kPostFfNorm].value->data(), n, d, eps, normed, l.rstd_pf->data());
+    b->Add(l.x_mid->data(), normed, n * d, x);
+  }
+  const Parameter& final_norm = parameters_.back();
+  if (acts != nullptr) b->Copy(x, n * d, a->final_in->data());
+  b->RmsNorm(x, final_norm.value->data(), n, d, eps, acts != nullptr ? a->final->data() : final_out,
+             a->rstd_final->data());
+  return absl::OkStatus();
+}
+
+absl::Status Model::Backward(const TokenBatch& batch, Activations* a, const float* grad_final) {
+  const int64_t n = batch.rows * batch.seq, d = config_.hidden, hd = config_.head_dim,
+                f = config_.mlp_hidden;
+  Backend* b = backend_;
+  AttentionShape shape;
+  shape.batch = batch.rows;
+  shape.queries = batch.seq;
+  shape.heads = config_.heads;
+  shape.kv_heads = config_.kv_heads;
+  shape.head_dim = hd;
+  shape.scale = config_.AttentionScale();
+  float* dx = a->dx->data();      // gradient of the residual stream
+  float* dtmp = a->dtmp->data();  // gradient of a post-norm input
+  float* dn = a->dn->data();      // gradient of a pre-norm output
+  Parameter& final_norm = parameters_.back();
+  b->RmsNormBackward(a->final_in->data(), final_norm.value->data(), a->rstd_final->data(),
+                     grad_final, n, d, dx, final_norm.grad->data());
+  for (int64_t layer = config_.layers - 1; layer >= 0; --layer) {
+    Activations::Layer& l = a->layers[layer];
+    Parameter* p = &parameters_[1 + layer * kLayerParams];
+    // x_out = x_mid + PostFfNorm(down(SwiGlu(gate(n2), up(n2)))), n2 = PreFfNorm(x_mid).
+    b->RmsNormBackward(l.down->data(), p[kPostFfNorm].value->data(), l.rstd_pf->data(), dx, n, d,
+                       dtmp, p[kPostFfNorm].grad->data());
+    MAXIMUS_RETURN_IF_ERROR(
+        LinearBackward(b, l.act->data(), p[kDownProj], dtmp, n, a->dff->data(), false));
+    b->SwiGluBackward(l.gate->data(), l.up->data(), a->dff->data(), n * f, a->dgate->data(),
+                      a->dup->data());
+    MAXIMUS_RETURN_IF_ERROR(
+        LinearBackward(b, l.n2->data(), p[kGateProj], a->dgate->data(), n, dn, false));
+    MAXIMUS_RETURN_IF_ERROR(
+        LinearBackward(b, l.n2->data(), p[kUpProj], a->dup->data(), n, dn, true));
+    b->RmsNormBackward(l.x_mid->data(), p[kPreFfNorm].value->data(), l.rstd2->data(), dn, n, d,
+                       dtmp, p[kPreFfNorm].grad->data());
+    b->Add(dx, dtmp, n * d, dx);  // dx is now d(x_mid)
+    // x_mid = x_in + PostAttnNorm(o(attention(q, k, v))), q, k, v from n1 = PreAttnNorm(x_in).
+    b->RmsNormBackward(l.o->data(), p[kPostAttnNorm].value->data(), l.rstd_po->data(), dx, n, d,
+                       dtmp, p[kPostAttnNorm].grad->data());
+    MAXIMUS_RETURN_IF_ERROR(
+        LinearBackward(b, l.ao->data(), p[kOProj], dtmp, n, a->dao->data(), false));
+    b->CausalAttentionBackward(shape, l.q->data(), l.k->data(), l.v->data(), l.probs->data(),
+                               a->dao->data(), a->dqn->data(), a->dkn->data(), a->dv->data());
+    b->Rope(a->dqn->data(), batch.rows, batch.seq, config_.heads, hd, 0, config_.rope_theta, true);
+    b->Rope(a->dkn->data(), batch.rows, batch.seq, config_.kv_heads, hd, 0, config_.rope_theta,
+            true);
+    b->RmsNormBackward(l.q_pre->data(), p[kQNorm].value->data(), l.rstd_q->data(), a->dqn->data(),
+                       n * config_.heads, hd, a->dq->data(), p[kQNorm].grad->data());
+    b->RmsNormBackward(l.k_pre->data(), p[kKNorm].value->data(), l.rstd_k->data(), a->dkn->data(),
+                       n * config_.kv_heads, hd, a->dk->data(), p[kKNorm].grad->data());
+    MAXIMUS_RETURN_IF_ERROR(
+        LinearBackward(b, l.n1->data(), p[kQProj], a->dq->data(), n, dn, false));
+    MAXIMUS_RETURN_IF_ERROR(LinearBackward(b, l.n1->data(), p[kKProj], a->dk->data(), n, dn, true));
+    MAXIMUS_RETURN_IF_ERROR(LinearBackward(b, l.n1->data(), p[kVProj], a->dv->data(), n, dn, true));
+    b->RmsNormBackward(l.x_in->data(), p[kPreAttnNorm].value->data(), l.rstd1->data(), dn, n, d,
+                       dtmp, p[kPreAttnNorm].grad->data());
+    b->Add(dx, dtmp, n * d, dx);  // dx is now d(x_in)
+  }
+  b->EmbedBackward(batch.inputs, dx, d, std::sqrt(static_cast<float>(d)), embedding().grad->data());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LossOutput> Model::Step(const TokenBatch& batch, const LossSettings& loss,
+                                       bool backward) {
+  const int64_t n = batch.rows * batch.seq;
+  if (batch.rows <= 0 || batch.seq <= 0 || static_cast<int64_t>(batch.inputs.size()) != n ||
+      static_cast<int64_t>(batch.targets.size()) != n ||
+      (!batch.loss_mask.empty() && static_cast<int64_t>(batch.loss_mask.size()) != n)) {
+    return absl::InvalidArgumentError("malformed token batch");
+  }
+  for (int32_t id : batch.inputs) {
+    if (id < 0 || id >= config_.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("input token ", id, " outside the vocabulary of ", config_.vocab_size));
+    }
+  }
+  Activations* a = ActivationsFor(batch.rows, batch.seq);
+  MAXIMUS_RETURN_IF_ERROR(Forward(batch.inputs, batch.rows, batch.seq, a, nullptr, nullptr));
+  kernels::LinearHeadShape head{n, config_.hidden, config_.vocab_size};
+  absl::StatusOr<LossOutput> out = backend_->Loss(
+      loss.kind, head, a->final->data(), embedding().value->data(), batch.targets, batch.loss_mask,
+      loss.maxis, backward, a->dfinal->data(), embedding().grad->data());
+  if (!out.ok() || !backward) return out;
+  MAXIMUS_RETURN_IF_ERROR(Backward(batch, a, a->dfinal->data()));
+  return out;
+}
+
+absl::StatusOr<std::vector<float>> Model::TokenLogProbs(const TokenBatch& batch) {
+  const int64_t n = batch.rows * batch.seq;
+  Activations* a = ActivationsFor(batch.rows, batch.seq);
+  MAXIMUS_RETURN_IF_ERROR(Forward(batch.inputs, batch.rows, batch.seq, a, nullptr, nullptr));
+  kernels::LinearHeadShape head{n, config_.hidden, config_.vocab_size};
+  return backend_->TokenLogProbs(head, a->final->data(), embedding().value->data(), batch.targets);
+}
+
+std::unique_ptr<Model::Decoder> Model::NewDecoder(int64_t max_positions) {
+  auto decoder = std::unique_ptr<Decoder>(new Decoder());
+  decoder->model_ = this;
+  decoder->max_positions_ = max_positions;
+  const int64_t kv_dim = config_.kv_heads * config_.head_dim;
+  for (int64_t l = 0; l < config_.layers; ++l) {
+    decoder->keys_.push_back(backend_->Allocate(max_positions * kv_dim));
+    decoder->values_.push_back(backend_->Allocate(max_positions * kv_dim));
+  }
+  return decoder;
+}
+
+absl::StatusOr<std::vector<float>> Model::Decoder::Feed(absl::Span<const int32_t> tokens) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n == 0) return absl::InvalidArgumentError("no tokens to feed");
+  if (position_ + n > max_positions_) {
+    return absl::ResourceExhaustedError(absl::StrCat("the context holds ", max_positions_,
+                                                     " positions; ", position_ + n, " needed"));
+  }
+  const ModelConfig& c = model_->config_;
+  for (int32_t id : tokens) {
+    if (id < 0 || id >= c.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("token ", id, " outside the vocabulary"));
+    }
+  }
+  std::unique_ptr<Buffer> final = model_->backend_->Allocate(n * c.hidden);
+  MAXIMUS_RETURN_IF_ERROR(model_->Forward(tokens, 1, n, nullptr, this, final->data()));
+  position_ += n;
+  return model_->backend_->Logits(1, c.hidden, c.vocab_size, final->data() + (n - 1) * c.hidden,
+                                  model_->embedding().value->data());
+}
+
+TokenBatch MakeTokenBatch(absl::Span<const int32_t> tokens, absl::Span<const uint8_t> mask,
+                          int64_t rows, int64_t row_length) {
+  TokenBatch batch;
+  batch.rows = rows;
+  batch.seq = row_length - 1;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int32_t* row = tokens.data() + r * row_length;
+    batch.inputs.insert(batch.inputs.end(), row, row + row_length - 1);
+    batch.targets.insert(batch.targets.end(), row + 1, row + row_length);
+    if (!mask.empty()) {
+      const uint8_t* m = mask.data() + r * row_length;
+      batch.loss_mask.insert(batch.loss_mask.end(), m + 1, m + row_length);
+    }
+  }
+  return batch;
+}
+
+}  // namespace maximus::trainer

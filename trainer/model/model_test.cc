@@ -1,0 +1,206 @@
+#include "trainer/model/model.h"
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "trainer/backend/cpu/cpu_backend.h"
+
+namespace maximus::trainer {
+namespace {
+
+ModelConfig SmallConfig() {
+  ModelConfig c;
+  c.vocab_size = 48;
+  c.hidden = 16;
+  c.layers = 2;
+  c.heads = 4;
+  c.kv_heads = 2;
+  c.head_dim = 8;
+  c.mlp_hidden = 24;
+  return c;
+}
+
+TokenBatch RandomBatch(int64_t rows, int64_t seq, int64_t vocab, uint64_t seed, bool mask) {
+  std::mt19937_64 rng(seed);
+  TokenBatch batch;
+  batch.rows = rows;
+  batch.seq = seq;
+  for (int64_t i = 0; i < rows * seq; ++i) {
+    batch.inputs.push_back(static_cast<int32_t>(rng() % vocab));
+    batch.targets.push_back(static_cast<int32_t>(rng() % vocab));
+    if (mask) batch.loss_mask.push_back(i % 4 != 1);
+  }
+  return batch;
+}
+
+// Gives the norms and projections non-trivial values so that every
+// parameter's gradient is exercised.
+void Perturb(Model& model, CpuBackend& backend) {
+  std::mt19937_64 rng(99);
+  std::normal_distribution<float> normal(0.0f, 0.3f);
+  for (Parameter& p : model.parameters()) {
+    std::vector<float> host(p.size());
+    backend.CopyToHost(p.value->data(), p.size(), host.data());
+    for (float& x : host) x += normal(rng) * (p.shape.size() == 1 ? 1.0f : 0.5f);
+    backend.CopyFromHost(host.data(), p.size(), p.value->data());
+  }
+}
+
+// Central differences of the model's loss for sampled coordinates of every
+// parameter, against the backward.
+void CheckWholeModel(const LossSettings& loss, bool mask) {
+  CpuBackend backend;
+  auto model = Model::Create(&backend, SmallConfig());
+  ASSERT_TRUE(model.ok()) << model.status();
+  (*model)->Initialize(7);
+  Perturb(**model, backend);
+  const TokenBatch batch = RandomBatch(2, 5, 48, 3, mask);
+  (*model)->ZeroGrads();
+  ASSERT_TRUE((*model)->Step(batch, loss, true).ok());
+  std::mt19937_64 rng(5);
+  const float h = 1e-2f;
+  for (Parameter& p : (*model)->parameters()) {
+    std::vector<float> value(p.size()), grad(p.size());
+    backend.CopyToHost(p.value->data(), p.size(), value.data());
+    backend.CopyToHost(p.grad->data(), p.size(), grad.data());
+    double err = 0, norm = 0;
+    for (int sample = 0; sample < 6; ++sample) {
+      // The embedding: rows that are used as inputs or targets.
+      const int64_t i = &p == &(*model)->embedding() ? batch.inputs[sample] * p.shape[1] +
+                                                           static_cast<int64_t>(rng() % p.shape[1])
+                                                     : static_cast<int64_t>(rng() % p.size());
+      const float saved = value[i];
+      auto loss_at = [&](float x) {
+        value[i] = x;
+        backend.CopyFromHost(value.data(), p.size(), p.value->data());
+        return (*model)->Step(batch, loss, false)->loss;
+      };
+      const double fd = (loss_at(saved + h) - loss_at(saved - h)) / (2.0 * h);
+      loss_at(saved);
+      err += (fd - grad[i]) * (fd - grad[i]);
+      norm += double{grad[i]} * grad[i];
+    }
+    EXPECT_GT(norm, 1e-12) << p.name << " has no gradient";
+    EXPECT_LT(std::sqrt(err / std::max(norm, 1e-8)), 2e-2) << p.name;
+  }
+}
+
+TEST(ModelTest, WholeModelGradientsWithExactCrossEntropy) {
+  LossSettings loss;
+  loss.kind = LossKind::kCrossEntropy;
+  CheckWholeModel(loss, /*mask=*/true);
+}
+
+TEST(ModelTest, WholeModelGradientsWithMaxis) {
+  // One scout keeping all but 2 rows: the candidate set cannot change under
+  // the small perturbations of the check.
+  LossSettings loss;
+  loss.kind = LossKind::kMaxis;
+  loss.maxis.low_dim = 8;
+  loss.maxis.scout_stride = 10;
+  loss.maxis.candidate_budget = 46;
+  CheckWholeModel(loss, /*mask=*/false);
+}
+
+TEST(ModelTest, IncrementalDecodingEqualsTheFullForward) {
+  CpuBackend backend;
+  auto model = Model::Create(&backend, SmallConfig());
+  ASSERT_TRUE(model.ok());
+  (*model)->Initialize(11);
+  Perturb(**model, backend);
+  const TokenBatch batch = RandomBatch(1, 9, 48, 4, false);
+  // Full forward: log p(target_i | inputs ≤ i), from the logits.
+  auto logprobs = (*model)->TokenLogProbs(batch);
+  ASSERT_TRUE(logprobs.ok()) << logprobs.status();
+  auto decoder = (*model)->NewDecoder(16);
+  // Prompt of 4 tokens at once, then one at a time.
+  for (int64_t pos = 0; pos < 9;) {
+    const int64_t take = pos == 0 ? 4 : 1;
+    auto logits = decoder->Feed(absl::MakeConstSpan(batch.inputs).subspan(pos, take));
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    pos += take;
+    double max = -1e30, sum = 0;
+    for (float z : *logits) max = std::max<double>(max, z);
+    for (float z : *logits) sum += std::exp(z - max);
+    const double lp = (*logits)[batch.targets[pos - 1]] - max - std::log(sum);
+    EXPECT_NEAR(lp, (*logprobs)[pos - 1], 1e-4) << "position " << pos - 1;
+  }
+  EXPECT_EQ(decoder->position(), 9);
+  auto overflow = decoder->Feed(std::vector<int32_t>(8, 1));
+  EXPECT_EQ(overflow.status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST(ModelTest, InitialisationIsDeterministicAndScaled) {
+  CpuBackend backend;
+  ModelConfig config = SmallConfig();
+  auto a = Model::Create(&backend, config);
+  auto b = Model::Create(&backend, config);
+  ASSERT_TRUE(a.ok() && b.ok());
+  (*a)->Initialize(5);
+  (*b)->Initialize(5);
+  for (size_t i = 0; i < (*a)->parameters().size(); ++i) {
+    Parameter& pa = (*a)->parameters()[i];
+    Parameter& pb = (*b)->parameters()[i];
+    std::vector<float> va(pa.size()), vb(pb.size());
+    backend.CopyToHost(pa.value->data(), pa.size(), va.data());
+    backend.CopyToHost(pb.value->data(), pb.size(), vb.data());
+    EXPECT_EQ(va, vb) << pa.name;
+    if (pa.shape.size() == 1) {
+      for (float x : va) EXPECT_EQ(x, 0.0f) << pa.name;
+    }
+  }
+  std::vector<float> emb((*a)->embedding().size());
+  backend.CopyToHost((*a)->embedding().value->data(), emb.size(), emb.data());
+  double sq = 0;
+  for (float x : emb) sq += double{x} * x;
+  EXPECT_NEAR(std::sqrt(sq / emb.size()), 1.0 / std::sqrt(16.0), 0.02);
+  EXPECT_EQ((*a)->parameters().size(), 1 + 13 * 2 + 1u);
+  EXPECT_EQ((*a)->parameters()[2].name, "model.layers.0.self_attn.q_proj.weight");
+  EXPECT_EQ((*a)->parameters()[2].shape, (std::vector<int64_t>{32, 16}));
+}
+
+TEST(ModelTest, PresetsAndConfigFiles) {
+  auto tiny = PresetModelConfig("tiny");
+  ASSERT_TRUE(tiny.ok());
+  EXPECT_EQ(tiny->hidden, 256);
+  EXPECT_EQ(tiny->layers, 4);
+  EXPECT_EQ(tiny->vocab_size, 262144);
+  // 262,144 x 256 embedding + 4 layers of (attention 256·(256+64+64+256) +
+  // MLP 3·256·1024 + norms 4·256 + 2·64) + final norm.
+  EXPECT_EQ(tiny->NumParameters(),
+            262144LL * 256 + 4 * (256 * 640 + 3 * 256 * 1024 + 4 * 256 + 128) + 256);
+  auto m270 = PresetModelConfig("270m");
+  ASSERT_TRUE(m270.ok());
+  EXPECT_EQ(m270->hidden, 640);
+  EXPECT_EQ(m270->layers, 18);
+  EXPECT_EQ(m270->head_dim, 256);
+  EXPECT_FALSE(PresetModelConfig("huge").ok());
+  auto round = ModelConfigFromJson(ModelConfigToJson(*m270));
+  ASSERT_TRUE(round.ok()) << round.status();
+  EXPECT_EQ(round->mlp_hidden, 2048);
+  auto derived = ModelConfigFromJson(R"({"preset": "tiny", "layers": 2})");
+  ASSERT_TRUE(derived.ok());
+  EXPECT_EQ(derived->layers, 2);
+  EXPECT_EQ(derived->hidden, 256);
+  auto typo = ModelConfigFromJson(R"({"hiden": 8})");
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.status().message().find("hiden"), absl::string_view::npos);
+  auto bad = ModelConfigFromJson(R"({"heads": 3, "kv_heads": 2})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("kv_heads"), absl::string_view::npos);
+}
+
+TEST(ModelTest, PackedRowsBecomeInputsAndTargets) {
+  const std::vector<int32_t> tokens = {1, 2, 3, 4, 5, 6, 7, 8};
+  const std::vector<uint8_t> mask = {1, 1, 0, 1, 1, 0, 1, 1};
+  const TokenBatch batch = MakeTokenBatch(tokens, mask, 2, 4);
+  EXPECT_EQ(batch.seq, 3);
+  EXPECT_EQ(batch.inputs, (std::vector<int32_t>{1, 2, 3, 5, 6, 7}));
+  EXPECT_EQ(batch.targets, (std::vector<int32_t>{2, 3, 4, 6, 7, 8}));
+  EXPECT_EQ(batch.loss_mask, (std::vector<uint8_t>{1, 0, 1, 0, 1, 1}));
+}
+
+}  // namespace
+}  // namespace maximus::trainer

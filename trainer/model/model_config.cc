@@ -16,7 +16,34 @@ int64_t ModelConfig::NumParameters() const {
   return vocab_size * hidden + layers * (attention + mlp + norms) + hidden;
 }
 
-float ModelConfig::AttentionScale() const { return 1.0f / std::sqrt(static_cast<float>(head_dim)); }
+float ModelConfig::AttentionScale() const {
+  return 1.0f / std::sqrt(query_pre_attn_scalar);
+}
+
+bool ModelConfig::IsSlidingLayer(int64_t layer) const {
+  if (sliding_window <= 0) return false;
+  if (!layer_types.empty()) return layer_types[layer] == "sliding_attention";
+  return (layer + 1) % sliding_window_pattern != 0;
+}
+
+int64_t ModelConfig::WindowOf(int64_t layer) const {
+  return IsSlidingLayer(layer) ? sliding_window : 0;
+}
+
+float ModelConfig::RopeThetaOf(int64_t layer) const {
+  return IsSlidingLayer(layer) ? rope_local_theta : rope_theta;
+}
+
+absl::string_view ActivationName(Activation activation) {
+  return activation == Activation::kGeluTanh ? "gelu_pytorch_tanh" : "silu";
+}
+
+absl::StatusOr<Activation> ParseActivation(absl::string_view name) {
+  if (name == "gelu_pytorch_tanh" || name == "gelu_tanh") return Activation::kGeluTanh;
+  if (name == "silu") return Activation::kSilu;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "model activation \"", name, "\" is not supported (gelu_pytorch_tanh, silu)"));
+}
 
 absl::Status ValidateModelConfig(const ModelConfig& c) {
   auto positive = [](absl::string_view field, int64_t v) -> absl::Status {
@@ -29,7 +56,9 @@ absl::Status ValidateModelConfig(const ModelConfig& c) {
                               {"heads", c.heads},
                               {"kv_heads", c.kv_heads},
                               {"head_dim", c.head_dim},
-                              {"mlp_hidden", c.mlp_hidden}}) {
+                              {"mlp_hidden", c.mlp_hidden},
+                              {"sliding_window_pattern", c.sliding_window_pattern},
+                              {"max_position_embeddings", c.max_position_embeddings}}) {
     if (absl::Status s = positive(field, value); !s.ok()) return s;
   }
   if (c.heads % c.kv_heads != 0) {
@@ -40,8 +69,30 @@ absl::Status ValidateModelConfig(const ModelConfig& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("model head_dim must be even for rotary embeddings, not ", c.head_dim));
   }
-  if (!(c.rope_theta > 0) || !std::isfinite(c.rope_theta)) {
-    return absl::InvalidArgumentError("model rope_theta must be positive");
+  for (auto [field, value] : {std::pair<absl::string_view, float>{"rope_theta", c.rope_theta},
+                              {"rope_local_theta", c.rope_local_theta},
+                              {"query_pre_attn_scalar", c.query_pre_attn_scalar}}) {
+    if (!(value > 0) || !std::isfinite(value)) {
+      return absl::InvalidArgumentError(absl::StrCat("model ", field, " must be positive"));
+    }
+  }
+  if (c.sliding_window < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model sliding_window must be 0 (none) or positive, not ", c.sliding_window));
+  }
+  if (!c.layer_types.empty()) {
+    if (static_cast<int64_t>(c.layer_types.size()) != c.layers) {
+      return absl::InvalidArgumentError(absl::StrCat("model layer_types has ",
+                                                     c.layer_types.size(), " entries for ",
+                                                     c.layers, " layers"));
+    }
+    for (const std::string& type : c.layer_types) {
+      if (type != "sliding_attention" && type != "full_attention") {
+        return absl::InvalidArgumentError(
+            absl::StrCat("model layer_types: \"", type,
+                         "\" is neither \"sliding_attention\" nor \"full_attention\""));
+      }
+    }
   }
   if (!(c.norm_eps > 0) || !std::isfinite(c.norm_eps)) {
     return absl::InvalidArgumentError("model norm_eps must be positive");
@@ -53,34 +104,42 @@ absl::StatusOr<ModelConfig> PresetModelConfig(absl::string_view name) {
   ModelConfig c;
   c.name = std::string(name);
   if (name == "tiny") return c;
-  if (name == "270m") {
-    c.hidden = 640;
-    c.layers = 18;
+  auto gemma = [&c](int64_t hidden, int64_t layers, int64_t mlp_hidden) {
+    c.hidden = hidden;
+    c.layers = layers;
     c.heads = 4;
     c.kv_heads = 1;
     c.head_dim = 256;
-    c.mlp_hidden = 2048;
+    c.mlp_hidden = mlp_hidden;
+    c.query_pre_attn_scalar = 256;
+    c.sliding_window = 512;
+    c.sliding_window_pattern = 6;
     return c;
-  }
-  if (name == "1b") {
-    c.hidden = 1152;
-    c.layers = 26;
-    c.heads = 4;
-    c.kv_heads = 1;
-    c.head_dim = 256;
-    c.mlp_hidden = 6912;
-    return c;
-  }
+  };
+  if (name == "270m") return gemma(640, 18, 2048);
+  if (name == "1b") return gemma(1152, 26, 6912);
   return absl::InvalidArgumentError(
       absl::StrCat("unknown model preset \"", name, "\" (tiny, 270m, 1b, or a JSON file)"));
 }
 
 std::string ModelConfigToJson(const ModelConfig& c) {
-  nlohmann::json j = {
-      {"name", c.name},         {"vocab_size", c.vocab_size}, {"hidden", c.hidden},
-      {"layers", c.layers},     {"heads", c.heads},           {"kv_heads", c.kv_heads},
-      {"head_dim", c.head_dim}, {"mlp_hidden", c.mlp_hidden}, {"rope_theta", c.rope_theta},
-      {"norm_eps", c.norm_eps}};
+  nlohmann::json j = {{"name", c.name},
+                      {"vocab_size", c.vocab_size},
+                      {"hidden", c.hidden},
+                      {"layers", c.layers},
+                      {"heads", c.heads},
+                      {"kv_heads", c.kv_heads},
+                      {"head_dim", c.head_dim},
+                      {"mlp_hidden", c.mlp_hidden},
+                      {"activation", std::string(ActivationName(c.activation))},
+                      {"query_pre_attn_scalar", c.query_pre_attn_scalar},
+                      {"sliding_window", c.sliding_window},
+                      {"sliding_window_pattern", c.sliding_window_pattern},
+                      {"rope_theta", c.rope_theta},
+                      {"rope_local_theta", c.rope_local_theta},
+                      {"max_position_embeddings", c.max_position_embeddings},
+                      {"norm_eps", c.norm_eps}};
+  if (!c.layer_types.empty()) j["layer_types"] = c.layer_types;
   return j.dump(2);
 }
 
@@ -131,6 +190,29 @@ absl::StatusOr<ModelConfig> ModelConfigFromJson(absl::string_view json) {
       s = integer(&c.head_dim);
     } else if (key == "mlp_hidden") {
       s = integer(&c.mlp_hidden);
+    } else if (key == "activation") {
+      if (!value.is_string()) return absl::InvalidArgumentError("model activation must be a string");
+      absl::StatusOr<Activation> activation = ParseActivation(value.get<std::string>());
+      if (!activation.ok()) return activation.status();
+      c.activation = *activation;
+    } else if (key == "query_pre_attn_scalar") {
+      s = real(&c.query_pre_attn_scalar);
+    } else if (key == "sliding_window") {
+      s = integer(&c.sliding_window);
+    } else if (key == "sliding_window_pattern") {
+      s = integer(&c.sliding_window_pattern);
+    } else if (key == "layer_types") {
+      if (!value.is_array()) return absl::InvalidArgumentError("model layer_types must be a list");
+      c.layer_types.clear();
+      for (const auto& type : value) {
+        if (!type.is_string())
+          return absl::InvalidArgumentError("model layer_types must hold strings");
+        c.layer_types.push_back(type.get<std::string>());
+      }
+    } else if (key == "rope_local_theta") {
+      s = real(&c.rope_local_theta);
+    } else if (key == "max_position_embeddings") {
+      s = integer(&c.max_position_embeddings);
     } else if (key == "rope_theta") {
       s = real(&c.rope_theta);
     } else if (key == "norm_eps") {

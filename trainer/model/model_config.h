@@ -1,17 +1,25 @@
-// The shape of a Gemma-3-like decoder (see model.h), with presets and a JSON
-// form for checkpoints and config files.
+// The shape of a Gemma 3 text decoder (see model.h), with presets and a JSON
+// form for checkpoints and config files. Field for field what `transformers`'
+// Gemma3TextConfig describes; hf_config.h converts to and from its config.json.
 
 #ifndef MAXIMUS_TRAINER_MODEL_MODEL_CONFIG_H_
 #define MAXIMUS_TRAINER_MODEL_MODEL_CONFIG_H_
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace maximus::trainer {
+
+// The gated MLP's activation: act(gate(x)) * up(x).
+enum class Activation {
+  kGeluTanh,  // Gemma 3's "gelu_pytorch_tanh".
+  kSilu,      // SwiGLU (Llama's).
+};
 
 struct ModelConfig {
   std::string name = "custom";
@@ -22,22 +30,49 @@ struct ModelConfig {
   int64_t kv_heads = 1;
   int64_t head_dim = 64;
   int64_t mlp_hidden = 1024;
-  float rope_theta = 10000.0f;
+  Activation activation = Activation::kGeluTanh;
+  // Attention logits are q·k / sqrt(query_pre_attn_scalar).
+  float query_pre_attn_scalar = 64.0f;
+  // Sliding-window layers see the last `sliding_window` positions (the query's
+  // own included); 0 makes every layer global.
+  int64_t sliding_window = 64;
+  // Layer l is global when (l + 1) % sliding_window_pattern == 0 (Gemma 3:
+  // 6, five local layers then one global); 1 makes every layer global. Used
+  // when layer_types is empty.
+  int64_t sliding_window_pattern = 2;
+  // Explicit per-layer kinds, "sliding_attention" or "full_attention" (as
+  // config.json's layer_types); overrides the pattern when not empty.
+  std::vector<std::string> layer_types;
+  float rope_theta = 1000000.0f;      // RoPE base of global layers.
+  float rope_local_theta = 10000.0f;  // RoPE base of sliding-window layers.
+  int64_t max_position_embeddings = 32768;
   float norm_eps = 1e-6f;
 
   int64_t NumParameters() const;
-  // Attention logits are scaled by 1/sqrt(head_dim).
   float AttentionScale() const;
+  bool IsSlidingLayer(int64_t layer) const;
+  // The keys a query of `layer` sees: sliding_window for local layers, 0 (no
+  // limit) for global ones.
+  int64_t WindowOf(int64_t layer) const;
+  float RopeThetaOf(int64_t layer) const;
 };
 
 // INVALID_ARGUMENT naming the field: sizes positive, heads a multiple of
-// kv_heads, head_dim even, theta and eps positive.
+// kv_heads, head_dim even, theta and eps positive, layer_types well formed.
 absl::Status ValidateModelConfig(const ModelConfig& config);
 
-// "tiny" (hidden 256, 4 layers, 4 heads, 1 KV head, head dim 64, MLP 1024),
-// "270m" (Gemma 3 270M: 640, 18, 4, 1, 256, 2048), "1b" (Gemma 3 1B: 1152,
-// 26, 4, 1, 256, 6912); all with the 262,144-token vocabulary.
+// Gemma 3's own shapes, all with the 262,144-token vocabulary:
+//   "270m": hidden 640, 18 layers, 4 heads, 1 KV head, head dim 256, MLP 2048,
+//           sliding window 512, a global layer every 6th;
+//   "1b":   hidden 1152, 26 layers, 4 heads, 1 KV head, head dim 256, MLP 6912,
+//           sliding window 512, a global layer every 6th;
+//   "tiny": the same architecture at CPU size: hidden 256, 4 layers, 4 heads,
+//           1 KV head, head dim 64, MLP 1024, sliding window 64, a global
+//           layer every 2nd.
 absl::StatusOr<ModelConfig> PresetModelConfig(absl::string_view name);
+
+absl::string_view ActivationName(Activation activation);  // "gelu_pytorch_tanh", "silu"
+absl::StatusOr<Activation> ParseActivation(absl::string_view name);
 
 std::string ModelConfigToJson(const ModelConfig& config);
 // Unknown keys are an error (a typo must not silently fall back to a

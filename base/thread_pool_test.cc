@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
-#include "gtest/gtest.h"
 #include "base/huge_page_buffer.h"
+#include "gtest/gtest.h"
 
 namespace maximus::base {
 namespace {

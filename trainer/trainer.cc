@@ -107,9 +107,12 @@ absl::Status Trainer::Setup() {
   absl::StatusOr<std::unique_ptr<Model>> model = Model::Create(backend_, o.model);
   if (!model.ok()) return model.status();
   model_ = *std::move(model);
-  for (Parameter& p : model_->parameters()) {
-    m_.push_back(backend_->Allocate(p.size()));
-    v_.push_back(backend_->Allocate(p.size()));
+  // The AdamW moments live in the model's arena; per-parameter views for
+  // checkpoints.
+  ParameterArena& arena = model_->arena();
+  for (const ParameterArena::Segment& s : arena.segments()) {
+    m_.push_back(std::make_unique<BufferView>(arena.m().data() + s.offset, s.size, DType::kF32));
+    v_.push_back(std::make_unique<BufferView>(arena.v().data() + s.offset, s.size, DType::kF32));
   }
   checkpoint_root_ = o.out_dir + "/checkpoints";
   std::error_code ec;
@@ -229,23 +232,18 @@ absl::Status Trainer::TrainStep(int64_t step) {
     cursor_ = packed.next();
     tokens_seen_ += batch.rows * batch.seq;
   }
-  std::vector<Parameter>& params = model_->parameters();
-  if (o.accumulation > 1) {
-    for (Parameter& p : params) backend_->Scale(p.grad->data(), p.size(), 1.0f / o.accumulation);
+  OptimizerStep update;
+  update.adamw = o.adamw;
+  update.step = step;
+  update.lr = LearningRate(o.schedule, step);
+  update.grad_scale = 1.0f / o.accumulation;
+  update.clip_norm = o.clip_norm;
+  MAXIMUS_ASSIGN_OR_RETURN(const double norm, backend_->OptimizerUpdate(update, model_->arena()));
+  if (!std::isfinite(norm)) {
+    return absl::InternalError(absl::StrCat("the gradient norm is ", norm, " at step ", step,
+                                            "; lower --lr or check the data"));
   }
-  double squared = 0;
-  for (Parameter& p : params) squared += backend_->SquaredNorm(p.grad->data(), p.size());
-  const double norm = std::sqrt(squared);
-  if (o.clip_norm > 0 && norm > o.clip_norm) {
-    const float factor = static_cast<float>(o.clip_norm / (norm + 1e-6));
-    for (Parameter& p : params) backend_->Scale(p.grad->data(), p.size(), factor);
-  }
-  const float lr = LearningRate(o.schedule, step);
-  for (size_t i = 0; i < params.size(); ++i) {
-    Parameter& p = params[i];
-    backend_->AdamW(o.adamw, step, lr, p.decay ? 1.0f : 0.0f, p.size(), p.value->data(),
-                    p.grad->data(), m_[i]->data(), v_[i]->data());
-  }
+  const float lr = update.lr;
   step_losses_.push_back(loss);
   Publish(step, "train/loss", loss);
   if (o.loss.kind == LossKind::kMaxis) Publish(step, "train/maxis_main", main_loss);

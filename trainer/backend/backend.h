@@ -1,13 +1,22 @@
 // The operations the model is made of, on memory the backend owns. The model
 // code calls only these, so a CUDA backend plugs in without touching it; the
-// CPU backend (cpu_backend.h) is the reference every other backend is
-// checked against.
+// CPU backend (cpu/cpu_backend.h) is the reference every other backend is
+// held to by the conformance suite (conformance_test.cc).
 //
-// Conventions: fp32 values, row-major matrices, "rows x d" activations.
-// Linear weights are stored as PyTorch's nn.Linear does, [out, in]. Ops that
-// produce gradients of parameters accumulate (+=) into them, so that
-// micro-batches add up; gradients of activations are overwritten unless the
-// comment says otherwise. Token ids, targets and masks are host arrays.
+// Conventions:
+// - Buffers carry a dtype. Activations and gradients the ops read and write
+//   are fp32 here (`Buffer::data()`); a backend may keep bf16 copies of its
+//   own (the parameter arena's shadow) for its GEMMs.
+// - Row-major matrices, "rows x d" activations; linear weights [out, in] as
+//   PyTorch's nn.Linear.
+// - Ops that produce gradients of parameters accumulate (+=) into them, so
+//   that micro-batches add up; gradients of activations are overwritten
+//   unless the comment says otherwise.
+// - The token ids, targets and loss mask of a micro-batch are uploaded once
+//   (UploadBatch) and read by the ops from backend memory.
+// - Ops may run asynchronously: an op that can fail returns absl::Status,
+//   and Synchronize() reports what failed since the last call. No error is
+//   dropped.
 
 #ifndef MAXIMUS_TRAINER_BACKEND_BACKEND_H_
 #define MAXIMUS_TRAINER_BACKEND_BACKEND_H_
@@ -21,23 +30,74 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "kernels/cross_entropy.h"
+#include "kernels/gated_activation.h"
 #include "kernels/gemm.h"
 #include "kernels/maxis.h"
 #include "trainer/optim/adamw.h"
 
 namespace maximus::trainer {
 
-// n floats of backend memory, zero-filled on allocation.
+enum class DType { kF32, kBF16 };
+
+int64_t DTypeBytes(DType dtype);
+const char* DTypeName(DType dtype);
+
+// n elements of backend memory, zero-filled on allocation.
 class Buffer {
  public:
   virtual ~Buffer() = default;
-  virtual float* data() = 0;
-  virtual const float* data() const = 0;
+  virtual DType dtype() const = 0;
   virtual int64_t size() const = 0;
+  virtual void* raw() = 0;
+  virtual const void* raw() const = 0;
+  int64_t bytes() const { return size() * DTypeBytes(dtype()); }
+  // The elements of an fp32 buffer (aborts on another dtype: a programming
+  // error, never a data error).
+  float* data();
+  const float* data() const;
+};
+
+// A window onto memory owned elsewhere (the parameter arena): valid while the
+// owner lives. Works for any backend whose memory is addressed by pointers.
+class BufferView : public Buffer {
+ public:
+  BufferView(void* data, int64_t size, DType dtype) : data_(data), size_(size), dtype_(dtype) {}
+  DType dtype() const override { return dtype_; }
+  int64_t size() const override { return size_; }
+  void* raw() override { return data_; }
+  const void* raw() const override { return data_; }
+
+ private:
+  void* data_;
+  int64_t size_;
+  DType dtype_;
+};
+
+// One micro-batch on the host: `rows` sequences of `seq` positions; targets
+// are the next tokens; loss_mask (empty: all ones) selects the counted
+// targets.
+struct TokenBatch {
+  int64_t rows = 0;
+  int64_t seq = 0;
+  std::vector<int32_t> inputs;
+  std::vector<int32_t> targets;
+  std::vector<uint8_t> loss_mask;
+};
+
+// A TokenBatch in backend memory (UploadBatch), valid until the next upload.
+struct DeviceBatch {
+  int64_t rows = 0;
+  int64_t seq = 0;
+  const int32_t* inputs = nullptr;
+  const int32_t* targets = nullptr;
+  const uint8_t* loss_mask = nullptr;  // null: every target counts
+  int64_t tokens() const { return rows * seq; }
 };
 
 // Causal attention of `batch` sequences. Query i of a sequence sits at
-// position query_offset + i and sees keys 0 .. query_offset + i; keys number
+// position query_offset + i and sees keys j with j <= query_offset + i and,
+// when window > 0, query_offset + i - j < window (a sliding window that
+// includes the query's own position, as transformers' Gemma 3). Keys number
 // query_offset + queries (query_offset > 0 when decoding with a KV cache).
 // Head h of the queries reads key/value head h / (heads / kv_heads).
 // q: [batch, queries, heads, head_dim]; k, v: [batch, keys, kv_heads,
@@ -51,10 +111,67 @@ struct AttentionShape {
   int64_t heads = 0;
   int64_t kv_heads = 0;
   int64_t head_dim = 0;
+  int64_t window = 0;  // 0: every earlier key.
   float scale = 1.0f;  // Multiplies q·k.
 
   int64_t keys() const { return query_offset + queries; }
   int64_t KeyStride() const { return key_stride != 0 ? key_stride : keys(); }
+  // The first key position query position `position` sees.
+  int64_t FirstVisibleKey(int64_t position) const {
+    return window > 0 && position + 1 > window ? position + 1 - window : 0;
+  }
+};
+
+// What an attention forward keeps for its backward, sized and owned by the
+// backend: the probabilities for the CPU reference, the log-sum-exp of each
+// row for a flash-style kernel.
+class AttentionState {
+ public:
+  virtual ~AttentionState() = default;
+};
+
+// Every parameter of a model in one allocation each for values, gradients and
+// the AdamW moments (and a bf16 shadow of the values where the backend wants
+// one), so that zeroing, clipping and the optimizer are single passes.
+class ParameterArena {
+ public:
+  struct Segment {
+    std::string name;
+    std::vector<int64_t> shape;
+    bool decay = true;  // Weight decay applies (matrices and the embedding).
+    int64_t offset = 0;
+    int64_t size = 0;
+  };
+
+  // Segments are laid out in order; offsets are filled in.
+  ParameterArena(std::vector<Segment> segments, std::unique_ptr<Buffer> values,
+                 std::unique_ptr<Buffer> grads, std::unique_ptr<Buffer> m,
+                 std::unique_ptr<Buffer> v, std::unique_ptr<Buffer> shadow);
+
+  int64_t size() const { return values_->size(); }
+  const std::vector<Segment>& segments() const { return segments_; }
+  Buffer& values() { return *values_; }
+  Buffer& grads() { return *grads_; }
+  Buffer& m() { return *m_; }
+  Buffer& v() { return *v_; }
+  Buffer* shadow() { return shadow_.get(); }  // bf16, or null
+
+ private:
+  std::vector<Segment> segments_;
+  std::unique_ptr<Buffer> values_, grads_, m_, v_, shadow_;
+};
+
+// One optimizer step over the whole arena: gradients *= grad_scale (1 /
+// accumulation), the global L2 norm measured (float64), clipped to clip_norm
+// when clip_norm > 0 (clip_grad_norm_'s rule), then AdamW (optim/adamw.h)
+// with weight_decay applied to the segments that take it, and the bf16
+// shadow refreshed.
+struct OptimizerStep {
+  AdamWConfig adamw;
+  int64_t step = 1;  // 1-based.
+  float lr = 0;
+  float grad_scale = 1.0f;
+  double clip_norm = 0;
 };
 
 enum class LossKind { kMaxis, kCrossEntropy };
@@ -70,7 +187,14 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
 
-  virtual std::unique_ptr<Buffer> Allocate(int64_t n) = 0;
+  // --- Memory -----------------------------------------------------------------
+  virtual std::unique_ptr<Buffer> Allocate(int64_t n, DType dtype = DType::kF32) = 0;
+  // An arena for `segments` (offsets and sizes are filled in here).
+  absl::StatusOr<std::unique_ptr<ParameterArena>> AllocateArena(
+      std::vector<ParameterArena::Segment> segments);
+  // Whether the arena keeps a bf16 shadow of the values for this backend's
+  // GEMMs.
+  virtual bool WantsBf16Shadow() const { return false; }
   virtual void CopyToHost(const float* src, int64_t n, float* host) = 0;
   virtual void CopyFromHost(const float* host, int64_t n, float* dst) = 0;
   virtual void Fill(float* x, int64_t n, float value) = 0;
@@ -79,16 +203,21 @@ class Backend {
   // x[i] = stddev * NormalAt(seed, i) (kernels/random.h): the same values on
   // every backend.
   virtual void FillNormal(float* x, int64_t n, uint64_t seed, float stddev) = 0;
+  // Copies the batch's ids, targets and mask into backend memory.
+  virtual absl::StatusOr<DeviceBatch> UploadBatch(const TokenBatch& batch) = 0;
+  // Waits for the ops issued so far and reports the first error among them.
+  virtual absl::Status Synchronize() = 0;
 
+  // --- Ops --------------------------------------------------------------------
   // C = alpha * op(A) op(B) + beta * C.
   virtual absl::Status Gemm(const kernels::GemmDims& dims, float alpha, const float* a,
                             const float* b, float beta, float* c) = 0;
 
-  // out[i, :] = scale * table[ids[i], :].
-  virtual void Embed(absl::Span<const int32_t> ids, const float* table, int64_t d, float scale,
+  // out[i, :] = scale * table[ids[i], :] for i < n.
+  virtual void Embed(const int32_t* ids, int64_t n, const float* table, int64_t d, float scale,
                      float* out) = 0;
   // dtable[ids[i], :] += scale * dout[i, :].
-  virtual void EmbedBackward(absl::Span<const int32_t> ids, const float* dout, int64_t d,
+  virtual void EmbedBackward(const int32_t* ids, int64_t n, const float* dout, int64_t d,
                              float scale, float* dtable) = 0;
 
   // Gemma's RMSNorm: out = x / rms(x) * (1 + weight), rms = sqrt(mean(x²) +
@@ -106,44 +235,53 @@ class Backend {
   virtual void Rope(float* x, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
                     int64_t position_offset, float theta, bool inverse) = 0;
 
-  // probs: [batch, heads, queries, keys()] softmax weights, kept for the
-  // backward (may be null when no backward follows).
-  virtual void CausalAttention(const AttentionShape& shape, const float* q, const float* k,
-                               const float* v, float* out, float* probs) = 0;
-  // dq overwritten; dk, dv overwritten (with query_offset 0).
-  virtual void CausalAttentionBackward(const AttentionShape& shape, const float* q, const float* k,
-                                       const float* v, const float* probs, const float* dout,
-                                       float* dq, float* dk, float* dv) = 0;
+  // The state an attention forward of `shape` keeps for its backward.
+  virtual std::unique_ptr<AttentionState> NewAttentionState(const AttentionShape& shape) = 0;
+  // `state` (from NewAttentionState for this shape) receives what the
+  // backward needs; null when no backward follows (decoding).
+  virtual absl::Status CausalAttention(const AttentionShape& shape, const float* q, const float* k,
+                                       const float* v, float* out, AttentionState* state) = 0;
+  // dq overwritten; dk, dv overwritten (with query_offset 0). `out` is the
+  // forward's output.
+  virtual absl::Status CausalAttentionBackward(const AttentionShape& shape, const float* q,
+                                               const float* k, const float* v, const float* out,
+                                               const AttentionState& state, const float* dout,
+                                               float* dq, float* dk, float* dv) = 0;
 
-  // out = silu(gate) * up.
-  virtual void SwiGlu(const float* gate, const float* up, int64_t n, float* out) = 0;
-  virtual void SwiGluBackward(const float* gate, const float* up, const float* dout, int64_t n,
-                              float* dgate, float* dup) = 0;
+  // out = act(gate) * up (kernels/gated_activation.h).
+  virtual void GatedActivation(kernels::Activation activation, const float* gate, const float* up,
+                               int64_t n, float* out) = 0;
+  virtual void GatedActivationBackward(kernels::Activation activation, const float* gate,
+                                       const float* up, const float* dout, int64_t n, float* dgate,
+                                       float* dup) = 0;
 
   // out = a + b (out may alias a or b).
   virtual void Add(const float* a, const float* b, int64_t n, float* out) = 0;
 
-  // The loss of hidden [N, d] against the tied embedding weight [V, d].
-  // With gradients: grad_hidden [N, d] overwritten, grad_weight [V, d] +=.
+  // The loss of hidden [N, d] against the tied embedding weight [V, d] for
+  // the targets and mask of `batch`. With gradients: grad_hidden [N, d]
+  // overwritten, and the embedding's gradient added into grad_weight [V, d]
+  // (the arena's gradient of the embedding): MAXIS adds its sparse rows,
+  // exact CE its dense gradient.
   virtual absl::StatusOr<LossOutput> Loss(LossKind kind, const kernels::LinearHeadShape& shape,
                                           const float* hidden, const float* weight,
-                                          absl::Span<const int32_t> targets,
-                                          absl::Span<const uint8_t> loss_mask,
+                                          const DeviceBatch& batch,
                                           const kernels::MaxisConfig& maxis, bool gradients,
                                           float* grad_hidden, float* grad_weight) = 0;
-  // Exact log p(target | ·) of each row (0 where masked).
+  // Exact log p(target | ·) of each row of `batch` (masked rows too), to the
+  // host.
   virtual absl::StatusOr<std::vector<float>> TokenLogProbs(const kernels::LinearHeadShape& shape,
                                                            const float* hidden, const float* weight,
-                                                           absl::Span<const int32_t> targets) = 0;
-  // logits [rows, V] = hidden [rows, d] · weightᵀ, copied to the host.
-  virtual absl::StatusOr<std::vector<float>> Logits(int64_t rows, int64_t d, int64_t vocab,
-                                                    const float* hidden, const float* weight) = 0;
+                                                           const DeviceBatch& batch) = 0;
+  // logits [rows, V] = hidden [rows, d] · weightᵀ, copied into `host`
+  // (rows * V floats).
+  virtual absl::Status Logits(int64_t rows, int64_t d, int64_t vocab, const float* hidden,
+                              const float* weight, float* host) = 0;
 
-  // Σ x² in double.
-  virtual double SquaredNorm(const float* x, int64_t n) = 0;
-  virtual void Scale(float* x, int64_t n, float factor) = 0;
-  virtual void AdamW(const AdamWConfig& config, int64_t step, float lr, float weight_decay_scale,
-                     int64_t n, float* param, const float* grad, float* m, float* v) = 0;
+  // The fused clip + AdamW pass over the arena; returns the gradient norm
+  // after grad_scale, before clipping. A non-finite norm updates nothing.
+  virtual absl::StatusOr<double> OptimizerUpdate(const OptimizerStep& step,
+                                                 ParameterArena& arena) = 0;
 };
 
 }  // namespace maximus::trainer

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "tokenizer/end_of_text.h"
 
@@ -119,8 +120,8 @@ absl::StatusOr<GenerateResult> Generate(Model& model, const tokenizer::Tokenizer
   const absl::Time start = absl::Now();
   const int64_t capacity = std::min(prompt_size + options.max_new_tokens, options.max_context);
   std::unique_ptr<Model::Decoder> decoder = model.NewDecoder(capacity);
-  absl::StatusOr<std::vector<float>> logits = decoder->Feed(result.prompt_ids);
-  if (!logits.ok()) return logits.status();
+  std::vector<float> logits;
+  MAXIMUS_RETURN_IF_ERROR(decoder->Feed(result.prompt_ids, &logits));
   const absl::Time prompt_done = absl::Now();
 
   // The repetition penalty sees the whole context: prompt and generation.
@@ -128,7 +129,7 @@ absl::StatusOr<GenerateResult> Generate(Model& model, const tokenizer::Tokenizer
   IncrementalDetokenizer detokenizer(tokenizer);
   int64_t sampled = 0;
   while (true) {
-    const int32_t id = sampler->Sample(absl::MakeSpan(*logits), context);
+    const int32_t id = sampler->Sample(absl::MakeSpan(logits), context);
     ++sampled;
     if (Contains(stop_ids, id)) {
       result.stop_id = id;
@@ -144,8 +145,7 @@ absl::StatusOr<GenerateResult> Generate(Model& model, const tokenizer::Tokenizer
     if (static_cast<int64_t>(result.ids.size()) == options.max_new_tokens) break;
     if (decoder->position() >= capacity) break;  // The context is full.
     const int32_t fed[] = {id};
-    logits = decoder->Feed(fed);
-    if (!logits.ok()) return logits.status();
+    MAXIMUS_RETURN_IF_ERROR(decoder->Feed(fed, &logits));
   }
   const absl::Time done = absl::Now();
 

@@ -32,6 +32,14 @@ std::string g_tokenizer_path;
 
 namespace {
 
+// The logits after feeding `tokens`, or the error.
+absl::StatusOr<std::vector<float>> FeedForLogits(Model::Decoder& decoder,
+                                                 absl::Span<const int32_t> tokens) {
+  std::vector<float> logits;
+  if (absl::Status s = decoder.Feed(tokens, &logits); !s.ok()) return s;
+  return logits;
+}
+
 constexpr char kPrompt[] = "It is a truth universally acknowledged";
 constexpr char kText[] =
     "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
@@ -119,7 +127,7 @@ class InferenceTest : public ::testing::Test {
   // prefix (one Feed of all of it), independent of TokenLogProbs.
   double PrefixLogProb(absl::Span<const int32_t> sequence, int64_t begin, int64_t j) {
     auto decoder = model().NewDecoder(j - begin);
-    auto logits = decoder->Feed(sequence.subspan(begin, j - begin));
+    auto logits = FeedForLogits(*decoder, sequence.subspan(begin, j - begin));
     EXPECT_TRUE(logits.ok()) << logits.status();
     return LogSoftmaxAt(*logits, sequence[j]);
   }
@@ -131,7 +139,7 @@ class InferenceTest : public ::testing::Test {
     std::vector<int32_t> out;
     for (int s = 0; s < steps; ++s) {
       auto decoder = model().NewDecoder(static_cast<int64_t>(context.size()));
-      auto logits = decoder->Feed(context);
+      auto logits = FeedForLogits(*decoder, context);
       EXPECT_TRUE(logits.ok()) << logits.status();
       ApplyRepetitionPenalty(context, penalty, absl::MakeSpan(*logits));
       out.push_back(ArgMax(*logits));
@@ -208,7 +216,7 @@ TEST_F(InferenceTest, ScoreIsExact) {
     const float lp = result->logprobs[j - 1];
     EXPECT_LT(lp, 0.0f);
     EXPECT_NEAR(lp, PrefixLogProb(sequence, 0, j), 1e-4) << "token " << j;
-    auto logits = incremental->Feed(absl::MakeConstSpan(sequence).subspan(j - 1, 1));
+    auto logits = FeedForLogits(*incremental, absl::MakeConstSpan(sequence).subspan(j - 1, 1));
     ASSERT_TRUE(logits.ok()) << logits.status();
     EXPECT_NEAR(lp, LogSoftmaxAt(*logits, sequence[j]), 1e-4) << "token " << j;
     sum += lp;

@@ -32,8 +32,9 @@ enum LayerParam {
 // What the backward of one layer needs, for rows x seq tokens.
 struct Model::Activations {
   struct Layer {
-    std::unique_ptr<Buffer> x_in, n1, rstd1, q_pre, k_pre, rstd_q, rstd_k, q, k, v, probs, ao, o,
-        rstd_po, x_mid, n2, rstd2, gate, up, act, down, rstd_pf;
+    std::unique_ptr<Buffer> x_in, n1, rstd1, q_pre, k_pre, rstd_q, rstd_k, q, k, v, ao, o, rstd_po,
+        x_mid, n2, rstd2, gate, up, act, down, rstd_pf;
+    std::unique_ptr<AttentionState> attention;
   };
   static Layer NewLayer(Backend* backend, const ModelConfig& config, int64_t rows, int64_t seq,
                         bool for_backward);
@@ -54,16 +55,13 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(Backend* backend, const Mod
   std::unique_ptr<Model> model(new Model(backend, config));
   const int64_t d = config.hidden, q_dim = config.heads * config.head_dim,
                 kv_dim = config.kv_heads * config.head_dim, f = config.mlp_hidden;
+  std::vector<ParameterArena::Segment> segments;
   auto add = [&](std::string name, std::vector<int64_t> shape, bool decay) {
-    Parameter p;
-    p.name = std::move(name);
-    p.shape = std::move(shape);
-    p.decay = decay;
-    int64_t n = 1;
-    for (int64_t s : p.shape) n *= s;
-    p.value = backend->Allocate(n);
-    p.grad = backend->Allocate(n);
-    model->parameters_.push_back(std::move(p));
+    ParameterArena::Segment s;
+    s.name = std::move(name);
+    s.shape = std::move(shape);
+    s.decay = decay;
+    segments.push_back(std::move(s));
   };
   add("model.embed_tokens.weight", {config.vocab_size, d}, true);
   for (int64_t l = 0; l < config.layers; ++l) {
@@ -83,6 +81,17 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(Backend* backend, const Mod
     add(prefix + "post_feedforward_layernorm.weight", {d}, false);
   }
   add("model.norm.weight", {d}, false);
+  MAXIMUS_ASSIGN_OR_RETURN(model->arena_, backend->AllocateArena(std::move(segments)));
+  ParameterArena& arena = *model->arena_;
+  for (const ParameterArena::Segment& s : arena.segments()) {
+    Parameter p;
+    p.name = s.name;
+    p.shape = s.shape;
+    p.decay = s.decay;
+    p.value = std::make_unique<BufferView>(arena.values().data() + s.offset, s.size, DType::kF32);
+    p.grad = std::make_unique<BufferView>(arena.grads().data() + s.offset, s.size, DType::kF32);
+    model->parameters_.push_back(std::move(p));
+  }
   return model;
 }
 
@@ -114,9 +123,7 @@ Parameter* Model::Find(const std::string& name) {
   return nullptr;
 }
 
-void Model::ZeroGrads() {
-  for (Parameter& p : parameters_) backend_->Fill(p.grad->data(), p.size(), 0.0f);
-}
+void Model::ZeroGrads() { backend_->Fill(arena_->grads().data(), arena_->size(), 0.0f); }
 
 Model::Activations::Layer Model::Activations::NewLayer(Backend* backend, const ModelConfig& config,
                                                        int64_t rows, int64_t seq,
@@ -148,7 +155,6 @@ Model::Activations::Layer Model::Activations::NewLayer(Backend* backend, const M
     l.k_pre = alloc(n * kv_dim);
     l.k = alloc(n * kv_dim);
     l.v = alloc(n * kv_dim);
-    l.probs = alloc(rows * config.heads * seq * seq);
   }
   return l;
 }
@@ -164,6 +170,7 @@ Model::Activations* Model::ActivationsFor(int64_t rows, int64_t seq) {
   auto alloc = [this](int64_t size) { return backend_->Allocate(size); };
   for (int64_t l = 0; l < config_.layers; ++l) {
     a.layers.push_back(Activations::NewLayer(backend_, config_, rows, seq, /*for_backward=*/true));
+    a.layers.back().attention = backend_->NewAttentionState(AttentionShapeOf(l, rows, seq, 0, 0));
   }
   a.x = alloc(n * d);
   a.final_in = alloc(n * d);
@@ -216,39 +223,51 @@ absl::Status LinearBackward(Backend* b, const float* x, Parameter& w, const floa
 
 }  // namespace
 
-absl::Status Model::Forward(absl::Span<const int32_t> ids, int64_t rows, int64_t seq,
-                            Activations* acts, Decoder* decoder, float* final_out) {
-  const int64_t n = rows * seq, d = config_.hidden, hd = config_.head_dim,
-                q_dim = config_.heads * hd, kv_dim = config_.kv_heads * hd, f = config_.mlp_hidden;
-  const int64_t offset = decoder != nullptr ? decoder->position_ : 0;
-  const float eps = config_.norm_eps;
-  Backend* b = backend_;
-  // Decoding keeps no activations: one layer's worth of scratch, reused.
-  std::unique_ptr<Activations> scratch;
-  if (acts == nullptr) {
-    scratch = std::make_unique<Activations>();
-    auto alloc = [b](int64_t size) { return b->Allocate(size); };
-    scratch->layers.push_back(Activations::NewLayer(b, config_, rows, seq, /*for_backward=*/false));
-    scratch->x = alloc(n * d);
-    scratch->dtmp = alloc(n * d);
-    scratch->rstd_final = alloc(n);
-  }
-  Activations* a = acts != nullptr ? acts : scratch.get();
-  float* x = a->x->data();          // the residual stream
-  float* normed = a->dtmp->data();  // a post-norm output before it joins the stream
-  b->Embed(ids, embedding().value->data(), d, std::sqrt(static_cast<float>(d)), x);
+std::unique_ptr<Model::Activations> Model::NewScratch(int64_t n) {
+  auto scratch = std::make_unique<Activations>();
+  scratch->rows = 1;
+  scratch->seq = n;
+  scratch->layers.push_back(Activations::NewLayer(backend_, config_, 1, n, /*for_backward=*/false));
+  scratch->x = backend_->Allocate(n * config_.hidden);
+  scratch->dtmp = backend_->Allocate(n * config_.hidden);
+  scratch->rstd_final = backend_->Allocate(n);
+  return scratch;
+}
+
+AttentionShape Model::AttentionShapeOf(int64_t layer, int64_t rows, int64_t seq, int64_t offset,
+                                       int64_t key_stride) const {
   AttentionShape shape;
   shape.batch = rows;
   shape.queries = seq;
   shape.query_offset = offset;
-  shape.key_stride = decoder != nullptr ? decoder->max_positions_ : 0;
+  shape.key_stride = key_stride;
   shape.heads = config_.heads;
   shape.kv_heads = config_.kv_heads;
-  shape.head_dim = hd;
+  shape.head_dim = config_.head_dim;
+  shape.window = config_.WindowOf(layer);
   shape.scale = config_.AttentionScale();
+  return shape;
+}
+
+absl::Status Model::Forward(const DeviceBatch& batch, Activations* acts, Decoder* decoder,
+                            float* final_out) {
+  const int64_t rows = batch.rows, seq = batch.seq;
+  const int64_t n = rows * seq, d = config_.hidden, hd = config_.head_dim,
+                kv_dim = config_.kv_heads * hd, f = config_.mlp_hidden;
+  const int64_t offset = decoder != nullptr ? decoder->position_ : 0;
+  const float eps = config_.norm_eps;
+  Backend* b = backend_;
+  // Decoding keeps no activations: one layer's worth of scratch, reused.
+  Activations* a = acts != nullptr ? acts : decoder->scratch_.get();
+  float* x = a->x->data();          // the residual stream
+  float* normed = a->dtmp->data();  // a post-norm output before it joins the stream
+  b->Embed(batch.inputs, n, embedding().value->data(), d, std::sqrt(static_cast<float>(d)), x);
   for (int64_t layer = 0; layer < config_.layers; ++layer) {
     Activations::Layer& l = a->layers[acts != nullptr ? layer : 0];
     Parameter* p = &parameters_[1 + layer * kLayerParams];
+    const float theta = config_.RopeThetaOf(layer);
+    const AttentionShape shape = AttentionShapeOf(layer, rows, seq, offset,
+                                                  decoder != nullptr ? decoder->max_positions_ : 0);
     if (acts != nullptr) b->Copy(x, n * d, l.x_in->data());
     b->RmsNorm(x, p[kPreAttnNorm].value->data(), n, d, eps, l.n1->data(), l.rstd1->data());
     // Keys and values go straight into the decoder's cache.
@@ -262,11 +281,12 @@ absl::Status Model::Forward(absl::Span<const int32_t> ids, int64_t rows, int64_t
     b->RmsNorm(l.q_pre->data(), p[kQNorm].value->data(), n * config_.heads, hd, eps, l.q->data(),
                l.rstd_q->data());
     b->RmsNorm(k_pre, p[kKNorm].value->data(), n * config_.kv_heads, hd, eps, k, l.rstd_k->data());
-    b->Rope(l.q->data(), rows, seq, config_.heads, hd, offset, config_.rope_theta, false);
-    b->Rope(k, rows, seq, config_.kv_heads, hd, offset, config_.rope_theta, false);
-    b->CausalAttention(shape, l.q->data(), decoder != nullptr ? decoder->keys_[layer]->data() : k,
-                       decoder != nullptr ? decoder->values_[layer]->data() : v, l.ao->data(),
-                       acts != nullptr ? l.probs->data() : nullptr);
+    b->Rope(l.q->data(), rows, seq, config_.heads, hd, offset, theta, false);
+    b->Rope(k, rows, seq, config_.kv_heads, hd, offset, theta, false);
+    MAXIMUS_RETURN_IF_ERROR(b->CausalAttention(
+        shape, l.q->data(), decoder != nullptr ? decoder->keys_[layer]->data() : k,
+        decoder != nullptr ? decoder->values_[layer]->data() : v, l.ao->data(),
+        acts != nullptr ? l.attention.get() : nullptr));
     MAXIMUS_RETURN_IF_ERROR(Linear(b, l.ao->data(), p[kOProj], n, l.o->data()));
     b->RmsNorm(l.o->data(), p[kPostAttnNorm].value->data(), n, d, eps, normed, l.rstd_po->data());
     b->Add(x, normed, n * d, l.x_mid->data());
@@ -274,7 +294,7 @@ absl::Status Model::Forward(absl::Span<const int32_t> ids, int64_t rows, int64_t
                l.rstd2->data());
     MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n2->data(), p[kGateProj], n, l.gate->data()));
     MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n2->data(), p[kUpProj], n, l.up->data()));
-    b->SwiGlu(l.gate->data(), l.up->data(), n * f, l.act->data());
+    b->GatedActivation(config_.activation, l.gate->data(), l.up->data(), n * f, l.act->data());
     MAXIMUS_RETURN_IF_ERROR(Linear(b, l.act->data(), p[kDownProj], n, l.down->data()));
     b->RmsNorm(l.down->data(), p[kPostFfNorm].value->data(), n, d, eps, normed, l.rstd_pf->data());
     b->Add(l.x_mid->data(), normed, n * d, x);
@@ -286,17 +306,10 @@ absl::Status Model::Forward(absl::Span<const int32_t> ids, int64_t rows, int64_t
   return absl::OkStatus();
 }
 
-absl::Status Model::Backward(const TokenBatch& batch, Activations* a, const float* grad_final) {
-  const int64_t n = batch.rows * batch.seq, d = config_.hidden, hd = config_.head_dim,
+absl::Status Model::Backward(const DeviceBatch& batch, Activations* a, const float* grad_final) {
+  const int64_t n = batch.tokens(), d = config_.hidden, hd = config_.head_dim,
                 f = config_.mlp_hidden;
   Backend* b = backend_;
-  AttentionShape shape;
-  shape.batch = batch.rows;
-  shape.queries = batch.seq;
-  shape.heads = config_.heads;
-  shape.kv_heads = config_.kv_heads;
-  shape.head_dim = hd;
-  shape.scale = config_.AttentionScale();
   float* dx = a->dx->data();      // gradient of the residual stream
   float* dtmp = a->dtmp->data();  // gradient of a post-norm input
   float* dn = a->dn->data();      // gradient of a pre-norm output
@@ -306,13 +319,14 @@ absl::Status Model::Backward(const TokenBatch& batch, Activations* a, const floa
   for (int64_t layer = config_.layers - 1; layer >= 0; --layer) {
     Activations::Layer& l = a->layers[layer];
     Parameter* p = &parameters_[1 + layer * kLayerParams];
-    // x_out = x_mid + PostFfNorm(down(SwiGlu(gate(n2), up(n2)))), n2 = PreFfNorm(x_mid).
+    const float theta = config_.RopeThetaOf(layer);
+    // x_out = x_mid + PostFfNorm(down(act(gate(n2)) ⊙ up(n2))), n2 = PreFfNorm(x_mid).
     b->RmsNormBackward(l.down->data(), p[kPostFfNorm].value->data(), l.rstd_pf->data(), dx, n, d,
                        dtmp, p[kPostFfNorm].grad->data());
     MAXIMUS_RETURN_IF_ERROR(
         LinearBackward(b, l.act->data(), p[kDownProj], dtmp, n, a->dff->data(), false));
-    b->SwiGluBackward(l.gate->data(), l.up->data(), a->dff->data(), n * f, a->dgate->data(),
-                      a->dup->data());
+    b->GatedActivationBackward(config_.activation, l.gate->data(), l.up->data(), a->dff->data(),
+                               n * f, a->dgate->data(), a->dup->data());
     MAXIMUS_RETURN_IF_ERROR(
         LinearBackward(b, l.n2->data(), p[kGateProj], a->dgate->data(), n, dn, false));
     MAXIMUS_RETURN_IF_ERROR(
@@ -325,11 +339,11 @@ absl::Status Model::Backward(const TokenBatch& batch, Activations* a, const floa
                        dtmp, p[kPostAttnNorm].grad->data());
     MAXIMUS_RETURN_IF_ERROR(
         LinearBackward(b, l.ao->data(), p[kOProj], dtmp, n, a->dao->data(), false));
-    b->CausalAttentionBackward(shape, l.q->data(), l.k->data(), l.v->data(), l.probs->data(),
-                               a->dao->data(), a->dqn->data(), a->dkn->data(), a->dv->data());
-    b->Rope(a->dqn->data(), batch.rows, batch.seq, config_.heads, hd, 0, config_.rope_theta, true);
-    b->Rope(a->dkn->data(), batch.rows, batch.seq, config_.kv_heads, hd, 0, config_.rope_theta,
-            true);
+    MAXIMUS_RETURN_IF_ERROR(b->CausalAttentionBackward(
+        AttentionShapeOf(layer, batch.rows, batch.seq, 0, 0), l.q->data(), l.k->data(), l.v->data(),
+        l.ao->data(), *l.attention, a->dao->data(), a->dqn->data(), a->dkn->data(), a->dv->data()));
+    b->Rope(a->dqn->data(), batch.rows, batch.seq, config_.heads, hd, 0, theta, true);
+    b->Rope(a->dkn->data(), batch.rows, batch.seq, config_.kv_heads, hd, 0, theta, true);
     b->RmsNormBackward(l.q_pre->data(), p[kQNorm].value->data(), l.rstd_q->data(), a->dqn->data(),
                        n * config_.heads, hd, a->dq->data(), p[kQNorm].grad->data());
     b->RmsNormBackward(l.k_pre->data(), p[kKNorm].value->data(), l.rstd_k->data(), a->dkn->data(),
@@ -342,41 +356,44 @@ absl::Status Model::Backward(const TokenBatch& batch, Activations* a, const floa
                        dtmp, p[kPreAttnNorm].grad->data());
     b->Add(dx, dtmp, n * d, dx);  // dx is now d(x_in)
   }
-  b->EmbedBackward(batch.inputs, dx, d, std::sqrt(static_cast<float>(d)), embedding().grad->data());
+  b->EmbedBackward(batch.inputs, n, dx, d, std::sqrt(static_cast<float>(d)),
+                   embedding().grad->data());
+  return absl::OkStatus();
+}
+
+absl::Status Model::CheckIds(absl::Span<const int32_t> ids, absl::string_view what) const {
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= config_.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " token ", ids[i], " at position ", i,
+                                                     " is outside the vocabulary of ",
+                                                     config_.vocab_size));
+    }
+  }
   return absl::OkStatus();
 }
 
 absl::StatusOr<LossOutput> Model::Step(const TokenBatch& batch, const LossSettings& loss,
                                        bool backward) {
-  const int64_t n = batch.rows * batch.seq;
-  if (batch.rows <= 0 || batch.seq <= 0 || static_cast<int64_t>(batch.inputs.size()) != n ||
-      static_cast<int64_t>(batch.targets.size()) != n ||
-      (!batch.loss_mask.empty() && static_cast<int64_t>(batch.loss_mask.size()) != n)) {
-    return absl::InvalidArgumentError("malformed token batch");
-  }
-  for (int32_t id : batch.inputs) {
-    if (id < 0 || id >= config_.vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("input token ", id, " outside the vocabulary of ", config_.vocab_size));
-    }
-  }
+  MAXIMUS_RETURN_IF_ERROR(CheckIds(batch.inputs, "input"));
+  MAXIMUS_ASSIGN_OR_RETURN(const DeviceBatch device, backend_->UploadBatch(batch));
   Activations* a = ActivationsFor(batch.rows, batch.seq);
-  MAXIMUS_RETURN_IF_ERROR(Forward(batch.inputs, batch.rows, batch.seq, a, nullptr, nullptr));
-  kernels::LinearHeadShape head{n, config_.hidden, config_.vocab_size};
-  absl::StatusOr<LossOutput> out = backend_->Loss(
-      loss.kind, head, a->final->data(), embedding().value->data(), batch.targets, batch.loss_mask,
-      loss.maxis, backward, a->dfinal->data(), embedding().grad->data());
+  MAXIMUS_RETURN_IF_ERROR(Forward(device, a, nullptr, nullptr));
+  kernels::LinearHeadShape head{device.tokens(), config_.hidden, config_.vocab_size};
+  absl::StatusOr<LossOutput> out =
+      backend_->Loss(loss.kind, head, a->final->data(), embedding().value->data(), device,
+                     loss.maxis, backward, a->dfinal->data(), embedding().grad->data());
   if (!out.ok() || !backward) return out;
-  MAXIMUS_RETURN_IF_ERROR(Backward(batch, a, a->dfinal->data()));
+  MAXIMUS_RETURN_IF_ERROR(Backward(device, a, a->dfinal->data()));
   return out;
 }
 
 absl::StatusOr<std::vector<float>> Model::TokenLogProbs(const TokenBatch& batch) {
-  const int64_t n = batch.rows * batch.seq;
+  MAXIMUS_RETURN_IF_ERROR(CheckIds(batch.inputs, "input"));
+  MAXIMUS_ASSIGN_OR_RETURN(const DeviceBatch device, backend_->UploadBatch(batch));
   Activations* a = ActivationsFor(batch.rows, batch.seq);
-  MAXIMUS_RETURN_IF_ERROR(Forward(batch.inputs, batch.rows, batch.seq, a, nullptr, nullptr));
-  kernels::LinearHeadShape head{n, config_.hidden, config_.vocab_size};
-  return backend_->TokenLogProbs(head, a->final->data(), embedding().value->data(), batch.targets);
+  MAXIMUS_RETURN_IF_ERROR(Forward(device, a, nullptr, nullptr));
+  kernels::LinearHeadShape head{device.tokens(), config_.hidden, config_.vocab_size};
+  return backend_->TokenLogProbs(head, a->final->data(), embedding().value->data(), device);
 }
 
 std::unique_ptr<Model::Decoder> Model::NewDecoder(int64_t max_positions) {
@@ -388,10 +405,14 @@ std::unique_ptr<Model::Decoder> Model::NewDecoder(int64_t max_positions) {
     decoder->keys_.push_back(backend_->Allocate(max_positions * kv_dim));
     decoder->values_.push_back(backend_->Allocate(max_positions * kv_dim));
   }
+  decoder->scratch_ = NewScratch(1);
+  decoder->final_ = backend_->Allocate(config_.hidden);
   return decoder;
 }
 
-absl::StatusOr<std::vector<float>> Model::Decoder::Feed(absl::Span<const int32_t> tokens) {
+Model::Decoder::~Decoder() = default;
+
+absl::Status Model::Decoder::Feed(absl::Span<const int32_t> tokens, std::vector<float>* logits) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n == 0) return absl::InvalidArgumentError("no tokens to feed");
   if (position_ + n > max_positions_) {
@@ -399,16 +420,22 @@ absl::StatusOr<std::vector<float>> Model::Decoder::Feed(absl::Span<const int32_t
                                                      " positions; ", position_ + n, " needed"));
   }
   const ModelConfig& c = model_->config_;
-  for (int32_t id : tokens) {
-    if (id < 0 || id >= c.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("token ", id, " outside the vocabulary"));
-    }
+  MAXIMUS_RETURN_IF_ERROR(model_->CheckIds(tokens, "fed"));
+  if (scratch_->seq < n) {
+    scratch_ = model_->NewScratch(n);
+    final_ = model_->backend_->Allocate(n * c.hidden);
   }
-  std::unique_ptr<Buffer> final = model_->backend_->Allocate(n * c.hidden);
-  MAXIMUS_RETURN_IF_ERROR(model_->Forward(tokens, 1, n, nullptr, this, final->data()));
+  // Reuses the vectors' capacity: no allocation once warm.
+  batch_.rows = 1;
+  batch_.seq = n;
+  batch_.inputs.assign(tokens.begin(), tokens.end());
+  batch_.targets.assign(tokens.begin(), tokens.end());
+  MAXIMUS_ASSIGN_OR_RETURN(const DeviceBatch device, model_->backend_->UploadBatch(batch_));
+  MAXIMUS_RETURN_IF_ERROR(model_->Forward(device, nullptr, this, final_->data()));
   position_ += n;
-  return model_->backend_->Logits(1, c.hidden, c.vocab_size, final->data() + (n - 1) * c.hidden,
-                                  model_->embedding().value->data());
+  logits->resize(c.vocab_size);
+  return model_->backend_->Logits(1, c.hidden, c.vocab_size, final_->data() + (n - 1) * c.hidden,
+                                  model_->embedding().value->data(), logits->data());
 }
 
 TokenBatch MakeTokenBatch(absl::Span<const int32_t> tokens, absl::Span<const uint8_t> mask,

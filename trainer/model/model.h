@@ -1,9 +1,14 @@
-// The decoder of DESIGN.md, written only against Backend ops:
+// The Gemma 3 text decoder, as transformers' Gemma3ForCausalLM computes it,
+// written only against Backend ops:
 //   x = sqrt(d) · E[ids]
 //   per layer:  x += PostAttnNorm(Attn(PreAttnNorm(x)))
-//               x += PostFfNorm(Down(SiLU(Gate(n)) ⊙ Up(n))),  n = PreFfNorm(x)
-//   Attn: q, k, v projections; RMSNorm of each q and k head; RoPE; causal
-//         softmax(q·k / sqrt(head_dim)) v over grouped KV heads; output proj.
+//               x += PostFfNorm(Down(act(Gate(n)) ⊙ Up(n))),  n = PreFfNorm(x)
+//               act = GELU-tanh (Gemma 3) or SiLU (model_config.h)
+//   Attn: q, k, v projections; RMSNorm of each q and k head; RoPE (base
+//         rope_local_theta on sliding-window layers, rope_theta on global
+//         ones); causal softmax(q·k / sqrt(query_pre_attn_scalar)) v over
+//         grouped KV heads, within the sliding window on local layers;
+//         output projection.
 //   hidden = FinalNorm(x); the LM head is the embedding E (tied).
 // RMSNorms scale by (1 + weight), weights start at 0 (Gemma's convention).
 // Parameters carry Hugging Face Gemma 3 names and [out, in] layouts, so a
@@ -18,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "kernels/maxis.h"
 #include "trainer/backend/backend.h"
@@ -25,6 +31,7 @@
 
 namespace maximus::trainer {
 
+// A parameter's value and gradient: views into the model's ParameterArena.
 struct Parameter {
   std::string name;
   std::vector<int64_t> shape;
@@ -34,16 +41,6 @@ struct Parameter {
   std::unique_ptr<Buffer> grad;
 
   int64_t size() const { return value->size(); }
-};
-
-// One micro-batch: `rows` sequences of `seq` positions; targets are the next
-// tokens; loss_mask (empty: all ones) selects the counted targets.
-struct TokenBatch {
-  int64_t rows = 0;
-  int64_t seq = 0;
-  std::vector<int32_t> inputs;
-  std::vector<int32_t> targets;
-  std::vector<uint8_t> loss_mask;
 };
 
 struct LossSettings {
@@ -64,6 +61,8 @@ class Model {
   const ModelConfig& config() const { return config_; }
   Backend* backend() const { return backend_; }
   std::vector<Parameter>& parameters() { return parameters_; }
+  // Values, gradients and optimizer moments of every parameter.
+  ParameterArena& arena() { return *arena_; }
   Parameter* Find(const std::string& name);
   // The tied embedding, [vocab, hidden].
   Parameter& embedding() { return parameters_[0]; }
@@ -75,12 +74,19 @@ class Model {
   // Exact log p(target) at every position (masked positions too).
   absl::StatusOr<std::vector<float>> TokenLogProbs(const TokenBatch& batch);
 
-  // Incremental decoding of one sequence with a KV cache.
+ private:
+  struct Activations;
+
+ public:
+  // Incremental decoding of one sequence with a KV cache. Memory is taken at
+  // creation and when a feed is longer than any before, never per token.
   class Decoder {
    public:
-    // Feeds tokens (the prompt, then one at a time); returns the logits of
-    // the last one. RESOURCE_EXHAUSTED past max_positions.
-    absl::StatusOr<std::vector<float>> Feed(absl::Span<const int32_t> tokens);
+    ~Decoder();
+    // Feeds tokens (the prompt, then one at a time); writes the logits of the
+    // last one into `logits` (resized to the vocabulary). RESOURCE_EXHAUSTED
+    // past max_positions.
+    absl::Status Feed(absl::Span<const int32_t> tokens, std::vector<float>* logits);
     int64_t position() const { return position_; }
 
    private:
@@ -90,23 +96,33 @@ class Model {
     int64_t position_ = 0;
     std::vector<std::unique_ptr<Buffer>> keys_;  // per layer [max, kv_heads * head_dim]
     std::vector<std::unique_ptr<Buffer>> values_;
+    TokenBatch batch_;                      // the fed ids, for UploadBatch
+    std::unique_ptr<Activations> scratch_;  // one layer's worth, for the longest feed so far
+    std::unique_ptr<Buffer> final_;
   };
   std::unique_ptr<Decoder> NewDecoder(int64_t max_positions);
 
  private:
-  struct Activations;
   Model(Backend* backend, const ModelConfig& config);
   // Runs the layers over rows x seq tokens starting at `offset`; saves what
   // the backward needs when `acts` is set; reads/writes the decoder's cache
   // when `decoder` is set. Leaves the final hidden states in acts->final or
   // `final_out`.
-  absl::Status Forward(absl::Span<const int32_t> ids, int64_t rows, int64_t seq, Activations* acts,
-                       Decoder* decoder, float* final_out);
-  absl::Status Backward(const TokenBatch& batch, Activations* acts, const float* grad_final);
+  absl::Status Forward(const DeviceBatch& batch, Activations* acts, Decoder* decoder,
+                       float* final_out);
+  absl::Status Backward(const DeviceBatch& batch, Activations* acts, const float* grad_final);
+  // Decoding scratch for n tokens: one layer, no backward state.
+  std::unique_ptr<Activations> NewScratch(int64_t n);
+  // The attention of `layer` over rows x seq queries from position `offset`.
+  AttentionShape AttentionShapeOf(int64_t layer, int64_t rows, int64_t seq, int64_t offset,
+                                  int64_t key_stride) const;
+  // INVALID_ARGUMENT naming the first id outside the vocabulary.
+  absl::Status CheckIds(absl::Span<const int32_t> ids, absl::string_view what) const;
   Activations* ActivationsFor(int64_t rows, int64_t seq);
 
   Backend* backend_;
   ModelConfig config_;
+  std::unique_ptr<ParameterArena> arena_;
   std::vector<Parameter> parameters_;
   std::unique_ptr<Activations> acts_;
 };

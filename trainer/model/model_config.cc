@@ -16,9 +16,7 @@ int64_t ModelConfig::NumParameters() const {
   return vocab_size * hidden + layers * (attention + mlp + norms) + hidden;
 }
 
-float ModelConfig::AttentionScale() const {
-  return 1.0f / std::sqrt(query_pre_attn_scalar);
-}
+float ModelConfig::AttentionScale() const { return 1.0f / std::sqrt(query_pre_attn_scalar); }
 
 bool ModelConfig::IsSlidingLayer(int64_t layer) const {
   if (sliding_window <= 0) return false;
@@ -41,8 +39,8 @@ absl::string_view ActivationName(Activation activation) {
 absl::StatusOr<Activation> ParseActivation(absl::string_view name) {
   if (name == "gelu_pytorch_tanh" || name == "gelu_tanh") return Activation::kGeluTanh;
   if (name == "silu") return Activation::kSilu;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "model activation \"", name, "\" is not supported (gelu_pytorch_tanh, silu)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("model activation \"", name, "\" is not supported (gelu_pytorch_tanh, silu)"));
 }
 
 absl::Status ValidateModelConfig(const ModelConfig& c) {
@@ -82,9 +80,8 @@ absl::Status ValidateModelConfig(const ModelConfig& c) {
   }
   if (!c.layer_types.empty()) {
     if (static_cast<int64_t>(c.layer_types.size()) != c.layers) {
-      return absl::InvalidArgumentError(absl::StrCat("model layer_types has ",
-                                                     c.layer_types.size(), " entries for ",
-                                                     c.layers, " layers"));
+      return absl::InvalidArgumentError(absl::StrCat("model layer_types has ", c.layer_types.size(),
+                                                     " entries for ", c.layers, " layers"));
     }
     for (const std::string& type : c.layer_types) {
       if (type != "sliding_attention" && type != "full_attention") {
@@ -191,7 +188,8 @@ absl::StatusOr<ModelConfig> ModelConfigFromJson(absl::string_view json) {
     } else if (key == "mlp_hidden") {
       s = integer(&c.mlp_hidden);
     } else if (key == "activation") {
-      if (!value.is_string()) return absl::InvalidArgumentError("model activation must be a string");
+      if (!value.is_string())
+        return absl::InvalidArgumentError("model activation must be a string");
       absl::StatusOr<Activation> activation = ParseActivation(value.get<std::string>());
       if (!activation.ok()) return activation.status();
       c.activation = *activation;

@@ -12,14 +12,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "kernels/gated_activation.h"
 
 namespace maximus::trainer {
 
-// The gated MLP's activation: act(gate(x)) * up(x).
-enum class Activation {
-  kGeluTanh,  // Gemma 3's "gelu_pytorch_tanh".
-  kSilu,      // SwiGLU (Llama's).
-};
+// The gated MLP's activation, act(gate(x)) * up(x): Gemma 3's
+// "gelu_pytorch_tanh" or SiLU (SwiGLU).
+using Activation = kernels::Activation;
 
 struct ModelConfig {
   std::string name = "custom";

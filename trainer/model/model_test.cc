@@ -10,6 +10,14 @@
 namespace maximus::trainer {
 namespace {
 
+// The logits after feeding `tokens`, or the error.
+absl::StatusOr<std::vector<float>> FeedForLogits(Model::Decoder& decoder,
+                                                 absl::Span<const int32_t> tokens) {
+  std::vector<float> logits;
+  if (absl::Status s = decoder.Feed(tokens, &logits); !s.ok()) return s;
+  return logits;
+}
+
 ModelConfig SmallConfig() {
   ModelConfig c;
   c.vocab_size = 48;
@@ -19,6 +27,12 @@ ModelConfig SmallConfig() {
   c.kv_heads = 2;
   c.head_dim = 8;
   c.mlp_hidden = 24;
+  // Gemma 3's features at test size: layer 0 slides over 3 positions (base
+  // 10^4), layer 1 is global (base 10^6); logits scaled by 1/sqrt(6), not
+  // 1/sqrt(head_dim).
+  c.sliding_window = 3;
+  c.sliding_window_pattern = 2;
+  c.query_pre_attn_scalar = 6;
   return c;
 }
 
@@ -118,7 +132,7 @@ TEST(ModelTest, IncrementalDecodingEqualsTheFullForward) {
   // Prompt of 4 tokens at once, then one at a time.
   for (int64_t pos = 0; pos < 9;) {
     const int64_t take = pos == 0 ? 4 : 1;
-    auto logits = decoder->Feed(absl::MakeConstSpan(batch.inputs).subspan(pos, take));
+    auto logits = FeedForLogits(*decoder, absl::MakeConstSpan(batch.inputs).subspan(pos, take));
     ASSERT_TRUE(logits.ok()) << logits.status();
     pos += take;
     double max = -1e30, sum = 0;
@@ -128,7 +142,7 @@ TEST(ModelTest, IncrementalDecodingEqualsTheFullForward) {
     EXPECT_NEAR(lp, (*logprobs)[pos - 1], 1e-4) << "position " << pos - 1;
   }
   EXPECT_EQ(decoder->position(), 9);
-  auto overflow = decoder->Feed(std::vector<int32_t>(8, 1));
+  auto overflow = FeedForLogits(*decoder, std::vector<int32_t>(8, 1));
   EXPECT_EQ(overflow.status().code(), absl::StatusCode::kResourceExhausted);
 }
 
@@ -176,6 +190,27 @@ TEST(ModelTest, PresetsAndConfigFiles) {
   EXPECT_EQ(m270->hidden, 640);
   EXPECT_EQ(m270->layers, 18);
   EXPECT_EQ(m270->head_dim, 256);
+  EXPECT_EQ(m270->sliding_window, 512);
+  EXPECT_EQ(m270->activation, Activation::kGeluTanh);
+  EXPECT_FLOAT_EQ(m270->AttentionScale(), 1.0f / 16);
+  for (int64_t layer = 0; layer < 18; ++layer) {
+    const bool global = layer % 6 == 5;  // Gemma 3: five local layers, then a global one.
+    EXPECT_EQ(m270->IsSlidingLayer(layer), !global) << layer;
+    EXPECT_EQ(m270->WindowOf(layer), global ? 0 : 512) << layer;
+    EXPECT_FLOAT_EQ(m270->RopeThetaOf(layer), global ? 1e6f : 1e4f) << layer;
+  }
+  auto explicit_types =
+      ModelConfigFromJson(R"({"layers": 2, "layer_types": ["full_attention", "sliding_attention"],
+                              "activation": "silu"})");
+  ASSERT_TRUE(explicit_types.ok()) << explicit_types.status();
+  EXPECT_FALSE(explicit_types->IsSlidingLayer(0));
+  EXPECT_TRUE(explicit_types->IsSlidingLayer(1));
+  EXPECT_EQ(explicit_types->activation, Activation::kSilu);
+  auto again = ModelConfigFromJson(ModelConfigToJson(*explicit_types));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->layer_types, explicit_types->layer_types);
+  EXPECT_FALSE(ModelConfigFromJson(R"({"layers": 2, "layer_types": ["full_attention"]})").ok());
+  EXPECT_FALSE(ModelConfigFromJson(R"({"activation": "relu"})").ok());
   EXPECT_FALSE(PresetModelConfig("huge").ok());
   auto round = ModelConfigFromJson(ModelConfigToJson(*m270));
   ASSERT_TRUE(round.ok()) << round.status();

@@ -7,21 +7,36 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "kernels/random.h"
 #include "base/thread_pool.h"
+#include "kernels/gated_activation.h"
+#include "kernels/random.h"
 
 namespace maximus::trainer {
 namespace {
 
 class HostBuffer : public Buffer {
  public:
-  explicit HostBuffer(int64_t n) : data_(static_cast<size_t>(n), 0.0f) {}
-  float* data() override { return data_.data(); }
-  const float* data() const override { return data_.data(); }
-  int64_t size() const override { return static_cast<int64_t>(data_.size()); }
+  HostBuffer(int64_t n, DType dtype)
+      : dtype_(dtype), size_(n), bytes_(static_cast<size_t>(n * DTypeBytes(dtype)), 0) {}
+  DType dtype() const override { return dtype_; }
+  int64_t size() const override { return size_; }
+  void* raw() override { return bytes_.data(); }
+  const void* raw() const override { return bytes_.data(); }
 
  private:
-  std::vector<float> data_;
+  DType dtype_;
+  int64_t size_;
+  // 4-byte aligned by the allocator (operator new aligns to at least 16).
+  std::vector<unsigned char> bytes_;
+};
+
+// The probabilities of every visible key (zeros elsewhere) and scratch for
+// the backward's dS, [batch, heads, queries, keys].
+class CpuAttentionState : public AttentionState {
+ public:
+  explicit CpuAttentionState(int64_t n) : probs(n), ds(n) {}
+  std::vector<float> probs;
+  std::vector<float> ds;
 };
 
 // Calls fn(begin, end) over [0, n) in contiguous blocks on the shared pool;
@@ -41,11 +56,43 @@ void ParallelRanges(int64_t n, int64_t min_block, Fn&& fn) {
   });
 }
 
-float Sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+float Dot(const float* a, const float* b, int64_t n) {
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+// y += alpha * x.
+void Axpy(float alpha, const float* x, int64_t n, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
 
 }  // namespace
 
-std::unique_ptr<Buffer> CpuBackend::Allocate(int64_t n) { return std::make_unique<HostBuffer>(n); }
+std::unique_ptr<Buffer> CpuBackend::Allocate(int64_t n, DType dtype) {
+  return std::make_unique<HostBuffer>(n, dtype);
+}
+
+absl::StatusOr<DeviceBatch> CpuBackend::UploadBatch(const TokenBatch& batch) {
+  const int64_t n = batch.rows * batch.seq;
+  if (batch.rows <= 0 || batch.seq <= 0 || static_cast<int64_t>(batch.inputs.size()) != n ||
+      static_cast<int64_t>(batch.targets.size()) != n ||
+      (!batch.loss_mask.empty() && static_cast<int64_t>(batch.loss_mask.size()) != n)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "malformed token batch: ", batch.rows, " x ", batch.seq, " with ", batch.inputs.size(),
+        " inputs, ", batch.targets.size(), " targets, ", batch.loss_mask.size(), " mask values"));
+  }
+  inputs_.assign(batch.inputs.begin(), batch.inputs.end());
+  targets_.assign(batch.targets.begin(), batch.targets.end());
+  loss_mask_.assign(batch.loss_mask.begin(), batch.loss_mask.end());
+  DeviceBatch device;
+  device.rows = batch.rows;
+  device.seq = batch.seq;
+  device.inputs = inputs_.data();
+  device.targets = targets_.data();
+  device.loss_mask = loss_mask_.empty() ? nullptr : loss_mask_.data();
+  return device;
+}
 
 void CpuBackend::CopyToHost(const float* src, int64_t n, float* host) {
   std::memcpy(host, src, n * sizeof(float));
@@ -72,9 +119,8 @@ absl::Status CpuBackend::Gemm(const kernels::GemmDims& dims, float alpha, const 
   return kernels::Gemm(dims, alpha, a, b, beta, c);
 }
 
-void CpuBackend::Embed(absl::Span<const int32_t> ids, const float* table, int64_t d, float scale,
+void CpuBackend::Embed(const int32_t* ids, int64_t n, const float* table, int64_t d, float scale,
                        float* out) {
-  const int64_t n = static_cast<int64_t>(ids.size());
   ParallelRanges(n, 64, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float* row = table + static_cast<int64_t>(ids[i]) * d;
@@ -83,13 +129,16 @@ void CpuBackend::Embed(absl::Span<const int32_t> ids, const float* table, int64_
   });
 }
 
-void CpuBackend::EmbedBackward(absl::Span<const int32_t> ids, const float* dout, int64_t d,
+void CpuBackend::EmbedBackward(const int32_t* ids, int64_t n, const float* dout, int64_t d,
                                float scale, float* dtable) {
-  // Sequential: repeated ids add into the same row.
-  for (size_t i = 0; i < ids.size(); ++i) {
-    float* row = dtable + static_cast<int64_t>(ids[i]) * d;
-    for (int64_t j = 0; j < d; ++j) row[j] += scale * dout[i * d + j];
-  }
+  // Split by column ranges: each thread owns some columns of every row, so
+  // repeated ids add into the same row in token order, without races.
+  ParallelRanges(d, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = 0; i < n; ++i) {
+      float* row = dtable + static_cast<int64_t>(ids[i]) * d;
+      for (int64_t j = begin; j < end; ++j) row[j] += scale * dout[i * d + j];
+    }
+  });
 }
 
 void CpuBackend::RmsNorm(const float* x, const float* weight, int64_t rows, int64_t d, float eps,
@@ -168,126 +217,126 @@ void CpuBackend::Rope(float* x, int64_t batch, int64_t seq, int64_t heads, int64
   });
 }
 
-void CpuBackend::CausalAttention(const AttentionShape& s, const float* q, const float* k,
-                                 const float* v, float* out, float* probs) {
-  const int64_t keys = s.keys();
-  const int64_t group = s.heads / s.kv_heads;
-  std::vector<float> scratch;
-  if (probs == nullptr) scratch.resize(s.queries * keys);
-  for (int64_t b = 0; b < s.batch; ++b) {
-    for (int64_t h = 0; h < s.heads; ++h) {
-      const int64_t g = h / group;
-      const float* qh = q + (b * s.queries * s.heads + h) * s.head_dim;
-      const float* kh = k + (b * s.KeyStride() * s.kv_heads + g) * s.head_dim;
-      const float* vh = v + (b * s.KeyStride() * s.kv_heads + g) * s.head_dim;
-      float* p = probs != nullptr ? probs + (b * s.heads + h) * s.queries * keys : scratch.data();
-      kernels::GemmDims scores;  // P = scale · Q Kᵀ
-      scores.m = s.queries;
-      scores.n = keys;
-      scores.k = s.head_dim;
-      scores.transpose_b = true;
-      scores.lda = s.heads * s.head_dim;
-      scores.ldb = s.kv_heads * s.head_dim;
-      kernels::Gemm(scores, s.scale, qh, kh, 0.0f, p).IgnoreError();
-      ParallelRanges(s.queries, 8, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          float* row = p + i * keys;
-          const int64_t visible = s.query_offset + i + 1;
-          float max = -std::numeric_limits<float>::infinity();
-          for (int64_t j = 0; j < visible; ++j) max = std::max(max, row[j]);
-          double sum = 0;
-          for (int64_t j = 0; j < visible; ++j) {
-            row[j] = std::exp(row[j] - max);
-            sum += row[j];
-          }
-          const float inv = static_cast<float>(1.0 / sum);
-          for (int64_t j = 0; j < visible; ++j) row[j] *= inv;
-          for (int64_t j = visible; j < keys; ++j) row[j] = 0.0f;
-        }
-      });
-      kernels::GemmDims mix;  // O = P V
-      mix.m = s.queries;
-      mix.n = s.head_dim;
-      mix.k = keys;
-      mix.ldb = s.kv_heads * s.head_dim;
-      mix.ldc = s.heads * s.head_dim;
-      kernels::Gemm(mix, 1.0f, p, vh, 0.0f, out + (b * s.queries * s.heads + h) * s.head_dim)
-          .IgnoreError();
-    }
-  }
+std::unique_ptr<AttentionState> CpuBackend::NewAttentionState(const AttentionShape& s) {
+  return std::make_unique<CpuAttentionState>(s.batch * s.heads * s.queries * s.keys());
 }
 
-void CpuBackend::CausalAttentionBackward(const AttentionShape& s, const float* q, const float* k,
-                                         const float* v, const float* probs, const float* dout,
-                                         float* dq, float* dk, float* dv) {
-  const int64_t keys = s.keys();
-  const int64_t group = s.heads / s.kv_heads;
-  std::fill(dk, dk + s.batch * s.KeyStride() * s.kv_heads * s.head_dim, 0.0f);
-  std::fill(dv, dv + s.batch * s.KeyStride() * s.kv_heads * s.head_dim, 0.0f);
-  std::vector<float> ds(s.queries * keys);
-  for (int64_t b = 0; b < s.batch; ++b) {
-    for (int64_t h = 0; h < s.heads; ++h) {
-      const int64_t g = h / group;
-      const int64_t q_offset = (b * s.queries * s.heads + h) * s.head_dim;
-      const int64_t kv_offset = (b * s.KeyStride() * s.kv_heads + g) * s.head_dim;
-      const float* p = probs + (b * s.heads + h) * s.queries * keys;
-      kernels::GemmDims dp;  // dP = dO Vᵀ
-      dp.m = s.queries;
-      dp.n = keys;
-      dp.k = s.head_dim;
-      dp.transpose_b = true;
-      dp.lda = s.heads * s.head_dim;
-      dp.ldb = s.kv_heads * s.head_dim;
-      kernels::Gemm(dp, 1.0f, dout + q_offset, v + kv_offset, 0.0f, ds.data()).IgnoreError();
-      // dS = scale · P ⊙ (dP − Σ_j P dP), row by row.
-      ParallelRanges(s.queries, 8, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          float* row = ds.data() + i * keys;
-          const float* prow = p + i * keys;
-          double dot = 0;
-          for (int64_t j = 0; j < keys; ++j) dot += double{prow[j]} * row[j];
-          for (int64_t j = 0; j < keys; ++j) {
-            row[j] = s.scale * prow[j] * (row[j] - static_cast<float>(dot));
-          }
-        }
-      });
-      kernels::GemmDims dq_dims;  // dQ = dS K
-      dq_dims.m = s.queries;
-      dq_dims.n = s.head_dim;
-      dq_dims.k = keys;
-      dq_dims.ldb = s.kv_heads * s.head_dim;
-      dq_dims.ldc = s.heads * s.head_dim;
-      kernels::Gemm(dq_dims, 1.0f, ds.data(), k + kv_offset, 0.0f, dq + q_offset).IgnoreError();
-      // dK += dSᵀ Q and dV += Pᵀ dO: the same shapes.
-      kernels::GemmDims dkv;
-      dkv.m = keys;
-      dkv.n = s.head_dim;
-      dkv.k = s.queries;
-      dkv.transpose_a = true;
-      dkv.lda = keys;
-      dkv.ldb = s.heads * s.head_dim;
-      dkv.ldc = s.kv_heads * s.head_dim;
-      kernels::Gemm(dkv, 1.0f, ds.data(), q + q_offset, 1.0f, dk + kv_offset).IgnoreError();
-      kernels::Gemm(dkv, 1.0f, p, dout + q_offset, 1.0f, dv + kv_offset).IgnoreError();
+absl::Status CpuBackend::CausalAttention(const AttentionShape& s, const float* q, const float* k,
+                                         const float* v, float* out, AttentionState* state) {
+  const int64_t keys = s.keys(), hd = s.head_dim, group = s.heads / s.kv_heads;
+  const int64_t q_row = s.heads * hd, kv_row = s.kv_heads * hd;
+  float* probs = state != nullptr ? static_cast<CpuAttentionState*>(state)->probs.data() : nullptr;
+  // One task per (sequence, head, query): every row is independent.
+  ParallelRanges(s.batch * s.heads * s.queries, 4, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scratch;  // Grows once; decoding allocates nothing.
+    if (probs == nullptr && static_cast<int64_t>(scratch.size()) < keys) scratch.resize(keys);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t i = task % s.queries, h = (task / s.queries) % s.heads,
+                    b = task / (s.queries * s.heads), g = h / group;
+      const float* qi = q + (b * s.queries + i) * q_row + h * hd;
+      const float* kb = k + b * s.KeyStride() * kv_row + g * hd;
+      const float* vb = v + b * s.KeyStride() * kv_row + g * hd;
+      float* row = probs != nullptr ? probs + task * keys : scratch.data();
+      const int64_t position = s.query_offset + i;
+      const int64_t first = s.FirstVisibleKey(position);
+      float max = -std::numeric_limits<float>::infinity();
+      for (int64_t j = first; j <= position; ++j) {
+        row[j] = s.scale * Dot(qi, kb + j * kv_row, hd);
+        max = std::max(max, row[j]);
+      }
+      double sum = 0;
+      for (int64_t j = first; j <= position; ++j) {
+        row[j] = std::exp(row[j] - max);
+        sum += row[j];
+      }
+      const float inv = static_cast<float>(1.0 / sum);
+      float* o = out + (b * s.queries + i) * q_row + h * hd;
+      std::fill(o, o + hd, 0.0f);
+      for (int64_t j = first; j <= position; ++j) {
+        row[j] *= inv;
+        Axpy(row[j], vb + j * kv_row, hd, o);
+      }
+      if (probs != nullptr) {
+        std::fill(row, row + first, 0.0f);
+        std::fill(row + position + 1, row + keys, 0.0f);
+      }
     }
-  }
+  });
+  return absl::OkStatus();
 }
 
-void CpuBackend::SwiGlu(const float* gate, const float* up, int64_t n, float* out) {
+absl::Status CpuBackend::CausalAttentionBackward(const AttentionShape& s, const float* q,
+                                                 const float* k, const float* v, const float* out,
+                                                 const AttentionState& state, const float* dout,
+                                                 float* dq, float* dk, float* dv) {
+  if (s.query_offset != 0) {
+    return absl::InvalidArgumentError("attention backward needs query_offset 0");
+  }
+  const int64_t keys = s.keys(), hd = s.head_dim, group = s.heads / s.kv_heads;
+  const int64_t q_row = s.heads * hd, kv_row = s.kv_heads * hd;
+  auto& cpu_state = const_cast<CpuAttentionState&>(static_cast<const CpuAttentionState&>(state));
+  const float* probs = cpu_state.probs.data();
+  float* ds_all = cpu_state.ds.data();
+  // dS = scale · P ⊙ (dP − Σ_j P dP) with dP = dO Vᵀ, and dQ = dS K, row by row.
+  ParallelRanges(s.batch * s.heads * s.queries, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t i = task % s.queries, h = (task / s.queries) % s.heads,
+                    b = task / (s.queries * s.heads), g = h / group;
+      const float* doi = dout + (b * s.queries + i) * q_row + h * hd;
+      const float* kb = k + b * s.KeyStride() * kv_row + g * hd;
+      const float* vb = v + b * s.KeyStride() * kv_row + g * hd;
+      const float* p = probs + task * keys;
+      float* ds = ds_all + task * keys;
+      const int64_t first = s.FirstVisibleKey(i);
+      double dot = 0;
+      for (int64_t j = first; j <= i; ++j) {
+        ds[j] = Dot(doi, vb + j * kv_row, hd);
+        dot += double{p[j]} * ds[j];
+      }
+      float* dqi = dq + (b * s.queries + i) * q_row + h * hd;
+      std::fill(dqi, dqi + hd, 0.0f);
+      for (int64_t j = first; j <= i; ++j) {
+        ds[j] = s.scale * p[j] * (ds[j] - static_cast<float>(dot));
+        Axpy(ds[j], kb + j * kv_row, hd, dqi);
+      }
+    }
+  });
+  // dK[j] = Σ_h Σ_i dS[h, i, j] q[i, h] and dV[j] = Σ_h Σ_i P[h, i, j] dO[i, h]
+  // over the heads h of j's group, one task per (sequence, KV head, key).
+  ParallelRanges(s.batch * s.kv_heads * keys, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t j = task % keys, g = (task / keys) % s.kv_heads, b = task / (keys * s.kv_heads);
+      float* dkj = dk + (b * s.KeyStride() + j) * kv_row + g * hd;
+      float* dvj = dv + (b * s.KeyStride() + j) * kv_row + g * hd;
+      std::fill(dkj, dkj + hd, 0.0f);
+      std::fill(dvj, dvj + hd, 0.0f);
+      const int64_t last = s.window > 0 ? std::min(s.queries, j + s.window) : s.queries;
+      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+        const int64_t head_task = (b * s.heads + h) * s.queries;
+        for (int64_t i = j; i < last; ++i) {
+          const int64_t row = (head_task + i) * keys + j;
+          const int64_t at = (b * s.queries + i) * q_row + h * hd;
+          Axpy(ds_all[row], q + at, hd, dkj);
+          Axpy(probs[row], dout + at, hd, dvj);
+        }
+      }
+    }
+  });
+  return absl::OkStatus();
+}
+
+void CpuBackend::GatedActivation(kernels::Activation activation, const float* gate, const float* up,
+                                 int64_t n, float* out) {
   ParallelRanges(n, 4096, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) out[i] = gate[i] * Sigmoid(gate[i]) * up[i];
+    kernels::GatedActivation(activation, gate, up, begin, end, out);
   });
 }
 
-void CpuBackend::SwiGluBackward(const float* gate, const float* up, const float* dout, int64_t n,
-                                float* dgate, float* dup) {
+void CpuBackend::GatedActivationBackward(kernels::Activation activation, const float* gate,
+                                         const float* up, const float* dout, int64_t n,
+                                         float* dgate, float* dup) {
   ParallelRanges(n, 4096, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const float sig = Sigmoid(gate[i]);
-      const float silu = gate[i] * sig;
-      dup[i] = dout[i] * silu;
-      dgate[i] = dout[i] * up[i] * sig * (1.0f + gate[i] * (1.0f - sig));
-    }
+    kernels::GatedActivationBackward(activation, gate, up, dout, begin, end, dgate, dup);
   });
 }
 
@@ -299,18 +348,17 @@ void CpuBackend::Add(const float* a, const float* b, int64_t n, float* out) {
 
 absl::StatusOr<LossOutput> CpuBackend::Loss(LossKind kind, const kernels::LinearHeadShape& shape,
                                             const float* hidden, const float* weight,
-                                            absl::Span<const int32_t> targets,
-                                            absl::Span<const uint8_t> loss_mask,
+                                            const DeviceBatch& batch,
                                             const kernels::MaxisConfig& maxis, bool gradients,
                                             float* grad_hidden, float* grad_weight) {
   kernels::LinearHeadInputs inputs;
   inputs.hidden = hidden;
   inputs.weight = weight;
-  inputs.targets = targets.data();
-  inputs.loss_mask = loss_mask.empty() ? nullptr : loss_mask.data();
+  inputs.targets = batch.targets;
+  inputs.loss_mask = batch.loss_mask;
   LossOutput output;
   for (int64_t i = 0; i < shape.tokens; ++i)
-    output.counted_tokens += loss_mask.empty() || loss_mask[i];
+    output.counted_tokens += batch.loss_mask == nullptr || batch.loss_mask[i];
   const int64_t d = shape.hidden;
   if (kind == LossKind::kMaxis) {
     absl::StatusOr<kernels::MaxisResult> result =
@@ -344,11 +392,11 @@ absl::StatusOr<LossOutput> CpuBackend::Loss(LossKind kind, const kernels::Linear
 absl::StatusOr<std::vector<float>> CpuBackend::TokenLogProbs(const kernels::LinearHeadShape& shape,
                                                              const float* hidden,
                                                              const float* weight,
-                                                             absl::Span<const int32_t> targets) {
+                                                             const DeviceBatch& batch) {
   kernels::LinearHeadInputs inputs;
   inputs.hidden = hidden;
   inputs.weight = weight;
-  inputs.targets = targets.data();
+  inputs.targets = batch.targets;
   absl::StatusOr<kernels::CrossEntropyResult> result =
       kernels::LinearCrossEntropy(shape, inputs, /*compute_gradients=*/false);
   if (!result.ok()) return result.status();
@@ -357,35 +405,43 @@ absl::StatusOr<std::vector<float>> CpuBackend::TokenLogProbs(const kernels::Line
   return logprobs;
 }
 
-absl::StatusOr<std::vector<float>> CpuBackend::Logits(int64_t rows, int64_t d, int64_t vocab,
-                                                      const float* hidden, const float* weight) {
-  std::vector<float> logits(rows * vocab);
+absl::Status CpuBackend::Logits(int64_t rows, int64_t d, int64_t vocab, const float* hidden,
+                                const float* weight, float* host) {
   kernels::GemmDims dims;
   dims.m = rows;
   dims.n = vocab;
   dims.k = d;
   dims.transpose_b = true;
-  if (absl::Status s = kernels::Gemm(dims, 1.0f, hidden, weight, 0.0f, logits.data()); !s.ok()) {
-    return s;
+  return kernels::Gemm(dims, 1.0f, hidden, weight, 0.0f, host);
+}
+
+absl::StatusOr<double> CpuBackend::OptimizerUpdate(const OptimizerStep& step,
+                                                   ParameterArena& arena) {
+  float* grads = arena.grads().data();
+  const int64_t n = arena.size();
+  if (step.grad_scale != 1.0f) {
+    ParallelRanges(n, 1 << 14, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) grads[i] *= step.grad_scale;
+    });
   }
-  return logits;
-}
-
-double CpuBackend::SquaredNorm(const float* x, int64_t n) {
-  double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += double{x[i]} * x[i];
-  return sum;
-}
-
-void CpuBackend::Scale(float* x, int64_t n, float factor) {
-  ParallelRanges(n, 1 << 14, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) x[i] *= factor;
-  });
-}
-
-void CpuBackend::AdamW(const AdamWConfig& config, int64_t step, float lr, float weight_decay_scale,
-                       int64_t n, float* param, const float* grad, float* m, float* v) {
-  AdamWUpdate(config, step, lr, weight_decay_scale, n, param, grad, m, v);
+  const std::pair<float*, int64_t> all[] = {{grads, n}};
+  const double norm = ClipGradientNorm(all, step.clip_norm);
+  if (!std::isfinite(norm)) return norm;
+  float* values = arena.values().data();
+  float* m = arena.m().data();
+  float* v = arena.v().data();
+  // Runs of segments that share a weight-decay setting, one update each.
+  const std::vector<ParameterArena::Segment>& segments = arena.segments();
+  for (size_t first = 0; first < segments.size();) {
+    size_t last = first;
+    while (last + 1 < segments.size() && segments[last + 1].decay == segments[first].decay) ++last;
+    const int64_t begin = segments[first].offset;
+    const int64_t size = segments[last].offset + segments[last].size - begin;
+    AdamWUpdate(step.adamw, step.step, step.lr, segments[first].decay ? 1.0f : 0.0f, size,
+                values + begin, grads + begin, m + begin, v + begin);
+    first = last + 1;
+  }
+  return norm;
 }
 
 }  // namespace maximus::trainer

@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -95,7 +97,8 @@ TEST(CpuBackendTest, RopeIsARotationAndItsInverseIsTheBackward) {
   ExpectGradient([&](const std::vector<float>& x) { return Dot(forward(x), r); }, x0, grad, "rope");
 }
 
-class AttentionTest : public ::testing::Test {
+// Window 0 (global) and sliding windows shorter than the sequence.
+class AttentionTest : public ::testing::TestWithParam<int64_t> {
  protected:
   AttentionShape Shape() const {
     AttentionShape s;
@@ -104,32 +107,35 @@ class AttentionTest : public ::testing::Test {
     s.heads = 4;
     s.kv_heads = 2;
     s.head_dim = 4;
+    s.window = GetParam();
     s.scale = 0.5f;
     return s;
   }
+  // With `state`, keeps what the backward needs there.
   std::vector<float> Forward(const AttentionShape& s, const std::vector<float>& q,
                              const std::vector<float>& k, const std::vector<float>& v,
-                             std::vector<float>* probs = nullptr) {
+                             AttentionState* state = nullptr) {
     std::vector<float> out(q.size());
-    std::vector<float> p(s.batch * s.heads * s.queries * s.keys());
-    b_.CausalAttention(s, q.data(), k.data(), v.data(), out.data(), p.data());
-    if (probs != nullptr) *probs = p;
+    EXPECT_TRUE(b_.CausalAttention(s, q.data(), k.data(), v.data(), out.data(), state).ok());
     return out;
   }
   CpuBackend b_;
 };
 
-TEST_F(AttentionTest, GradientsOfQueriesKeysAndValues) {
+INSTANTIATE_TEST_SUITE_P(Windows, AttentionTest, ::testing::Values(0, 2, 3, 6));
+
+TEST_P(AttentionTest, GradientsOfQueriesKeysAndValues) {
   const AttentionShape s = Shape();
   const int64_t q_size = s.batch * s.queries * s.heads * s.head_dim;
   const int64_t kv_size = s.batch * s.queries * s.kv_heads * s.head_dim;
   const std::vector<float> q0 = Random(q_size, 6), k0 = Random(kv_size, 7), v0 = Random(kv_size, 8),
                            r = Random(q_size, 9);
-  std::vector<float> probs;
-  Forward(s, q0, k0, v0, &probs);
+  std::unique_ptr<AttentionState> state = b_.NewAttentionState(s);
+  const std::vector<float> out = Forward(s, q0, k0, v0, state.get());
   std::vector<float> dq(q_size), dk(kv_size), dv(kv_size);
-  b_.CausalAttentionBackward(s, q0.data(), k0.data(), v0.data(), probs.data(), r.data(), dq.data(),
-                             dk.data(), dv.data());
+  ASSERT_TRUE(b_.CausalAttentionBackward(s, q0.data(), k0.data(), v0.data(), out.data(), *state,
+                                         r.data(), dq.data(), dk.data(), dv.data())
+                  .ok());
   ExpectGradient([&](const std::vector<float>& q) { return Dot(Forward(s, q, k0, v0), r); }, q0, dq,
                  "dq");
   ExpectGradient([&](const std::vector<float>& k) { return Dot(Forward(s, q0, k, v0), r); }, k0, dk,
@@ -138,7 +144,40 @@ TEST_F(AttentionTest, GradientsOfQueriesKeysAndValues) {
                  "dv");
 }
 
-TEST_F(AttentionTest, CausalAndEqualToIncrementalDecoding) {
+TEST_P(AttentionTest, SeesOnlyItsWindow) {
+  const AttentionShape s = Shape();
+  const int64_t q_size = s.batch * s.queries * s.heads * s.head_dim;
+  const int64_t kv_size = s.batch * s.queries * s.kv_heads * s.head_dim;
+  const std::vector<float> q = Random(q_size, 20), k = Random(kv_size, 21), v = Random(kv_size, 22);
+  const std::vector<float> out = Forward(s, q, k, v);
+  // Changing key/value position 0 moves exactly the queries whose window holds it.
+  std::vector<float> k2 = k, v2 = v;
+  const int64_t row = s.kv_heads * s.head_dim, q_row = s.heads * s.head_dim;
+  for (int64_t b = 0; b < s.batch; ++b) {
+    for (int64_t j = 0; j < row; ++j) {
+      k2[b * s.queries * row + j] += 3.0f;
+      v2[b * s.queries * row + j] -= 2.0f;
+    }
+  }
+  const std::vector<float> out2 = Forward(s, q, k2, v2);
+  for (int64_t b = 0; b < s.batch; ++b) {
+    for (int64_t i = 0; i < s.queries; ++i) {
+      const bool sees_zero = s.FirstVisibleKey(i) == 0;
+      double change = 0;
+      for (int64_t j = 0; j < q_row; ++j) {
+        const int64_t at = (b * s.queries + i) * q_row + j;
+        change += std::fabs(out[at] - out2[at]);
+      }
+      if (sees_zero) {
+        EXPECT_GT(change, 1e-3) << "query " << i;
+      } else {
+        EXPECT_EQ(change, 0.0) << "query " << i;
+      }
+    }
+  }
+}
+
+TEST_P(AttentionTest, CausalAndEqualToIncrementalDecoding) {
   const AttentionShape s = Shape();
   const int64_t q_size = s.batch * s.queries * s.heads * s.head_dim;
   const int64_t kv_size = s.batch * s.queries * s.kv_heads * s.head_dim;
@@ -172,27 +211,34 @@ TEST_F(AttentionTest, CausalAndEqualToIncrementalDecoding) {
   last.query_offset = s.queries - 1;
   last.key_stride = s.queries;
   std::vector<float> one(q_row);
-  b_.CausalAttention(last, q.data() + (s.queries - 1) * q_row, k.data(), v.data(), one.data(),
-                     nullptr);
+  ASSERT_TRUE(b_.CausalAttention(last, q.data() + (s.queries - 1) * q_row, k.data(), v.data(),
+                                 one.data(), nullptr)
+                  .ok());
   for (int64_t j = 0; j < q_row; ++j) EXPECT_NEAR(one[j], out[(s.queries - 1) * q_row + j], 1e-6);
 }
 
-TEST(CpuBackendTest, SwiGluGradients) {
+TEST(CpuBackendTest, GatedActivationGradients) {
   CpuBackend b;
   const int64_t n = 40;
   const std::vector<float> g0 = Random(n, 13, 2.0f), u0 = Random(n, 14), r = Random(n, 15);
-  auto forward = [&](const std::vector<float>& g, const std::vector<float>& u) {
-    std::vector<float> out(n);
-    b.SwiGlu(g.data(), u.data(), n, out.data());
-    return out;
-  };
-  std::vector<float> dg(n), du(n);
-  b.SwiGluBackward(g0.data(), u0.data(), r.data(), n, dg.data(), du.data());
-  ExpectGradient([&](const std::vector<float>& g) { return Dot(forward(g, u0), r); }, g0, dg,
-                 "dgate");
-  ExpectGradient([&](const std::vector<float>& u) { return Dot(forward(g0, u), r); }, u0, du,
-                 "dup");
-  EXPECT_NEAR(forward(g0, u0)[0], g0[0] / (1 + std::exp(-g0[0])) * u0[0], 1e-6);
+  for (kernels::Activation a : {kernels::Activation::kGeluTanh, kernels::Activation::kSilu}) {
+    auto forward = [&](const std::vector<float>& g, const std::vector<float>& u) {
+      std::vector<float> out(n);
+      b.GatedActivation(a, g.data(), u.data(), n, out.data());
+      return out;
+    };
+    std::vector<float> dg(n), du(n);
+    b.GatedActivationBackward(a, g0.data(), u0.data(), r.data(), n, dg.data(), du.data());
+    ExpectGradient([&](const std::vector<float>& g) { return Dot(forward(g, u0), r); }, g0, dg,
+                   "dgate");
+    ExpectGradient([&](const std::vector<float>& u) { return Dot(forward(g0, u), r); }, u0, du,
+                   "dup");
+    const double x = g0[0];
+    const double act = a == kernels::Activation::kSilu
+                           ? x / (1 + std::exp(-x))
+                           : 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+    EXPECT_NEAR(forward(g0, u0)[0], act * u0[0], 1e-6);
+  }
 }
 
 TEST(CpuBackendTest, EmbeddingGatherAndScatter) {
@@ -201,33 +247,74 @@ TEST(CpuBackendTest, EmbeddingGatherAndScatter) {
   const std::vector<int32_t> ids = {3, 7, 3, 0};
   const std::vector<float> table = Random(vocab * d, 16), dout = Random(ids.size() * d, 17);
   std::vector<float> out(ids.size() * d);
-  b.Embed(ids, table.data(), d, 2.0f, out.data());
+  b.Embed(ids.data(), ids.size(), table.data(), d, 2.0f, out.data());
   EXPECT_FLOAT_EQ(out[1 * d + 2], 2.0f * table[7 * d + 2]);
   std::vector<float> dtable(vocab * d, 0.0f);
-  b.EmbedBackward(ids, dout.data(), d, 2.0f, dtable.data());
+  b.EmbedBackward(ids.data(), ids.size(), dout.data(), d, 2.0f, dtable.data());
   // Row 3 appears twice: both contributions add.
   EXPECT_FLOAT_EQ(dtable[3 * d + 1], 2.0f * (dout[0 * d + 1] + dout[2 * d + 1]));
   EXPECT_FLOAT_EQ(dtable[5 * d + 1], 0.0f);
   ExpectGradient(
       [&](const std::vector<float>& t) {
         std::vector<float> o(ids.size() * d);
-        b.Embed(ids, t.data(), d, 2.0f, o.data());
+        b.Embed(ids.data(), ids.size(), t.data(), d, 2.0f, o.data());
         return Dot(o, dout);
       },
       table, dtable, "dtable");
 }
 
-TEST(CpuBackendTest, AdamWAndNormsMatchTheirDefinitions) {
+// The fused pass equals its parts: scale, clip_grad_norm_, then AdamW with
+// decay only on the segments that take it.
+TEST(CpuBackendTest, OptimizerUpdateIsScaleClipAndAdamW) {
   CpuBackend b;
-  std::vector<float> x = {3.0f, -4.0f};
-  EXPECT_DOUBLE_EQ(b.SquaredNorm(x.data(), 2), 25.0);
-  b.Scale(x.data(), 2, 0.5f);
-  EXPECT_FLOAT_EQ(x[1], -2.0f);
-  std::vector<float> p = {1.0f}, g = {0.5f}, m = {0.0f}, v = {0.0f};
-  AdamWConfig config;
-  b.AdamW(config, 1, 0.1f, 1.0f, 1, p.data(), g.data(), m.data(), v.data());
-  // Step 1: θ(1 − lr·wd) − lr·sign(g) (bias-corrected m̂/sqrt(v̂) = 1).
-  EXPECT_NEAR(p[0], 1.0f * (1 - 0.1f * 0.1f) - 0.1f, 1e-6);
+  std::vector<ParameterArena::Segment> segments(3);
+  segments[0].shape = {3, 5};
+  segments[1].shape = {5};
+  segments[1].decay = false;
+  segments[2].shape = {2, 5};
+  auto arena = b.AllocateArena(segments);
+  ASSERT_TRUE(arena.ok()) << arena.status();
+  const int64_t n = (*arena)->size();
+  ASSERT_EQ(n, 30);
+  EXPECT_EQ((*arena)->segments()[2].offset, 20);
+  const std::vector<float> values = Random(n, 30), grads = Random(n, 31, 4.0f);
+  std::copy(values.begin(), values.end(), (*arena)->values().data());
+  std::copy(grads.begin(), grads.end(), (*arena)->grads().data());
+  OptimizerStep step;
+  step.step = 3;
+  step.lr = 0.01f;
+  step.grad_scale = 0.5f;
+  step.clip_norm = 1.0;
+  auto norm = b.OptimizerUpdate(step, **arena);
+  ASSERT_TRUE(norm.ok()) << norm.status();
+  // The reference, written out.
+  std::vector<float> p = values, g = grads, m(n, 0.0f), v(n, 0.0f);
+  double squared = 0;
+  for (float& x : g) {
+    x *= 0.5f;
+    squared += double{x} * x;
+  }
+  EXPECT_NEAR(*norm, std::sqrt(squared), 1e-9 * std::sqrt(squared));
+  ASSERT_GT(*norm, 1.0);  // The clip applies.
+  const float factor = static_cast<float>(1.0 / (std::sqrt(squared) + 1e-6));
+  for (float& x : g) x *= factor;
+  AdamWUpdate(step.adamw, 3, 0.01f, 1.0f, 15, p.data(), g.data(), m.data(), v.data());
+  AdamWUpdate(step.adamw, 3, 0.01f, 0.0f, 5, p.data() + 15, g.data() + 15, m.data() + 15,
+              v.data() + 15);
+  AdamWUpdate(step.adamw, 3, 0.01f, 1.0f, 10, p.data() + 20, g.data() + 20, m.data() + 20,
+              v.data() + 20);
+  for (int64_t i = 0; i < n; ++i) {
+    EXPECT_FLOAT_EQ((*arena)->values().data()[i], p[i]) << i;
+    EXPECT_FLOAT_EQ((*arena)->m().data()[i], m[i]) << i;
+    EXPECT_FLOAT_EQ((*arena)->v().data()[i], v[i]) << i;
+  }
+  // A non-finite gradient updates nothing.
+  (*arena)->grads().data()[7] = std::numeric_limits<float>::infinity();
+  const std::vector<float> before((*arena)->values().data(), (*arena)->values().data() + n);
+  norm = b.OptimizerUpdate(step, **arena);
+  ASSERT_TRUE(norm.ok());
+  EXPECT_FALSE(std::isfinite(*norm));
+  for (int64_t i = 0; i < n; ++i) EXPECT_EQ((*arena)->values().data()[i], before[i]);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "base/status_macros.h"
 #include "rpc/termination_signal.h"
 
 namespace maximus::rpc {
@@ -191,10 +192,9 @@ void GrpcServer::Shutdown(absl::Time deadline) {
 void GrpcServer::Shutdown() { Shutdown(absl::Now() + options_.shutdown_grace); }
 
 absl::StatusOr<int> GrpcServer::WaitForTerminationSignal() {
-  absl::StatusOr<int> signal = ::maximus::rpc::WaitForTerminationSignal();
-  if (!signal.ok()) return signal.status();
+  MAXIMUS_ASSIGN_OR_RETURN(const int signal, ::maximus::rpc::WaitForTerminationSignal());
   Shutdown();
-  return *signal;
+  return signal;
 }
 
 }  // namespace maximus::rpc

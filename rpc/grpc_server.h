@@ -1,10 +1,10 @@
 // GrpcServer: the one way a Maximus server listens. It binds loopback unless
-// told otherwise, refuses a port another process holds, bounds messages,
-// threads and streams, serves health checking, reflection and
-// ServerInfoService beside the caller's services, and shuts down gracefully
-// (on request or on SIGTERM/SIGINT). Server reflection
-// (grpc.reflection.v1alpha, for grpcurl and the like) is always on: gRPC's
-// reflection plugin applies to every server of the process.
+// told otherwise, refuses a port that is taken, bounds messages, threads and
+// streams, serves health checking, reflection and ServerInfoService beside
+// the caller's services, and shuts down gracefully (on request or on SIGTERM
+// or SIGINT). Reflection (grpc.reflection.v1alpha, for grpcurl and the like)
+// cannot be turned off per server: gRPC's reflection plugin registers itself
+// for every server of the process.
 //
 //   GrpcServer::Options options;
 //   options.address = *ListenAddress(flag_listen, flag_port);

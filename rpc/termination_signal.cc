@@ -9,6 +9,7 @@
 #include <atomic>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace maximus::rpc {
 namespace {
@@ -62,9 +63,7 @@ absl::Status InstallTerminationSignalHandlers() {
 }
 
 absl::StatusOr<int> WaitForTerminationSignal() {
-  if (absl::Status installed = InstallTerminationSignalHandlers(); !installed.ok()) {
-    return installed;
-  }
+  MAXIMUS_RETURN_IF_ERROR(InstallTerminationSignalHandlers());
   unsigned char byte = 0;
   ssize_t got;
   do {

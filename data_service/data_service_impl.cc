@@ -1,20 +1,24 @@
 #include "data_service/data_service_impl.h"
 
 #include <algorithm>
-#include <chrono>
+#include <cstdint>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "base/status_macros.h"
+#include "base/thread_pool.h"
 #include "data_service/batch_packer.h"
 #include "data_service/chat_template.h"
 #include "data_service/store_opener.h"
 #include "data_service/store_stats.h"
-#include "proto/grpc_status.h"
+#include "rpc/grpc_status.h"
 #include "tokenizer/end_of_text.h"
-#include "base/thread_pool.h"
 
 namespace maximus::data {
+
+using ::maximus::rpc::ToGrpcStatus;
+
 namespace {
 
 absl::Status Prefixed(absl::string_view prefix, const absl::Status& status) {
@@ -219,27 +223,26 @@ absl::StatusOr<std::unique_ptr<DataServer>> DataServer::Start(
   if (!index.ok()) return index.status();
   server->index_ = *std::move(index);
   server->tokenizer_ = std::move(tokenizer);
-  server->shutdown_grace_ = options.shutdown_grace;
   server->service_ = std::make_unique<DataServiceImpl>(
       server->store_.get(), server->index_.get(), server->tokenizer_.get(), *eos,
       options.max_request_bytes, options.chunk_bytes);
-  server->info_ = std::make_unique<ServerInfoServiceImpl>("maximus.data.DataService");
-  absl::StatusOr<std::unique_ptr<grpc::Server>> grpc_server =
-      StartGrpcServer(options.address, options.max_request_bytes,
-                      {server->service_.get(), server->info_.get()}, &server->port_);
-  if (!grpc_server.ok()) return grpc_server.status();
-  server->server_ = *std::move(grpc_server);
+  rpc::GrpcServer::Options grpc_options;
+  grpc_options.address = options.address;
+  grpc_options.service_name = "maximus.data.DataService";
+  // The transport admits somewhat more than the limit, so that an oversize
+  // Ingest message reaches the service and gets an error that names it.
+  grpc_options.max_receive_message_bytes =
+      static_cast<int>(std::min<int64_t>(INT32_MAX, options.max_request_bytes + (4 << 20)));
+  // Packed batches and document chunks grow with the caller's shapes.
+  grpc_options.max_send_message_bytes = INT32_MAX;
+  grpc_options.shutdown_grace = options.shutdown_grace;
+  server->grpc_server_ = std::make_unique<rpc::GrpcServer>(grpc_options);
+  server->grpc_server_->AddService(server->service_.get());
+  // Open streams end at once instead of running out the grace period.
+  DataServiceImpl* service = server->service_.get();
+  server->grpc_server_->OnShutdown([service] { service->BeginShutdown(); });
+  MAXIMUS_RETURN_IF_ERROR(server->grpc_server_->Start());
   return server;
 }
-
-void DataServer::Shutdown() {
-  if (server_ == nullptr) return;
-  service_->BeginShutdown();
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + shutdown_grace_));
-  server_->Wait();
-  server_.reset();
-}
-
-DataServer::~DataServer() { Shutdown(); }
 
 }  // namespace maximus::data

@@ -18,7 +18,7 @@
 #include "data_service/local_document_source.h"
 #include "data_service/token_store.h"
 #include "proto/data.grpc.pb.h"
-#include "proto/server_info_service.h"
+#include "rpc/grpc_server.h"
 #include "tokenizer/tokenizer.h"
 
 namespace maximus::data {
@@ -64,7 +64,8 @@ class DataServiceImpl final : public DataService::Service {
 class DataServer {
  public:
   struct Options {
-    std::string address = "0.0.0.0:0";  // Port 0: any free port, see port().
+    // Port 0: any free port, see port().
+    std::string address = absl::StrCat(rpc::kLoopbackHost, ":0");
     std::string data_dir;
     // Shards of the store to serve; empty: all.
     std::vector<int> shards;
@@ -81,26 +82,31 @@ class DataServer {
   };
   static absl::StatusOr<std::unique_ptr<DataServer>> Start(
       std::shared_ptr<const tokenizer::Tokenizer> tokenizer, const Options& options);
-  ~DataServer();
 
-  int port() const { return port_; }
+  int port() const { return grpc_server_->port(); }
+  // HOST:PORT with the bound port.
+  const std::string& address() const { return grpc_server_->address(); }
   const TokenStore& store() const { return *store_; }
   int64_t documents() const { return index_->documents(); }
   int64_t cached_bytes() const { return index_->cached_bytes(); }
-  void Wait() { server_->Wait(); }
-  void Shutdown();
+  void Wait() { grpc_server_->Wait(); }
+  // Ends open streams, waits for calls in flight up to shutdown_grace.
+  // Idempotent.
+  void Shutdown() { grpc_server_->Shutdown(); }
+  // Blocks until SIGTERM or SIGINT, then shuts down; returns the signal.
+  absl::StatusOr<int> WaitForTerminationSignal() {
+    return grpc_server_->WaitForTerminationSignal();
+  }
 
  private:
   DataServer() = default;
 
   std::shared_ptr<const tokenizer::Tokenizer> tokenizer_;
-  absl::Duration shutdown_grace_;
   std::unique_ptr<TokenStore> store_;
   std::unique_ptr<DocumentIndex> index_;
   std::unique_ptr<DataServiceImpl> service_;
-  std::unique_ptr<ServerInfoServiceImpl> info_;
-  std::unique_ptr<grpc::Server> server_;
-  int port_ = 0;
+  // Last: destroyed (and so shut down) first, while the service still exists.
+  std::unique_ptr<rpc::GrpcServer> grpc_server_;
 };
 
 }  // namespace maximus::data

@@ -16,7 +16,7 @@
 #include "data_service/store_opener.h"
 #include "data_service/stream_test_util.h"
 #include "gtest/gtest.h"
-#include "proto/grpc_test_util.h"
+#include "rpc/grpc_test_util.h"
 #include "tokenizer/end_of_text.h"
 
 namespace maximus::data {
@@ -171,8 +171,8 @@ TEST_F(DataServiceTest, IngestAcknowledgesAndDeduplicates) {
   EXPECT_EQ(stats.documents(), 402);
   EXPECT_EQ(stats.shards_size(), 4);
   EXPECT_EQ(stats.train().documents() + stats.validation().documents(), 402);
-  EXPECT_TRUE(
-      ReportsServing(grpc::CreateChannel(Address(*server), grpc::InsecureChannelCredentials())));
+  EXPECT_TRUE(rpc::ReportsServing(
+      grpc::CreateChannel(Address(*server), grpc::InsecureChannelCredentials())));
 }
 
 TEST_F(DataServiceTest, BadIngestMessagesNameTheDocumentAndStoreNothing) {

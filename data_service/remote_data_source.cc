@@ -12,9 +12,12 @@
 #include "absl/time/clock.h"
 #include "data_service/batch_packer.h"
 #include "data_service/merged_document_source.h"
-#include "proto/grpc_status.h"
+#include "rpc/grpc_status.h"
 
 namespace maximus::data {
+
+using ::maximus::rpc::FromGrpcStatus;
+
 namespace {
 
 // Retries calls that failed with UNAVAILABLE, with exponential backoff, until

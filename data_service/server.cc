@@ -1,12 +1,12 @@
 // DataService server:
-//   server --data_dir=DIR --tokenizer=PATH/tokenizer.json [--port=50052]
-//          [--shards=N] [--serve_shards=all|0,2,4-7]
+//   server --data_dir=DIR --tokenizer=PATH/tokenizer.json
+//          [--port=50052 | --listen=HOST:PORT] [--shards=N] [--serve_shards=all|0,2,4-7]
 // Creates a store of --shards shards in --data_dir if there is none. Several
 // servers can serve disjoint --serve_shards of one store; clients are given
-// all their addresses.
+// all their addresses. Listens on loopback unless --listen or --host names
+// another address; stops gracefully on SIGTERM or SIGINT.
 
-#include <csignal>
-#include <thread>
+#include <string.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -16,30 +16,24 @@
 #include "absl/time/clock.h"
 #include "data_service/data_service_impl.h"
 #include "data_service/store_opener.h"
+#include "rpc/grpc_server.h"
 
 ABSL_FLAG(std::string, data_dir, "", "Directory of the token store (created if absent)");
 ABSL_FLAG(std::string, tokenizer, "", "Path of the store's tokenizer.json");
 ABSL_FLAG(int, port, 50052, "TCP port (0: any free port, printed on start)");
-ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on");
+ABSL_FLAG(std::string, host, maximus::rpc::kLoopbackHost, "Host to listen on, with --port");
+ABSL_FLAG(std::string, listen, "", "HOST:PORT (or PORT) to listen on; overrides --host and --port");
 ABSL_FLAG(int, shards, 0, "Shard count: of a new store (0: 4), or checked against an existing one");
 ABSL_FLAG(std::string, serve_shards, "all", "Shards to serve, e.g. 0,1 or 4-7");
 ABSL_FLAG(int64_t, max_request_mb, 64, "Largest Ingest message accepted, MiB");
 ABSL_FLAG(int64_t, cache_mb, 4096,
           "Serve documents from memory when the served shards take at most this many MiB");
 
-namespace {
-
-volatile std::sig_atomic_t g_stop = 0;
-
-void Stop(int) { g_stop = 1; }
-
-}  // namespace
-
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "DataService: sharded token store and packed-batch streaming.\n"
-      "  server --data_dir=DIR --tokenizer=tokenizer.json [--port=50052] [--shards=N] "
-      "[--serve_shards=all]");
+      "  server --data_dir=DIR --tokenizer=tokenizer.json [--port=50052 | --listen=HOST:PORT] "
+      "[--shards=N] [--serve_shards=all]");
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_data_dir).empty() || absl::GetFlag(FLAGS_tokenizer).empty()) {
     absl::FPrintF(stderr, "server: --data_dir and --tokenizer are required (see --help)\n");
@@ -51,6 +45,12 @@ int main(int argc, char** argv) {
     absl::FPrintF(stderr, "server: --serve_shards: %s\n", shards.status().message());
     return 2;
   }
+  absl::StatusOr<std::string> address = maximus::rpc::ListenAddress(
+      absl::GetFlag(FLAGS_listen), absl::GetFlag(FLAGS_port), absl::GetFlag(FLAGS_host));
+  if (!address.ok()) {
+    absl::FPrintF(stderr, "server: %s\n", address.status().message());
+    return 2;
+  }
   const absl::Time start = absl::Now();
   auto tokenizer = maximus::tokenizer::Tokenizer::FromFile(absl::GetFlag(FLAGS_tokenizer));
   if (!tokenizer.ok()) {
@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   maximus::data::DataServer::Options options;
-  options.address = absl::StrFormat("%s:%d", absl::GetFlag(FLAGS_host), absl::GetFlag(FLAGS_port));
+  options.address = *address;
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.shards = *shards;
   options.num_shards = absl::GetFlag(FLAGS_shards);
@@ -70,17 +70,19 @@ int main(int argc, char** argv) {
     absl::FPrintF(stderr, "server: %s\n", server.status().ToString());
     return 1;
   }
-  std::signal(SIGINT, Stop);
-  std::signal(SIGTERM, Stop);
   const maximus::data::TokenStore& store = (*server)->store();
   absl::PrintF(
-      "data server: port %d, %s, shards %s of %d, %d documents (%.1f MB in memory), ready in "
-      "%.2f s\n",
-      (*server)->port(), options.data_dir, absl::StrJoin(store.open_shards(), ","),
-      store.num_shards(), (*server)->documents(), (*server)->cached_bytes() / 1e6,
-      absl::ToDoubleSeconds(absl::Now() - start));
+      "data server: port %d, on %s, %s, shards %s of %d, %d documents (%.1f MB in memory), "
+      "ready in %.2f s\n",
+      (*server)->port(), (*server)->address(), options.data_dir,
+      absl::StrJoin(store.open_shards(), ","), store.num_shards(), (*server)->documents(),
+      (*server)->cached_bytes() / 1e6, absl::ToDoubleSeconds(absl::Now() - start));
   std::fflush(stdout);
-  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  (*server)->Shutdown();
+  const absl::StatusOr<int> signal = (*server)->WaitForTerminationSignal();
+  if (!signal.ok()) {
+    absl::FPrintF(stderr, "server: %s\n", signal.status().ToString());
+    return 1;
+  }
+  absl::PrintF("data server: %s, shut down\n", strsignal(*signal));
   return 0;
 }

@@ -1,64 +1,46 @@
-// The gRPC path end to end: a real server on a loopback port with health
-// checking, reflection and a service generated from proto/common.proto, and a
-// client talking to it over TCP, with deadlines.
+// The gRPC path end to end: a real GrpcServer on a loopback port with health
+// checking, reflection and ServerInfoService (generated from
+// proto/common.proto), and a client talking to it over TCP, with deadlines.
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <future>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "gtest/gtest.h"
 #include "proto/common.grpc.pb.h"
-#include "proto/grpc_test_util.h"
+#include "rpc/grpc_server.h"
+#include "rpc/grpc_test_util.h"
 
 namespace maximus {
 namespace {
 
-class TestServerInfo final : public ServerInfoService::Service {
- public:
-  grpc::Status GetServerInfo(grpc::ServerContext*, const GetServerInfoRequest*,
-                             ServerInfo* response) override {
-    response->set_service("maximus.Test");
-    response->set_version("test");
-    response->set_start_time_unix_ms(1234);
-    response->set_pid(getpid());
-    return grpc::Status::OK;
-  }
-};
+using ::maximus::rpc::CallRaw;
 
 class GrpcLoopbackTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    grpc::EnableDefaultHealthCheckService(true);
-    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
-    builder.RegisterService(&service_);
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    ASSERT_GT(port_, 0);
-    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
+    rpc::GrpcServer::Options options;
+    options.service_name = "maximus.Test";
+    server_ = std::make_unique<rpc::GrpcServer>(options);
+    const absl::Status started = server_->Start();
+    ASSERT_TRUE(started.ok()) << started;
+    ASSERT_GT(server_->port(), 0);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
                                    grpc::InsecureChannelCredentials());
   }
 
   void TearDown() override {
-    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    if (server_) server_->Shutdown();
   }
 
   static std::chrono::system_clock::time_point Deadline() {
     return std::chrono::system_clock::now() + std::chrono::seconds(10);
   }
 
-  int port_ = 0;
-  TestServerInfo service_;
-  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<rpc::GrpcServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
 };
 

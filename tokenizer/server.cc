@@ -1,33 +1,35 @@
 // TokenizerService server:
-//   server --tokenizer=PATH/tokenizer.json [--port=50051] [--max_request_mb=256]
+//   server --tokenizer=PATH/tokenizer.json [--port=50051 | --listen=HOST:PORT]
+//          [--max_request_mb=256]
+// Listens on loopback unless --listen or --host names another address; stops
+// gracefully on SIGTERM or SIGINT.
 
-#include <csignal>
-#include <thread>
+#include <string.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "rpc/grpc_server.h"
 #include "tokenizer/tokenizer_service.h"
 
 ABSL_FLAG(std::string, tokenizer, "", "Path of the tokenizer.json to serve");
 ABSL_FLAG(int, port, 50051, "TCP port (0: any free port, printed on start)");
-ABSL_FLAG(std::string, host, "0.0.0.0", "Address to listen on");
+ABSL_FLAG(std::string, host, maximus::rpc::kLoopbackHost, "Host to listen on, with --port");
+ABSL_FLAG(std::string, listen, "", "HOST:PORT (or PORT) to listen on; overrides --host and --port");
 ABSL_FLAG(int64_t, max_request_mb, 256, "Largest request (or stream message) accepted, MiB");
-
-namespace {
-
-volatile std::sig_atomic_t g_stop = 0;
-
-void Stop(int) { g_stop = 1; }
-
-}  // namespace
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   const std::string path = absl::GetFlag(FLAGS_tokenizer);
   if (path.empty()) {
     absl::FPrintF(stderr, "server: --tokenizer=PATH is required\n");
+    return 2;
+  }
+  absl::StatusOr<std::string> address = maximus::rpc::ListenAddress(
+      absl::GetFlag(FLAGS_listen), absl::GetFlag(FLAGS_port), absl::GetFlag(FLAGS_host));
+  if (!address.ok()) {
+    absl::FPrintF(stderr, "server: %s\n", address.status().message());
     return 2;
   }
   const absl::Time start = absl::Now();
@@ -40,19 +42,21 @@ int main(int argc, char** argv) {
   const std::string fingerprint = (*tokenizer)->fingerprint();
   const int vocab_size = (*tokenizer)->vocab_size();
   maximus::tokenizer::TokenizerServer::Options options;
-  options.address = absl::StrFormat("%s:%d", absl::GetFlag(FLAGS_host), absl::GetFlag(FLAGS_port));
+  options.address = *address;
   options.max_request_bytes = absl::GetFlag(FLAGS_max_request_mb) << 20;
   auto server = maximus::tokenizer::TokenizerServer::Start(*std::move(tokenizer), options);
   if (!server.ok()) {
     absl::FPrintF(stderr, "server: %s\n", server.status().ToString());
     return 1;
   }
-  std::signal(SIGINT, Stop);
-  std::signal(SIGTERM, Stop);
-  absl::PrintF("tokenizer server: port %d, vocab %d, sha256 %s, loaded in %.2f s\n",
-               (*server)->port(), vocab_size, fingerprint, load_s);
+  absl::PrintF("tokenizer server: port %d, on %s, vocab %d, sha256 %s, loaded in %.2f s\n",
+               (*server)->port(), (*server)->address(), vocab_size, fingerprint, load_s);
   std::fflush(stdout);
-  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  (*server)->Shutdown();
+  const absl::StatusOr<int> signal = (*server)->WaitForTerminationSignal();
+  if (!signal.ok()) {
+    absl::FPrintF(stderr, "server: %s\n", signal.status().ToString());
+    return 1;
+  }
+  absl::PrintF("tokenizer server: %s, shut down\n", strsignal(*signal));
   return 0;
 }

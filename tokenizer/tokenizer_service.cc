@@ -1,10 +1,12 @@
 #include "tokenizer/tokenizer_service.h"
 
-#include <chrono>
+#include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "proto/grpc_status.h"
+#include "base/status_macros.h"
+#include "rpc/grpc_status.h"
 
 namespace maximus::tokenizer {
 namespace {
@@ -30,7 +32,7 @@ grpc::Status TokenizerServiceImpl::Encode(grpc::ServerContext*, const EncodeRequ
   if (grpc::Status size = CheckSize(*request); !size.ok()) return size;
   auto ids = tokenizer_->Encode(
       request->text(), EncodeOptions{request->add_special_tokens(), request->strict_utf8()});
-  if (!ids.ok()) return ToGrpcStatus(ids.status());
+  if (!ids.ok()) return rpc::ToGrpcStatus(ids.status());
   Fill(*ids, response->mutable_tokens());
   return grpc::Status::OK;
 }
@@ -45,7 +47,7 @@ grpc::Status TokenizerServiceImpl::EncodeBatch(
     std::vector<std::string> texts(request.texts().begin(), request.texts().end());
     auto batch = tokenizer_->EncodeBatch(
         texts, EncodeOptions{request.add_special_tokens(), request.strict_utf8()});
-    if (!batch.ok()) return ToGrpcStatus(batch.status());
+    if (!batch.ok()) return rpc::ToGrpcStatus(batch.status());
     EncodeBatchResponse response;
     for (const std::vector<int32_t>& ids : *batch) Fill(ids, response.add_sequences());
     if (!stream->Write(response)) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
@@ -57,7 +59,7 @@ grpc::Status TokenizerServiceImpl::Decode(grpc::ServerContext*, const DecodeRequ
                                           DecodeResponse* response) {
   if (grpc::Status size = CheckSize(*request); !size.ok()) return size;
   auto text = tokenizer_->Decode(request->ids(), DecodeOptions{request->skip_special_tokens()});
-  if (!text.ok()) return ToGrpcStatus(text.status());
+  if (!text.ok()) return rpc::ToGrpcStatus(text.status());
   response->set_text(*std::move(text));
   return grpc::Status::OK;
 }
@@ -85,21 +87,19 @@ absl::StatusOr<std::unique_ptr<TokenizerServer>> TokenizerServer::Start(
   server->tokenizer_ = std::move(tokenizer);
   server->service_ =
       std::make_unique<TokenizerServiceImpl>(server->tokenizer_.get(), options.max_request_bytes);
-  server->info_ = std::make_unique<ServerInfoServiceImpl>("maximus.TokenizerService");
-  absl::StatusOr<std::unique_ptr<grpc::Server>> grpc_server =
-      StartGrpcServer(options.address, options.max_request_bytes,
-                      {server->service_.get(), server->info_.get()}, &server->port_);
-  if (!grpc_server.ok()) return grpc_server.status();
-  server->server_ = *std::move(grpc_server);
+  rpc::GrpcServer::Options grpc_options;
+  grpc_options.address = options.address;
+  grpc_options.service_name = "maximus.TokenizerService";
+  // The transport admits somewhat more than the limit, so that an oversize
+  // request reaches the service and gets an error that names the limit.
+  grpc_options.max_receive_message_bytes =
+      static_cast<int>(std::min<int64_t>(INT32_MAX, options.max_request_bytes + (4 << 20)));
+  // Token ids of a large text take several times its bytes.
+  grpc_options.max_send_message_bytes = INT32_MAX;
+  server->grpc_server_ = std::make_unique<rpc::GrpcServer>(grpc_options);
+  server->grpc_server_->AddService(server->service_.get());
+  MAXIMUS_RETURN_IF_ERROR(server->grpc_server_->Start());
   return server;
 }
-
-void TokenizerServer::Shutdown() {
-  if (server_ != nullptr) {
-    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  }
-}
-
-TokenizerServer::~TokenizerServer() { Shutdown(); }
 
 }  // namespace maximus::tokenizer

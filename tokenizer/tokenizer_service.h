@@ -12,8 +12,8 @@
 
 #include "absl/status/statusor.h"
 #include "proto/common.grpc.pb.h"
-#include "proto/server_info_service.h"
 #include "proto/tokenizer.grpc.pb.h"
+#include "rpc/grpc_server.h"
 #include "tokenizer/tokenizer.h"
 
 namespace maximus::tokenizer {
@@ -42,29 +42,34 @@ class TokenizerServiceImpl final : public TokenizerService::Service {
   int64_t max_request_bytes_;
 };
 
-// A running server: the tokenizer, its services and the gRPC server.
+// A running server: the tokenizer, its service and the gRPC server.
 class TokenizerServer {
  public:
   struct Options {
-    std::string address = "0.0.0.0:0";  // Port 0: any free port, see port().
+    // Port 0: any free port, see port().
+    std::string address = absl::StrCat(rpc::kLoopbackHost, ":0");
     int64_t max_request_bytes = 256 << 20;
   };
   static absl::StatusOr<std::unique_ptr<TokenizerServer>> Start(
       std::unique_ptr<Tokenizer> tokenizer, const Options& options);
-  ~TokenizerServer();
 
-  int port() const { return port_; }
-  void Wait() { server_->Wait(); }
-  void Shutdown();
+  int port() const { return grpc_server_->port(); }
+  // HOST:PORT with the bound port.
+  const std::string& address() const { return grpc_server_->address(); }
+  void Wait() { grpc_server_->Wait(); }
+  void Shutdown() { grpc_server_->Shutdown(); }
+  // Blocks until SIGTERM or SIGINT, then shuts down; returns the signal.
+  absl::StatusOr<int> WaitForTerminationSignal() {
+    return grpc_server_->WaitForTerminationSignal();
+  }
 
  private:
   TokenizerServer() = default;
 
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<TokenizerServiceImpl> service_;
-  std::unique_ptr<ServerInfoServiceImpl> info_;
-  std::unique_ptr<grpc::Server> server_;
-  int port_ = 0;
+  // Last: destroyed (and so shut down) first, while the service still exists.
+  std::unique_ptr<rpc::GrpcServer> grpc_server_;
 };
 
 }  // namespace maximus::tokenizer

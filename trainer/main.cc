@@ -19,6 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "rpc/grpc_server.h"
 #include "trainer/backend/cpu/cpu_backend.h"
 #include "trainer/model/inference.h"
 #include "trainer/run_setup.h"
@@ -185,7 +186,8 @@ int Main() {
   std::unique_ptr<TrainerServer> server;
   if (absl::GetFlag(FLAGS_status_port) != 0) {
     absl::StatusOr<std::unique_ptr<TrainerServer>> started = TrainerServer::Start(
-        trainer->get(), absl::StrCat("0.0.0.0:", absl::GetFlag(FLAGS_status_port)));
+        trainer->get(),
+        absl::StrCat(maximus::rpc::kLoopbackHost, ":", absl::GetFlag(FLAGS_status_port)));
     if (!started.ok()) return Fail(started.status());
     server = *std::move(started);
     absl::FPrintF(stderr, "TrainerService on port %d\n", server->port());

@@ -10,10 +10,14 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "proto/grpc_status.h"
+#include "base/status_macros.h"
+#include "rpc/grpc_status.h"
 #include "trainer/io/checkpoint.h"
 
 namespace maximus::trainer {
+
+using ::maximus::rpc::ToGrpcStatus;
+
 namespace {
 
 grpc::Status ShuttingDown() {
@@ -168,26 +172,21 @@ absl::StatusOr<std::unique_ptr<TrainerServer>> TrainerServer::Start(Trainer* tra
   if (trainer == nullptr) return absl::InvalidArgumentError("trainer is null");
   std::unique_ptr<TrainerServer> server(new TrainerServer());
   server->service_ = std::make_unique<TrainerServiceImpl>(trainer);
-  server->info_ = std::make_unique<ServerInfoServiceImpl>("maximus.trainer.TrainerService");
+  rpc::GrpcServer::Options grpc_options;
+  grpc_options.address = address;
+  grpc_options.service_name = "maximus.trainer.TrainerService";
   // Every request is a few bytes.
-  constexpr int64_t kMaxRequestBytes = 64 << 10;
-  absl::StatusOr<std::unique_ptr<grpc::Server>> grpc_server = StartGrpcServer(
-      address, kMaxRequestBytes, {server->service_.get(), server->info_.get()}, &server->port_);
-  if (!grpc_server.ok()) return grpc_server.status();
-  server->server_ = *std::move(grpc_server);
+  grpc_options.max_receive_message_bytes = 64 << 10;
+  // Streams and waiting Stop calls return within a poll interval of the
+  // shutdown hook; a SaveCheckpoint in flight ends with the trainer's
+  // current step.
+  grpc_options.shutdown_grace = absl::Seconds(2);
+  server->grpc_server_ = std::make_unique<rpc::GrpcServer>(grpc_options);
+  server->grpc_server_->AddService(server->service_.get());
+  TrainerServiceImpl* service = server->service_.get();
+  server->grpc_server_->OnShutdown([service] { service->BeginShutdown(); });
+  MAXIMUS_RETURN_IF_ERROR(server->grpc_server_->Start());
   return server;
 }
-
-void TrainerServer::Shutdown() {
-  if (server_ == nullptr) return;
-  service_->BeginShutdown();
-  // Streams and waiting Stop calls return within a poll interval; a
-  // SaveCheckpoint in flight ends with the trainer's current step.
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
-  server_->Wait();
-  server_.reset();
-}
-
-TrainerServer::~TrainerServer() { Shutdown(); }
 
 }  // namespace maximus::trainer

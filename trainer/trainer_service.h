@@ -13,8 +13,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "proto/server_info_service.h"
 #include "proto/trainer.grpc.pb.h"
+#include "rpc/grpc_server.h"
 #include "trainer/trainer.h"
 
 namespace maximus::trainer {
@@ -53,24 +53,23 @@ class TrainerServiceImpl final : public TrainerService::Service {
 // A TrainerService server for one Trainer.
 class TrainerServer {
  public:
-  // `address`: e.g. "0.0.0.0:PORT"; port 0 picks a free port (see port()).
+  // `address`: HOST:PORT, e.g. "127.0.0.1:PORT"; port 0 picks a free port
+  // (see port()).
   // `trainer` must outlive the server.
   static absl::StatusOr<std::unique_ptr<TrainerServer>> Start(Trainer* trainer,
                                                               const std::string& address);
-  ~TrainerServer();
 
-  int port() const { return port_; }
+  int port() const { return grpc_server_->port(); }
   // Ends open streams, waits briefly for calls in flight, then stops.
   // Idempotent.
-  void Shutdown();
+  void Shutdown() { grpc_server_->Shutdown(); }
 
  private:
   TrainerServer() = default;
 
   std::unique_ptr<TrainerServiceImpl> service_;
-  std::unique_ptr<ServerInfoServiceImpl> info_;
-  std::unique_ptr<grpc::Server> server_;
-  int port_ = 0;
+  // Last: destroyed (and so shut down) first, while the service still exists.
+  std::unique_ptr<rpc::GrpcServer> grpc_server_;
 };
 
 }  // namespace maximus::trainer

@@ -18,8 +18,8 @@
 #include "data_service/embedded_data_source.h"
 #include "data_service/stream_test_util.h"
 #include "gtest/gtest.h"
-#include "proto/grpc_test_util.h"
 #include "proto/trainer.grpc.pb.h"
+#include "rpc/grpc_test_util.h"
 #include "trainer/backend/cpu/cpu_backend.h"
 #include "trainer/trainer_test_util.h"
 
@@ -241,7 +241,7 @@ TEST_F(TrainerServiceTest, WatchesAndSteersARun) {
 }
 
 TEST_F(TrainerServiceTest, StandardServicesAndBadRequests) {
-  EXPECT_TRUE(ReportsServing(channel_));
+  EXPECT_TRUE(rpc::ReportsServing(channel_));
   {
     auto info = ServerInfoService::NewStub(channel_);
     grpc::ClientContext context;

@@ -1,14 +1,14 @@
 // absl::Status <-> grpc::Status, code for code (both use the canonical codes).
 
-#ifndef MAXIMUS_PROTO_GRPC_STATUS_H_
-#define MAXIMUS_PROTO_GRPC_STATUS_H_
+#ifndef MAXIMUS_RPC_GRPC_STATUS_H_
+#define MAXIMUS_RPC_GRPC_STATUS_H_
 
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
-namespace maximus {
+namespace maximus::rpc {
 
 inline grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -23,6 +23,6 @@ inline absl::Status FromGrpcStatus(const grpc::Status& status, absl::string_view
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), message);
 }
 
-}  // namespace maximus
+}  // namespace maximus::rpc
 
-#endif  // MAXIMUS_PROTO_GRPC_STATUS_H_
+#endif  // MAXIMUS_RPC_GRPC_STATUS_H_

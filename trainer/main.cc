@@ -21,6 +21,7 @@
 #include "absl/time/clock.h"
 #include "rpc/grpc_server.h"
 #include "trainer/backend/cpu/cpu_backend.h"
+#include "trainer/io/hf_import.h"
 #include "trainer/model/inference.h"
 #include "trainer/run_setup.h"
 #include "trainer/trainer.h"
@@ -53,6 +54,9 @@ ABSL_FLAG(std::string, ingest, "",
           "(default: the committed sample corpus), comma-separated");
 ABSL_FLAG(std::string, tokenizer, "", "tokenizer.json (default: Gemma 3)");
 ABSL_FLAG(std::string, out_dir, "", "Run directory (default runs/default)");
+ABSL_FLAG(std::string, init_from, "",
+          "Start from a Hugging Face Gemma 3 directory (config.json, model.safetensors); its "
+          "config.json replaces --preset");
 ABSL_FLAG(std::string, resume, "", "Continue from a checkpoint dir or a run dir (its latest)");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of initialisation and data order");
 ABSL_FLAG(double, validation_fraction, 0.02, "Share of documents held out for validation");
@@ -132,6 +136,12 @@ int Main() {
   absl::StatusOr<ModelConfig> model = ModelConfigFromFlag(absl::GetFlag(FLAGS_preset));
   if (!model.ok()) return Fail(model.status());
   o.model = *model;
+  const std::string init_from = ResolveUserPath(absl::GetFlag(FLAGS_init_from));
+  if (!init_from.empty()) {
+    absl::StatusOr<ModelConfig> hf = ReadHfModelConfig(init_from);
+    if (!hf.ok()) return Fail(hf.status());
+    o.model = *hf;
+  }
 
   absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
       LoadTokenizer(absl::GetFlag(FLAGS_tokenizer));
@@ -139,6 +149,8 @@ int Main() {
   o.tokenizer_fingerprint = (*tok)->fingerprint();
   o.tokenizer_vocab_size = (*tok)->vocab_size();
   o.required_vocab_size = (*tok)->model().vocab_size();
+  absl::StatusOr<std::string> tokenizer_path = FindTokenizer(absl::GetFlag(FLAGS_tokenizer));
+  if (tokenizer_path.ok()) o.tokenizer_path = std::filesystem::absolute(*tokenizer_path).string();
 
   DataOptions data_options;
   data_options.data =
@@ -183,6 +195,10 @@ int Main() {
   CpuBackend backend;
   absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(&backend, data->get(), o);
   if (!trainer.ok()) return Fail(trainer.status());
+  // A resumed run continues from its checkpoint, not from --init_from.
+  if (!init_from.empty() && o.resume.empty()) {
+    if (absl::Status s = LoadHfWeights(init_from, (*trainer)->model()); !s.ok()) return Fail(s);
+  }
   std::unique_ptr<TrainerServer> server;
   if (absl::GetFlag(FLAGS_status_port) != 0) {
     absl::StatusOr<std::unique_ptr<TrainerServer>> started = TrainerServer::Start(

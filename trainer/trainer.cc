@@ -266,6 +266,7 @@ absl::Status Trainer::Save(int64_t step) {
   state.tokens_seen = tokens_seen_;
   state.tokenizer_fingerprint = options_.tokenizer_fingerprint;
   state.tokenizer_vocab_size = options_.tokenizer_vocab_size;
+  state.tokenizer_path = options_.tokenizer_path;
   state.training = TrainingSettingsJson(options_);
   state.data_cursor = cursor_;
   state.seed = options_.seed;

@@ -51,6 +51,7 @@ struct TrainerOptions {
   std::string resume;  // A checkpoint directory, or a directory with `latest`; "" to start fresh.
   std::string tokenizer_fingerprint;
   int64_t tokenizer_vocab_size = 0;
+  std::string tokenizer_path;  // Copied into checkpoints ("" : not copied).
   // Ids the model must be able to embed: the tokenizer's BPE vocabulary (its
   // trailing added tokens, such as Gemma 3's <image_soft_token> = 262,144,
   // never come from text; a batch holding one fails with the id named).

@@ -12,8 +12,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "google/protobuf/util/json_util.h"
 #include "base/status_macros.h"
+#include "google/protobuf/util/json_util.h"
+#include "trainer/io/hf_export.h"
 #include "trainer/io/safetensors.h"
 
 namespace maximus::trainer {
@@ -115,6 +116,7 @@ absl::Status SaveCheckpoint(const std::string& dir, Model& model,
        {{"sha256", state.tokenizer_fingerprint}, {"vocab_size", state.tokenizer_vocab_size}}},
       {"optimizer", m.empty() ? "none" : "adamw"}};
   MAXIMUS_RETURN_IF_ERROR(WriteFileDurably(partial + "/checkpoint.json", j.dump(2) + "\n"));
+  MAXIMUS_RETURN_IF_ERROR(WriteHfModelFiles(partial, model.config(), state.tokenizer_path));
   fs::remove_all(dir, ec);
   fs::rename(partial, dir, ec);
   if (ec) return absl::UnavailableError(absl::StrCat("rename ", partial, ": ", ec.message()));

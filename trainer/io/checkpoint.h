@@ -3,6 +3,7 @@
 //                                names and [out, in] layouts (model.h)
 //   <dir>/optimizer.safetensors  AdamW moments: "<name>.exp_avg",
 //                                "<name>.exp_avg_sq"
+//   <dir>/config.json, ...       Hugging Face files (hf_export.h)
 //   <dir>/checkpoint.json        format version, step, tokens seen, model
 //                                config, training settings, data cursor
 //                                (StreamCursor as proto JSON), RNG state,
@@ -39,6 +40,9 @@ struct CheckpointState {
   // The run has no random state besides its seed: data order comes from the
   // cursor and MAXIS picks candidates deterministically.
   uint64_t seed = 0;
+  // The run's tokenizer.json, copied into the checkpoint for Hugging Face
+  // loaders (hf_export.h); "" to copy none.
+  std::string tokenizer_path;
 };
 
 // Writes model, optimizer moments (`m`, `v`: one buffer per parameter, may

@@ -204,12 +204,14 @@ int Main(StopSignals* signals) {
 }  // namespace maximus::trainer
 
 int main(int argc, char** argv) {
-  // Before any other thread exists: signals reach only its thread.
-  const std::unique_ptr<maximus::trainer::StopSignals> signals =
-      maximus::trainer::StopSignals::Start();
   absl::SetProgramUsageMessage(
       "Trains a Gemma-3-like model with the MAXIS loss.\n"
       "  ./bazelw run //trainer:main [-- --steps=N --loss=ce --data=host:port ...]");
   absl::ParseCommandLine(argc, argv);
-  return maximus::trainer::Main(signals.get());
+  auto signals = maximus::trainer::StopSignals::Start();
+  if (!signals.ok()) {
+    absl::FPrintF(stderr, "main: %s\n", signals.status().ToString());
+    return 1;
+  }
+  return maximus::trainer::Main(signals->get());
 }

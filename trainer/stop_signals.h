@@ -1,43 +1,44 @@
 // SIGINT and SIGTERM as calls on an ordinary thread. A signal handler may
-// only do async-signal-safe things (no locks, no allocation), so there is
-// none: the signals are blocked and a thread takes them with sigtimedwait,
-// then calls the action, which may lock and allocate like any code.
+// only do async-signal-safe things (no locks, no allocation), so the handler
+// here only writes the signal's number to a pipe (write(2) is
+// async-signal-safe); a thread reads the pipe and calls the action, which may
+// lock and allocate like any code. The handler works in whichever thread
+// the kernel picks, including threads that libraries started before main.
 
 #ifndef MAXIMUS_TRAINER_STOP_SIGNALS_H_
 #define MAXIMUS_TRAINER_STOP_SIGNALS_H_
 
-#include <atomic>
 #include <functional>
 #include <memory>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 
 namespace maximus::trainer {
 
 class StopSignals {
  public:
-  // Blocks SIGINT and SIGTERM in the calling thread, and so in every thread
-  // it starts afterwards, and starts the thread that takes them. Call it
-  // first thing in main, before any other thread exists (a thread started
-  // earlier could still receive them).
-  static std::unique_ptr<StopSignals> Start();
-  // Stops the thread; the signals stay blocked.
+  // Installs the handler for SIGINT and SIGTERM and starts the thread that
+  // acts on them. One instance at a time.
+  static absl::StatusOr<std::unique_ptr<StopSignals>> Start();
+  // Restores both signals' default handling and stops the thread.
   ~StopSignals();
 
   // What a signal does: `action(signal)` while one is set; with none, the
-  // signal's default (the process ends, as if nothing had blocked it). Once
-  // SetAction returns, the previous action neither runs nor will run.
+  // signal's default (the process ends). Once SetAction returns, the
+  // previous action neither runs nor will run.
   void SetAction(std::function<void(int)> action);
 
  private:
-  StopSignals() = default;
+  StopSignals(int read_fd, int write_fd) : read_fd_(read_fd), write_fd_(write_fd) {}
   void Loop();
 
+  const int read_fd_;
+  const int write_fd_;
   absl::Mutex mu_;
   std::function<void(int)> action_ ABSL_GUARDED_BY(mu_);
-  std::atomic<bool> done_{false};
   std::thread thread_;
 };
 

@@ -122,6 +122,34 @@ TEST(TrainerTest, ForeignCheckpointsAreRefused) {
   longer_intervals.run.set_data("elsewhere");
   EXPECT_TRUE(Trainer::Create(&backend, data.get(), longer_intervals).ok());
 
+  // A checkpoint of format 1 (settings of their own shape under
+  // "training") still reads, but is not resumed.
+  {
+    const std::string old_run = data::FreshTestDir("refuse_old_format");
+    std::filesystem::create_directories(old_run);
+    std::filesystem::copy(o.run.out_dir() + "/checkpoints", old_run + "/checkpoints",
+                          std::filesystem::copy_options::recursive);
+    auto dir = ResolveCheckpointDir(old_run);
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    std::ifstream in(*dir + "/checkpoint.json");
+    nlohmann::json j = nlohmann::json::parse(in);
+    j["format_version"] = 1;
+    j["training"] = {{"loss", "maxis"}, {"batch_rows", 2}};
+    j.erase("run_config");
+    std::ofstream(*dir + "/checkpoint.json") << j.dump();
+    auto state = ReadCheckpointState(*dir, nullptr);
+    ASSERT_TRUE(state.ok()) << state.status();
+    EXPECT_EQ(state->format_version, 1);
+    EXPECT_EQ(state->training["batch_rows"], 2);
+    TrainerOptions resume_old = o;
+    resume_old.run.set_out_dir(data::FreshTestDir("refuse_old_format_out"));
+    resume_old.run.set_resume(old_run);
+    auto r4 = Trainer::Create(&backend, data.get(), resume_old);
+    EXPECT_EQ(r4.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_NE(r4.status().message().find("format version 1"), absl::string_view::npos)
+        << r4.status();
+  }
+
   TrainerOptions missing = o;
   missing.run.set_out_dir(data::FreshTestDir("refuse_missing"));
   missing.run.set_resume(data::FreshTestDir("nothing_here"));

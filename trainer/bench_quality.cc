@@ -21,20 +21,39 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "trainer/backend/cpu/cpu_backend.h"
+#include "trainer/run_config.h"
 #include "trainer/run_setup.h"
 #include "trainer/trainer.h"
 
-ABSL_FLAG(std::string, preset, "tiny", "Model preset or config JSON");
-ABSL_FLAG(int64_t, steps, 150, "Optimizer steps of each run");
-ABSL_FLAG(int64_t, batch, 4, "Sequences per step");
-ABSL_FLAG(int64_t, seq_len, 128, "Tokens per sequence");
-ABSL_FLAG(double, lr, 3e-3, "Peak learning rate");
-ABSL_FLAG(int64_t, eval_interval, 25, "Steps between validation losses");
-ABSL_FLAG(int64_t, eval_batches, 8, "Validation batches");
+// The flags set the RunConfig fields of their names (ApplyFlags). The
+// benchmark's own defaults: shorter runs, validation more often and on more
+// batches, no checkpoints but the final one.
+namespace {
+maximus::trainer::RunConfig BenchDefaults() {
+  maximus::trainer::RunConfig c = maximus::trainer::DefaultRunConfig();
+  c.set_steps(150);
+  c.set_eval_interval(25);
+  c.set_eval_batches(8);
+  c.set_checkpoint_interval(0);
+  return c;
+}
+const maximus::trainer::RunConfig& Defaults() {
+  static const auto* defaults = new maximus::trainer::RunConfig(BenchDefaults());
+  return *defaults;
+}
+}  // namespace
+
+ABSL_FLAG(std::string, preset, Defaults().preset(), "Model preset or config JSON");
+ABSL_FLAG(int64_t, steps, Defaults().steps(), "Optimizer steps of each run");
+ABSL_FLAG(int64_t, batch, Defaults().batch(), "Sequences per step");
+ABSL_FLAG(int64_t, seq_len, Defaults().seq_len(), "Tokens per sequence");
+ABSL_FLAG(double, lr, Defaults().lr(), "Peak learning rate");
+ABSL_FLAG(int64_t, eval_interval, Defaults().eval_interval(), "Steps between validation losses");
+ABSL_FLAG(int64_t, eval_batches, Defaults().eval_batches(), "Validation batches");
 ABSL_FLAG(std::string, data, "", "Embedded store (default runs/store) or host:port list");
 ABSL_FLAG(std::string, tokenizer, "", "tokenizer.json (default: Gemma 3)");
 ABSL_FLAG(std::string, out_dir, "", "Where both runs write (default runs/bench_quality)");
-ABSL_FLAG(uint64_t, seed, 1, "Seed of both runs");
+ABSL_FLAG(uint64_t, seed, Defaults().seed(), "Seed of both runs");
 
 namespace maximus::trainer {
 namespace {
@@ -61,53 +80,43 @@ absl::StatusOr<RunResult> TrainOnce(data::DataSource* data, TrainerOptions optio
   return result;
 }
 
+int Fail(const absl::Status& status) {
+  absl::FPrintF(stderr, "bench_quality: %s\n", status.ToString());
+  return 1;
+}
+
 int Main() {
-  auto tok = LoadTokenizer(absl::GetFlag(FLAGS_tokenizer));
-  if (!tok.ok()) {
-    absl::FPrintF(stderr, "bench_quality: %s\n", tok.status().ToString());
-    return 1;
-  }
+  RunConfig run = BenchDefaults();
+  if (absl::Status s = ApplyFlags(&run); !s.ok()) return Fail(s);
+  // Warmup and progress lines scale with the run.
+  run.set_warmup(std::max<int64_t>(1, run.steps() / 10));
+  run.set_log_interval(std::max<int64_t>(1, run.steps() / 10));
+  if (absl::Status s = ValidateRunConfig(run); !s.ok()) return Fail(s);
+  auto tok = LoadTokenizer(run.tokenizer());
+  if (!tok.ok()) return Fail(tok.status());
   DataOptions data_options;
-  data_options.data =
-      absl::GetFlag(FLAGS_data).empty() ? DefaultRunDir("store") : absl::GetFlag(FLAGS_data);
+  data_options.data = run.data().empty() ? DefaultRunDir("store") : run.data();
   if (absl::StatusOr<std::string> sample = FindSampleCorpus(); sample.ok()) {
     data_options.ingest_if_empty.push_back(*sample);
   }
   auto data = OpenData(data_options, **tok);
-  if (!data.ok()) {
-    absl::FPrintF(stderr, "bench_quality: %s\n", data.status().ToString());
-    return 1;
-  }
-  auto model = ModelConfigFromFlag(absl::GetFlag(FLAGS_preset));
-  if (!model.ok()) {
-    absl::FPrintF(stderr, "bench_quality: %s\n", model.status().ToString());
-    return 1;
-  }
-  const std::string out = absl::GetFlag(FLAGS_out_dir).empty()
-                              ? DefaultRunDir("bench_quality")
-                              : ResolveUserPath(absl::GetFlag(FLAGS_out_dir));
+  if (!data.ok()) return Fail(data.status());
+  auto model = ModelConfigFromFlag(run.preset());
+  if (!model.ok()) return Fail(model.status());
+  const std::string out =
+      run.out_dir().empty() ? DefaultRunDir("bench_quality") : ResolveUserPath(run.out_dir());
   TrainerOptions base;
+  base.run = run;
   base.model = *model;
-  base.steps = absl::GetFlag(FLAGS_steps);
-  base.batch_rows = absl::GetFlag(FLAGS_batch);
-  base.seq_len = absl::GetFlag(FLAGS_seq_len);
-  base.schedule.peak_lr = static_cast<float>(absl::GetFlag(FLAGS_lr));
-  base.schedule.total_steps = base.steps;
-  base.schedule.warmup_steps = std::max<int64_t>(1, base.steps / 10);
-  base.eval_interval = absl::GetFlag(FLAGS_eval_interval);
-  base.eval_batches = absl::GetFlag(FLAGS_eval_batches);
-  base.seed = absl::GetFlag(FLAGS_seed);
-  base.log_interval = std::max<int64_t>(1, base.steps / 10);
   base.tokenizer_fingerprint = (*tok)->fingerprint();
   base.tokenizer_vocab_size = (*tok)->vocab_size();
   base.required_vocab_size = (*tok)->model().vocab_size();
-  base.checkpoint_interval = 0;
 
   std::map<std::string, RunResult> results;
   for (const std::string loss : {"maxis", "ce"}) {
     TrainerOptions options = base;
-    options.loss.kind = loss == "maxis" ? LossKind::kMaxis : LossKind::kCrossEntropy;
-    options.out_dir = out + "/" + loss;
+    options.run.set_loss(loss == "maxis" ? RunConfig::MAXIS : RunConfig::CE);
+    options.run.set_out_dir(out + "/" + loss);
     absl::FPrintF(stderr, "--- %s ---\n", loss);
     absl::StatusOr<RunResult> result = TrainOnce(data->get(), options);
     if (!result.ok()) {
@@ -119,7 +128,7 @@ int Main() {
   const RunResult& maxis = results["maxis"];
   const RunResult& ce = results["ce"];
   absl::PrintF("model %s, %d steps of %d x %d tokens, seed %d, %u threads\n\n", base.model.name,
-               base.steps, base.batch_rows, base.seq_len, base.seed,
+               run.steps(), run.batch(), run.seq_len(), run.seed(),
                std::thread::hardware_concurrency());
   absl::PrintF("| step | val loss, MAXIS | val loss, CE |\n|---:|---:|---:|\n");
   for (const auto& [step, value] : ce.validation) {
@@ -135,8 +144,8 @@ int Main() {
   absl::PrintF("| wall time, whole run | %.1f s | %.1f s |\n", maxis.seconds, ce.seconds);
   absl::PrintF("| training time (the run less its validation passes) | %.1f s | %.1f s |\n",
                maxis.train_seconds, ce.train_seconds);
-  absl::PrintF("| training time per step | %.2f s | %.2f s |\n", maxis.train_seconds / base.steps,
-               ce.train_seconds / base.steps);
+  absl::PrintF("| training time per step | %.2f s | %.2f s |\n", maxis.train_seconds / run.steps(),
+               ce.train_seconds / run.steps());
   absl::PrintF(
       "\nshare of CE's gain: (L0 - L_maxis) / (L0 - L_ce) = (%.4f - %.4f) / (%.4f - %.4f) "
       "= %.1f%%\n",

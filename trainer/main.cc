@@ -5,7 +5,6 @@
 //
 //   ./bazelw run //trainer:main [-- --steps=N --loss=ce --data=host:port ...]
 
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -23,29 +22,47 @@
 #include "trainer/backend/cpu/cpu_backend.h"
 #include "trainer/io/hf_import.h"
 #include "trainer/model/inference.h"
+#include "trainer/run_config.h"
 #include "trainer/run_setup.h"
+#include "trainer/stop_signals.h"
 #include "trainer/trainer.h"
 #include "trainer/trainer_service.h"
 
-ABSL_FLAG(std::string, preset, "tiny", "Model preset (tiny, 270m, 1b) or a model config JSON file");
-ABSL_FLAG(int64_t, steps, 400,
+// The flags named after RunConfig fields set those fields (ApplyFlags); their
+// defaults are DefaultRunConfig()'s.
+namespace {
+const maximus::trainer::RunConfig& Defaults() {
+  static const auto* defaults =
+      new maximus::trainer::RunConfig(maximus::trainer::DefaultRunConfig());
+  return *defaults;
+}
+}  // namespace
+
+ABSL_FLAG(std::string, preset, Defaults().preset(),
+          "Model preset (tiny, 270m, 1b) or a model config JSON file");
+ABSL_FLAG(int64_t, steps, Defaults().steps(),
           "Optimizer steps (the default run takes about 5 minutes on 2 cores)");
-ABSL_FLAG(int64_t, batch, 4, "Sequences per micro-batch");
-ABSL_FLAG(int64_t, seq_len, 128, "Tokens per sequence");
-ABSL_FLAG(int64_t, accumulation, 1, "Micro-batches per optimizer step");
-ABSL_FLAG(double, lr, 3e-3, "Peak learning rate");
-ABSL_FLAG(int64_t, warmup, 30, "Warmup steps");
-ABSL_FLAG(double, decay_fraction, 0.2, "Share of the steps spent decaying the learning rate");
-ABSL_FLAG(double, min_lr_ratio, 0.1, "Final learning rate as a share of the peak");
-ABSL_FLAG(double, weight_decay, 0.1, "AdamW decoupled weight decay");
-ABSL_FLAG(double, clip, 1.0, "Gradient-norm clipping (0: off)");
-ABSL_FLAG(std::string, loss, "maxis", "maxis (sampled softmax with ghost logit) or ce (exact)");
-ABSL_FLAG(int64_t, maxis_low_dim, 64, "MAXIS: dimensions of the scouts and the auxiliary loss");
-ABSL_FLAG(int64_t, maxis_stride, 4, "MAXIS: every how many tokens a scout");
-ABSL_FLAG(int64_t, maxis_candidates, 2048, "MAXIS: candidate budget K");
-ABSL_FLAG(double, maxis_aux_weight, 0.2, "MAXIS: weight of the auxiliary loss");
-ABSL_FLAG(std::string, attention, "standard", "Attention: standard (causal softmax)");
-ABSL_FLAG(std::string, backend, "cpu", "Backend: cpu");
+ABSL_FLAG(int64_t, batch, Defaults().batch(), "Sequences per micro-batch");
+ABSL_FLAG(int64_t, seq_len, Defaults().seq_len(), "Tokens per sequence");
+ABSL_FLAG(int64_t, accumulation, Defaults().accumulation(), "Micro-batches per optimizer step");
+ABSL_FLAG(double, lr, Defaults().lr(), "Peak learning rate");
+ABSL_FLAG(int64_t, warmup, Defaults().warmup(), "Warmup steps");
+ABSL_FLAG(double, decay_fraction, Defaults().decay_fraction(),
+          "Share of the steps spent decaying the learning rate");
+ABSL_FLAG(double, min_lr_ratio, Defaults().min_lr_ratio(),
+          "Final learning rate as a share of the peak");
+ABSL_FLAG(double, weight_decay, Defaults().weight_decay(), "AdamW decoupled weight decay");
+ABSL_FLAG(double, clip, Defaults().clip(), "Gradient-norm clipping (0: off)");
+ABSL_FLAG(std::string, loss, std::string(maximus::trainer::LossFlagValue(Defaults().loss())),
+          "maxis (sampled softmax with ghost logit) or ce (exact)");
+ABSL_FLAG(int64_t, maxis_low_dim, Defaults().maxis_low_dim(),
+          "MAXIS: dimensions of the scouts and the auxiliary loss");
+ABSL_FLAG(int64_t, maxis_stride, Defaults().maxis_stride(), "MAXIS: every how many tokens a scout");
+ABSL_FLAG(int64_t, maxis_candidates, Defaults().maxis_candidates(), "MAXIS: candidate budget K");
+ABSL_FLAG(double, maxis_aux_weight, Defaults().maxis_aux_weight(),
+          "MAXIS: weight of the auxiliary loss");
+ABSL_FLAG(std::string, attention, Defaults().attention(), "Attention: standard (causal softmax)");
+ABSL_FLAG(std::string, backend, Defaults().backend(), "Backend: cpu");
 ABSL_FLAG(std::string, data, "",
           "An embedded store directory (default runs/store, filled from the sample corpus when "
           "empty) or DataService addresses host:port[,host:port...]");
@@ -58,13 +75,17 @@ ABSL_FLAG(std::string, init_from, "",
           "Start from a Hugging Face Gemma 3 directory (config.json, model.safetensors); its "
           "config.json replaces --preset");
 ABSL_FLAG(std::string, resume, "", "Continue from a checkpoint dir or a run dir (its latest)");
-ABSL_FLAG(uint64_t, seed, 1, "Seed of initialisation and data order");
-ABSL_FLAG(double, validation_fraction, 0.02, "Share of documents held out for validation");
-ABSL_FLAG(int64_t, eval_interval, 50, "Steps between exact-CE validation losses");
-ABSL_FLAG(int64_t, eval_batches, 4, "Validation batches");
-ABSL_FLAG(int64_t, log_interval, 10, "Steps between progress lines");
-ABSL_FLAG(int64_t, checkpoint_interval, 100, "Steps between checkpoints (0: only at the end)");
-ABSL_FLAG(int64_t, keep_checkpoints, 2, "Checkpoints kept (the newest; 0: all)");
+ABSL_FLAG(uint64_t, seed, Defaults().seed(), "Seed of initialisation and data order");
+ABSL_FLAG(double, validation_fraction, Defaults().validation_fraction(),
+          "Share of documents held out for validation");
+ABSL_FLAG(int64_t, eval_interval, Defaults().eval_interval(),
+          "Steps between exact-CE validation losses");
+ABSL_FLAG(int64_t, eval_batches, Defaults().eval_batches(), "Validation batches");
+ABSL_FLAG(int64_t, log_interval, Defaults().log_interval(), "Steps between progress lines");
+ABSL_FLAG(int64_t, checkpoint_interval, Defaults().checkpoint_interval(),
+          "Steps between checkpoints (0: only at the end)");
+ABSL_FLAG(int64_t, keep_checkpoints, Defaults().keep_checkpoints(),
+          "Checkpoints kept (the newest; 0: all)");
 ABSL_FLAG(int, status_port, 0, "Serve TrainerService on this port (0: off)");
 ABSL_FLAG(std::string, sample_prompt, "It is a truth universally acknowledged",
           "Prompt of the sample generated at the end (empty: none)");
@@ -72,12 +93,6 @@ ABSL_FLAG(int64_t, sample_tokens, 48, "Tokens of that sample");
 
 namespace maximus::trainer {
 namespace {
-
-Trainer* g_trainer = nullptr;
-
-void OnSignal(int) {
-  if (g_trainer != nullptr) g_trainer->RequestStop();
-}
 
 int Fail(const absl::Status& status) {
   absl::FPrintF(stderr, "main: %s\n", status.ToString());
@@ -89,51 +104,22 @@ int Usage(const std::string& message) {
   return 2;
 }
 
-int Main() {
-  if (absl::GetFlag(FLAGS_backend) != "cpu") {
-    return Usage(absl::StrCat("--backend=", absl::GetFlag(FLAGS_backend),
-                              ": only cpu is built into this version"));
+int Main(StopSignals* signals) {
+  RunConfig run = DefaultRunConfig();
+  if (absl::Status s = ApplyFlags(&run); !s.ok()) return Usage(std::string(s.message()));
+  if (run.backend() != "cpu") {
+    return Usage(
+        absl::StrCat("--backend=", run.backend(), ": only cpu is built into this version"));
   }
-  if (absl::GetFlag(FLAGS_attention) != "standard") {
-    return Usage(absl::StrCat("--attention=", absl::GetFlag(FLAGS_attention),
-                              ": only standard causal attention is built into this version"));
-  }
+  if (absl::Status s = ValidateRunConfig(run); !s.ok()) return Usage(std::string(s.message()));
+  run.set_out_dir(run.out_dir().empty() ? DefaultRunDir("default")
+                                        : ResolveUserPath(run.out_dir()));
+  run.set_resume(ResolveUserPath(run.resume()));
+  run.set_data(run.data().empty() ? DefaultRunDir("store") : run.data());
   TrainerOptions o;
-  const std::string loss = absl::GetFlag(FLAGS_loss);
-  if (loss == "maxis") {
-    o.loss.kind = LossKind::kMaxis;
-  } else if (loss == "ce") {
-    o.loss.kind = LossKind::kCrossEntropy;
-  } else {
-    return Usage(absl::StrCat("--loss=", loss, ": use maxis or ce"));
-  }
-  o.loss.maxis.low_dim = absl::GetFlag(FLAGS_maxis_low_dim);
-  o.loss.maxis.scout_stride = absl::GetFlag(FLAGS_maxis_stride);
-  o.loss.maxis.candidate_budget = absl::GetFlag(FLAGS_maxis_candidates);
-  o.loss.maxis.aux_weight = static_cast<float>(absl::GetFlag(FLAGS_maxis_aux_weight));
-  o.steps = absl::GetFlag(FLAGS_steps);
-  o.batch_rows = absl::GetFlag(FLAGS_batch);
-  o.seq_len = absl::GetFlag(FLAGS_seq_len);
-  o.accumulation = absl::GetFlag(FLAGS_accumulation);
-  o.schedule.peak_lr = static_cast<float>(absl::GetFlag(FLAGS_lr));
-  o.schedule.warmup_steps = std::min(absl::GetFlag(FLAGS_warmup), o.steps);
-  o.schedule.total_steps = std::max<int64_t>(1, o.steps);
-  o.schedule.decay_fraction = static_cast<float>(absl::GetFlag(FLAGS_decay_fraction));
-  o.schedule.min_lr_ratio = static_cast<float>(absl::GetFlag(FLAGS_min_lr_ratio));
-  o.adamw.weight_decay = static_cast<float>(absl::GetFlag(FLAGS_weight_decay));
-  o.clip_norm = absl::GetFlag(FLAGS_clip);
-  o.seed = absl::GetFlag(FLAGS_seed);
-  o.validation_fraction = absl::GetFlag(FLAGS_validation_fraction);
-  o.eval_interval = absl::GetFlag(FLAGS_eval_interval);
-  o.eval_batches = absl::GetFlag(FLAGS_eval_batches);
-  o.log_interval = absl::GetFlag(FLAGS_log_interval);
-  o.checkpoint_interval = absl::GetFlag(FLAGS_checkpoint_interval);
-  o.keep_checkpoints = absl::GetFlag(FLAGS_keep_checkpoints);
-  o.out_dir = absl::GetFlag(FLAGS_out_dir).empty() ? DefaultRunDir("default")
-                                                   : ResolveUserPath(absl::GetFlag(FLAGS_out_dir));
-  o.resume = ResolveUserPath(absl::GetFlag(FLAGS_resume));
+  o.run = run;
 
-  absl::StatusOr<ModelConfig> model = ModelConfigFromFlag(absl::GetFlag(FLAGS_preset));
+  absl::StatusOr<ModelConfig> model = ModelConfigFromFlag(run.preset());
   if (!model.ok()) return Fail(model.status());
   o.model = *model;
   const std::string init_from = ResolveUserPath(absl::GetFlag(FLAGS_init_from));
@@ -143,8 +129,7 @@ int Main() {
     o.model = *hf;
   }
 
-  absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
-      LoadTokenizer(absl::GetFlag(FLAGS_tokenizer));
+  absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok = LoadTokenizer(run.tokenizer());
   if (!tok.ok()) return Fail(tok.status());
   o.tokenizer_fingerprint = (*tok)->fingerprint();
   o.tokenizer_vocab_size = (*tok)->vocab_size();
@@ -153,10 +138,9 @@ int Main() {
   if (tokenizer_path.ok()) o.tokenizer_path = std::filesystem::absolute(*tokenizer_path).string();
 
   DataOptions data_options;
-  data_options.data =
-      absl::GetFlag(FLAGS_data).empty() ? DefaultRunDir("store") : absl::GetFlag(FLAGS_data);
-  if (!absl::GetFlag(FLAGS_ingest).empty()) {
-    for (absl::string_view path : absl::StrSplit(absl::GetFlag(FLAGS_ingest), ',')) {
+  data_options.data = run.data();
+  if (!run.ingest().empty()) {
+    for (absl::string_view path : absl::StrSplit(run.ingest(), ',')) {
       data_options.ingest_if_empty.push_back(ResolveUserPath(std::string(path)));
     }
   } else {
@@ -167,13 +151,13 @@ int Main() {
   if (!data.ok()) return Fail(data.status());
 
   // A fresh run replaces an earlier one in the same directory.
-  if (o.resume.empty()) {
+  if (run.resume().empty()) {
     std::error_code ec;
     for (const char* name : {"checkpoints", "metrics.csv", "loss.svg"}) {
-      std::filesystem::remove_all(o.out_dir + "/" + name, ec);
+      std::filesystem::remove_all(run.out_dir() + "/" + name, ec);
     }
-    if (std::filesystem::exists(o.out_dir, ec)) {
-      for (const auto& entry : std::filesystem::directory_iterator(o.out_dir, ec)) {
+    if (std::filesystem::exists(run.out_dir(), ec)) {
+      for (const auto& entry : std::filesystem::directory_iterator(run.out_dir(), ec)) {
         if (entry.path().filename().string().rfind("events.out.tfevents.", 0) == 0) {
           std::filesystem::remove(entry.path(), ec);
         }
@@ -181,22 +165,22 @@ int Main() {
     }
   }
 
-  auto stats = (*data)->GetStats(o.validation_fraction);
+  auto stats = (*data)->GetStats(run.validation_fraction());
   if (!stats.ok()) return Fail(stats.status());
   absl::FPrintF(stderr,
                 "model %s: %.1f M parameters (%d layers, hidden %d, vocab %d); loss %s; %d steps "
                 "of %d x %d tokens\ndata: %d training documents, %d tokens; %d validation "
                 "documents\nrun directory: %s\n",
                 o.model.name, o.model.NumParameters() / 1e6, o.model.layers, o.model.hidden,
-                o.model.vocab_size, loss, o.steps, o.batch_rows * o.accumulation, o.seq_len,
-                stats->train().documents(), stats->train().tokens(),
-                stats->validation().documents(), o.out_dir);
+                o.model.vocab_size, LossFlagValue(run.loss()), run.steps(),
+                run.batch() * run.accumulation(), run.seq_len(), stats->train().documents(),
+                stats->train().tokens(), stats->validation().documents(), run.out_dir());
 
   CpuBackend backend;
   absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(&backend, data->get(), o);
   if (!trainer.ok()) return Fail(trainer.status());
   // A resumed run continues from its checkpoint, not from --init_from.
-  if (!init_from.empty() && o.resume.empty()) {
+  if (!init_from.empty() && run.resume().empty()) {
     if (absl::Status s = LoadHfWeights(init_from, (*trainer)->model()); !s.ok()) return Fail(s);
   }
   std::unique_ptr<TrainerServer> server;
@@ -208,26 +192,25 @@ int Main() {
     server = *std::move(started);
     absl::FPrintF(stderr, "TrainerService on port %d\n", server->port());
   }
-  g_trainer = trainer->get();
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
+  // Ctrl-C or SIGTERM: stop after the current step, saving a checkpoint.
+  signals->SetAction([t = trainer->get()](int) { t->RequestStop(); });
   const absl::Time start = absl::Now();
-  const absl::Status run = (*trainer)->Run();
-  g_trainer = nullptr;
+  const absl::Status ran = (*trainer)->Run();
+  signals->SetAction(nullptr);
   if (server != nullptr) server->Shutdown();
-  if (!run.ok()) return Fail(run);
+  if (!ran.ok()) return Fail(ran);
   const TrainerStatus status = (*trainer)->status();
   absl::FPrintF(stderr,
                 "done: %d steps in %.1f s; validation loss (exact CE) %.4f\ncheckpoint: %s\n"
                 "metrics: %s/metrics.csv, TensorBoard events in %s, plot %s/loss.svg\n",
                 status.step, absl::ToDoubleSeconds(absl::Now() - start), status.validation_loss,
-                status.last_checkpoint, o.out_dir, o.out_dir, o.out_dir);
+                status.last_checkpoint, run.out_dir(), run.out_dir(), run.out_dir());
 
   const std::string prompt = absl::GetFlag(FLAGS_sample_prompt);
   if (!prompt.empty()) {
     GenerateOptions generate;
     generate.max_new_tokens = absl::GetFlag(FLAGS_sample_tokens);
-    generate.sampling.seed = o.seed;
+    generate.sampling.seed = run.seed();
     absl::StatusOr<GenerateResult> text = Generate((*trainer)->model(), **tok, prompt, generate);
     if (!text.ok()) return Fail(text.status());
     absl::PrintF("sample: %s%s\n", prompt, text->text);
@@ -243,5 +226,10 @@ int main(int argc, char** argv) {
       "Trains a Gemma-3-like model with the MAXIS loss.\n"
       "  ./bazelw run //trainer:main [-- --steps=N --loss=ce --data=host:port ...]");
   absl::ParseCommandLine(argc, argv);
-  return maximus::trainer::Main();
+  auto signals = maximus::trainer::StopSignals::Start();
+  if (!signals.ok()) {
+    absl::FPrintF(stderr, "main: %s\n", signals.status().ToString());
+    return 1;
+  }
+  return maximus::trainer::Main(signals->get());
 }

@@ -1,5 +1,7 @@
 #include "trainer/trainer.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -8,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "base/status_macros.h"
 #include "trainer/io/loss_plot.h"
@@ -17,7 +20,11 @@ namespace {
 
 constexpr size_t kMaxKeptPoints = 100000;
 
-const char* LossName(LossKind kind) { return kind == LossKind::kMaxis ? "maxis" : "ce"; }
+// The memory a micro-batch's activations may take: the host's.
+uint64_t HostMemoryBytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * page : UINT64_MAX;
+}
 
 std::string FormatDuration(double seconds) {
   if (!(seconds >= 0) || !std::isfinite(seconds)) return "?";
@@ -28,35 +35,6 @@ std::string FormatDuration(double seconds) {
 }
 
 }  // namespace
-
-nlohmann::json TrainingSettingsJson(const TrainerOptions& o) {
-  return {{"loss", LossName(o.loss.kind)},
-          {"maxis",
-           {{"low_dim", o.loss.maxis.low_dim},
-            {"scout_stride", o.loss.maxis.scout_stride},
-            {"candidate_budget", o.loss.maxis.candidate_budget},
-            {"aux_weight", o.loss.maxis.aux_weight}}},
-          {"steps", o.steps},
-          {"batch_rows", o.batch_rows},
-          {"seq_len", o.seq_len},
-          {"accumulation", o.accumulation},
-          {"schedule",
-           {{"peak_lr", o.schedule.peak_lr},
-            {"warmup_steps", o.schedule.warmup_steps},
-            {"total_steps", o.schedule.total_steps},
-            {"decay_fraction", o.schedule.decay_fraction},
-            {"min_lr_ratio", o.schedule.min_lr_ratio},
-            {"decay", o.schedule.decay == LrSchedule::Decay::kLinear ? "linear" : "cosine"}}},
-          {"adamw",
-           {{"beta1", o.adamw.beta1},
-            {"beta2", o.adamw.beta2},
-            {"eps", o.adamw.eps},
-            {"weight_decay", o.adamw.weight_decay}}},
-          {"clip_norm", o.clip_norm},
-          {"seed", o.seed},
-          {"validation_fraction", o.validation_fraction},
-          {"eval_batches", o.eval_batches}};
-}
 
 Trainer::Trainer(Backend* backend, data::DataSource* data, const TrainerOptions& options)
     : backend_(backend), data_(data), options_(options) {}
@@ -73,25 +51,19 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(Backend* backend, data:
 
 absl::Status Trainer::Setup() {
   const TrainerOptions& o = options_;
-  auto positive = [](absl::string_view flag, int64_t value) -> absl::Status {
-    if (value > 0) return absl::OkStatus();
-    return absl::InvalidArgumentError(absl::StrCat("--", flag, " must be positive, not ", value));
-  };
-  for (auto [flag, value] : {std::pair<absl::string_view, int64_t>{"steps", o.steps},
-                             {"batch", o.batch_rows},
-                             {"seq_len", o.seq_len},
-                             {"accumulation", o.accumulation},
-                             {"eval_batches", o.eval_batches},
-                             {"log_interval", o.log_interval}}) {
-    MAXIMUS_RETURN_IF_ERROR(positive(flag, value));
+  const RunConfig& run = o.run;
+  MAXIMUS_RETURN_IF_ERROR(ValidateRunConfig(run));
+  schedule_ = ScheduleOf(run);
+  adamw_ = AdamWOf(run);
+  loss_ = LossOf(run);
+  MAXIMUS_RETURN_IF_ERROR(ValidateLrSchedule(schedule_));
+  MAXIMUS_RETURN_IF_ERROR(ValidateAdamWConfig(adamw_));
+  if (loss_.kind == LossKind::kMaxis) {
+    kernels::LinearHeadShape shape{run.batch() * run.seq_len(), o.model.hidden, o.model.vocab_size};
+    MAXIMUS_RETURN_IF_ERROR(kernels::ValidateMaxisConfig(shape, loss_.maxis));
   }
-  MAXIMUS_RETURN_IF_ERROR(ValidateLrSchedule(o.schedule));
-  MAXIMUS_RETURN_IF_ERROR(ValidateAdamWConfig(o.adamw));
-  if (o.loss.kind == LossKind::kMaxis) {
-    kernels::LinearHeadShape shape{o.batch_rows * o.seq_len, o.model.hidden, o.model.vocab_size};
-    MAXIMUS_RETURN_IF_ERROR(kernels::ValidateMaxisConfig(shape, o.loss.maxis));
-  }
-  if (o.out_dir.empty()) return absl::InvalidArgumentError("--out_dir is required");
+  MAXIMUS_RETURN_IF_ERROR(ValidateBatchFitsMemory(run, o.model, HostMemoryBytes()));
+  if (run.out_dir().empty()) return absl::InvalidArgumentError("--out_dir is required");
   // The data: same tokenizer, and ids that fit the model's vocabulary.
   const data::ShardList& store = data_->info();
   if (!o.tokenizer_fingerprint.empty() && store.tokenizer().sha256() != o.tokenizer_fingerprint) {
@@ -114,7 +86,7 @@ absl::Status Trainer::Setup() {
     m_.push_back(std::make_unique<BufferView>(arena.m().data() + s.offset, s.size, DType::kF32));
     v_.push_back(std::make_unique<BufferView>(arena.v().data() + s.offset, s.size, DType::kF32));
   }
-  checkpoint_root_ = o.out_dir + "/checkpoints";
+  checkpoint_root_ = run.out_dir() + "/checkpoints";
   std::error_code ec;
   std::filesystem::create_directories(checkpoint_root_, ec);
   if (ec)
@@ -122,14 +94,15 @@ absl::Status Trainer::Setup() {
 
   data::StreamBatchesRequest request;
   request.mutable_selection()->set_split(data::SPLIT_TRAIN);
-  request.mutable_selection()->set_seed(o.seed);
+  request.mutable_selection()->set_seed(run.seed());
   request.mutable_selection()->set_rank(0);
   request.mutable_selection()->set_world_size(1);
-  request.mutable_selection()->set_validation_fraction(o.validation_fraction);
-  request.set_seq_len(static_cast<uint32_t>(o.seq_len));
-  request.set_batch_size(static_cast<uint32_t>(o.batch_rows));
-  if (!o.resume.empty()) {
-    absl::StatusOr<std::string> dir = ResolveCheckpointDir(o.resume);
+  request.mutable_selection()->set_validation_fraction(run.validation_fraction());
+  // In range: ValidateRunConfig bounds both by the data service's limits.
+  request.set_seq_len(static_cast<uint32_t>(run.seq_len()));
+  request.set_batch_size(static_cast<uint32_t>(run.batch()));
+  if (!run.resume().empty()) {
+    absl::StatusOr<std::string> dir = ResolveCheckpointDir(run.resume());
     if (!dir.ok()) return dir.status();
     ModelConfig saved;
     absl::StatusOr<CheckpointState> state = ReadCheckpointState(*dir, &saved);
@@ -144,14 +117,22 @@ absl::Status Trainer::Setup() {
           absl::StrCat("checkpoint ", *dir, " has another model config:\n",
                        ModelConfigToJson(saved), "\nthis run:\n", ModelConfigToJson(o.model)));
     }
-    const nlohmann::json settings = TrainingSettingsJson(o);
-    for (auto& [key, value] : settings.items()) {
-      if (!state->training.contains(key) || state->training[key] != value) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("checkpoint ", *dir, " was trained with ", key, " = ",
-                         state->training.contains(key) ? state->training[key].dump() : "(unset)",
-                         ", this run asks for ", value.dump()));
-      }
+    if (state->format_version < 2) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "checkpoint ", *dir, " has format version ", state->format_version,
+          ", from before run configs were recorded: it loads for generation and scoring, but "
+          "cannot be resumed"));
+    }
+    absl::StatusOr<RunConfig> saved_run = RunConfigFromJson(state->training.dump());
+    if (!saved_run.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("checkpoint ", *dir, ": run_config: ", saved_run.status().message()));
+    }
+    const std::vector<std::string> differences = ResumeMismatches(*saved_run, run);
+    if (!differences.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat("checkpoint ", *dir,
+                                                        " was trained with other settings:\n  ",
+                                                        absl::StrJoin(differences, "\n  ")));
     }
     MAXIMUS_RETURN_IF_ERROR(LoadCheckpointTensors(*dir, *model_, &m_, &v_));
     start_step_ = state->step;
@@ -159,7 +140,7 @@ absl::Status Trainer::Setup() {
     cursor_ = state->data_cursor;
     *request.mutable_resume() = cursor_;
   } else {
-    model_->Initialize(o.seed);
+    model_->Initialize(run.seed());
   }
   absl::StatusOr<std::unique_ptr<data::BatchStream>> train = data_->OpenStream(request);
   if (!train.ok()) return train.status();
@@ -173,25 +154,26 @@ absl::Status Trainer::Setup() {
   absl::StatusOr<std::unique_ptr<data::BatchStream>> stream = data_->OpenStream(valid);
   if (!stream.ok()) return stream.status();
   data::PackedBatch batch;
-  for (int64_t i = 0; i < o.eval_batches; ++i) {
+  for (int64_t i = 0; i < run.eval_batches(); ++i) {
     absl::StatusOr<bool> more = (*stream)->Next(&batch);
     if (!more.ok()) return more.status();
     if (!*more) break;
+    MAXIMUS_RETURN_IF_ERROR(CheckPackedBatch(batch, run));
     validation_.push_back(MakeTokenBatch(data::BatchTokens(batch), data::BatchLossMask(batch),
                                          batch.rows(), batch.row_length()));
   }
   if (validation_.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("the validation split is empty (validation_fraction ", o.validation_fraction,
-                     "): ingest more documents or raise --validation_fraction"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the validation split is empty (validation_fraction ", run.validation_fraction(),
+        "): ingest more documents or raise --validation_fraction"));
   }
   absl::StatusOr<std::unique_ptr<MetricsWriter>> metrics =
-      MetricsWriter::Open(o.out_dir, o.resume.empty() ? -1 : start_step_);
+      MetricsWriter::Open(run.out_dir(), run.resume().empty() ? -1 : start_step_);
   if (!metrics.ok()) return metrics.status();
   metrics_ = *std::move(metrics);
   absl::MutexLock lock(&mu_);
   status_.step = start_step_;
-  status_.total_steps = o.steps;
+  status_.total_steps = run.steps();
   status_.tokens_seen = tokens_seen_;
   return absl::OkStatus();
 }
@@ -211,33 +193,34 @@ absl::StatusOr<double> Trainer::ValidationLoss() {
 }
 
 absl::Status Trainer::TrainStep(int64_t step) {
-  const TrainerOptions& o = options_;
+  const RunConfig& o = options_.run;
   model_->ZeroGrads();
   double loss = 0, main_loss = 0;
-  for (int64_t micro = 0; micro < o.accumulation; ++micro) {
+  for (int64_t micro = 0; micro < o.accumulation(); ++micro) {
     data::PackedBatch packed;
     absl::StatusOr<bool> more = train_->Next(&packed);
     if (!more.ok()) return more.status();
     if (!*more) return absl::OutOfRangeError("the training stream ended");
+    MAXIMUS_RETURN_IF_ERROR(CheckPackedBatch(packed, o));
     const TokenBatch batch = MakeTokenBatch(data::BatchTokens(packed), data::BatchLossMask(packed),
                                             packed.rows(), packed.row_length());
-    absl::StatusOr<LossOutput> out = model_->Step(batch, o.loss, /*backward=*/true);
+    absl::StatusOr<LossOutput> out = model_->Step(batch, loss_, /*backward=*/true);
     if (!out.ok()) return out.status();
     if (!std::isfinite(out->loss)) {
       return absl::InternalError(absl::StrCat("the loss is ", out->loss, " at step ", step,
                                               "; lower --lr or check the data"));
     }
-    loss += out->loss / o.accumulation;
-    main_loss += out->main_loss / o.accumulation;
+    loss += out->loss / o.accumulation();
+    main_loss += out->main_loss / o.accumulation();
     cursor_ = packed.next();
     tokens_seen_ += batch.rows * batch.seq;
   }
   OptimizerStep update;
-  update.adamw = o.adamw;
+  update.adamw = adamw_;
   update.step = step;
-  update.lr = LearningRate(o.schedule, step);
-  update.grad_scale = 1.0f / o.accumulation;
-  update.clip_norm = o.clip_norm;
+  update.lr = LearningRate(schedule_, step);
+  update.grad_scale = 1.0f / o.accumulation();
+  update.clip_norm = o.clip();
   MAXIMUS_ASSIGN_OR_RETURN(const double norm, backend_->OptimizerUpdate(update, model_->arena()));
   if (!std::isfinite(norm)) {
     return absl::InternalError(absl::StrCat("the gradient norm is ", norm, " at step ", step,
@@ -245,18 +228,17 @@ absl::Status Trainer::TrainStep(int64_t step) {
   }
   const float lr = update.lr;
   step_losses_.push_back(loss);
-  Publish(step, "train/loss", loss);
-  if (o.loss.kind == LossKind::kMaxis) Publish(step, "train/maxis_main", main_loss);
-  Publish(step, "train/grad_norm", norm);
-  Publish(step, "train/lr", lr);
-  {
-    absl::MutexLock lock(&mu_);
-    status_.step = step;
-    status_.tokens_seen = tokens_seen_;
-    status_.last_loss = loss;
-    status_.loss_ema = status_.loss_ema == 0 ? loss : 0.95 * status_.loss_ema + 0.05 * loss;
-    status_.learning_rate = lr;
-  }
+  std::vector<std::pair<std::string, double>> points = {{"train/loss", loss}};
+  if (loss_.kind == LossKind::kMaxis) points.push_back({"train/maxis_main", main_loss});
+  points.push_back({"train/grad_norm", norm});
+  points.push_back({"train/lr", lr});
+  Publish(step, points, [&](TrainerStatus& status) {
+    status.step = step;
+    status.tokens_seen = tokens_seen_;
+    status.last_loss = loss;
+    status.loss_ema = status.loss_ema == 0 ? loss : 0.95 * status.loss_ema + 0.05 * loss;
+    status.learning_rate = lr;
+  });
   return absl::OkStatus();
 }
 
@@ -267,12 +249,12 @@ absl::Status Trainer::Save(int64_t step) {
   state.tokenizer_fingerprint = options_.tokenizer_fingerprint;
   state.tokenizer_vocab_size = options_.tokenizer_vocab_size;
   state.tokenizer_path = options_.tokenizer_path;
-  state.training = TrainingSettingsJson(options_);
+  state.training = nlohmann::json::parse(RunConfigToJson(options_.run));
   state.data_cursor = cursor_;
-  state.seed = options_.seed;
+  state.seed = options_.run.seed();
   const std::string dir = absl::StrFormat("%s/step-%08d", checkpoint_root_, step);
   MAXIMUS_RETURN_IF_ERROR(SaveCheckpoint(dir, *model_, m_, v_, state));
-  if (options_.keep_checkpoints > 0) {
+  if (options_.run.keep_checkpoints() > 0) {
     // Names sort by step (zero-padded); the newest are kept.
     std::vector<std::string> saved;
     std::error_code ec;
@@ -284,7 +266,8 @@ absl::Status Trainer::Save(int64_t step) {
       }
     }
     std::sort(saved.begin(), saved.end());
-    for (size_t i = 0; i + static_cast<size_t>(options_.keep_checkpoints) < saved.size(); ++i) {
+    for (size_t i = 0; i + static_cast<size_t>(options_.run.keep_checkpoints()) < saved.size();
+         ++i) {
       std::filesystem::remove_all(saved[i], ec);
     }
   }
@@ -296,7 +279,7 @@ absl::Status Trainer::Save(int64_t step) {
 }
 
 absl::Status Trainer::Run() {
-  const TrainerOptions& o = options_;
+  const RunConfig& o = options_.run;
   SetState(TrainerStatus::State::kRunning);
   const auto start = std::chrono::steady_clock::now();
   const int64_t start_tokens = tokens_seen_;
@@ -306,43 +289,42 @@ absl::Status Trainer::Run() {
     const auto eval_start = std::chrono::steady_clock::now();
     absl::StatusOr<double> val = ValidationLoss();
     if (!val.ok()) return val.status();
-    Publish(at, "val/loss", *val);
-    absl::MutexLock lock(&mu_);
-    status_.validation_loss = *val;
-    status_.validation_seconds +=
+    const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - eval_start).count();
+    Publish(at, {{"val/loss", *val}}, [&](TrainerStatus& status) {
+      status.validation_loss = *val;
+      status.validation_seconds += seconds;
+    });
     return absl::OkStatus();
   };
-  if (start_step_ == 0 && o.eval_interval > 0) status = evaluate(0);
-  while (status.ok() && step < o.steps && !stop_ &&
-         (o.stop_at_step == 0 || step < o.stop_at_step)) {
+  if (start_step_ == 0 && o.eval_interval() > 0) status = evaluate(0);
+  while (status.ok() && step < o.steps() && !stop_ &&
+         (o.stop_at_step() == 0 || step < o.stop_at_step())) {
     ++step;
     status = TrainStep(step);
     if (!status.ok()) break;
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double rate = (tokens_seen_ - start_tokens) / std::max(seconds, 1e-9);
-    const double eta = seconds / (step - start_step_) * (o.steps - step);
-    Publish(step, "train/tokens_per_second", rate);
-    {
-      absl::MutexLock lock(&mu_);
-      status_.tokens_per_second = rate;
-      status_.eta_seconds = eta;
-    }
-    if ((o.eval_interval > 0 && step % o.eval_interval == 0) || step == o.steps) {
+    const double eta = seconds / (step - start_step_) * (o.steps() - step);
+    Publish(step, {{"train/tokens_per_second", rate}}, [&](TrainerStatus& status) {
+      status.tokens_per_second = rate;
+      status.eta_seconds = eta;
+    });
+    if ((o.eval_interval() > 0 && step % o.eval_interval() == 0) || step == o.steps()) {
       status = evaluate(step);
       if (!status.ok()) break;
     }
     metrics_->Flush().IgnoreError();
-    if (!o.quiet && (step % o.log_interval == 0 || step == o.steps)) {
+    if (!options_.quiet && (step % o.log_interval() == 0 || step == o.steps())) {
       const TrainerStatus now = this->status();
       absl::FPrintF(
           stderr, "step %6d/%d  loss %.4f (ema %.4f)  val %s  lr %.2e  %.0f tok/s  eta %s\n", step,
-          o.steps, now.last_loss, now.loss_ema,
+          o.steps(), now.last_loss, now.loss_ema,
           now.validation_loss < 0 ? std::string("-") : absl::StrFormat("%.4f", now.validation_loss),
           now.learning_rate, rate, FormatDuration(eta));
     }
-    bool save = o.checkpoint_interval > 0 && step % o.checkpoint_interval == 0;
+    bool save = o.checkpoint_interval() > 0 && step % o.checkpoint_interval() == 0;
     {
       absl::MutexLock lock(&mu_);
       save = save || checkpoint_requested_;
@@ -355,8 +337,8 @@ absl::Status Trainer::Run() {
     status = Save(step);
   }
   if (metrics_ != nullptr) {
-    WriteLossPlot(o.out_dir + "/loss.svg", metrics_->series(), {"train/loss", "val/loss"},
-                  absl::StrCat("Maximus ", o.model.name, ", loss ", LossName(o.loss.kind)))
+    WriteLossPlot(o.out_dir() + "/loss.svg", metrics_->series(), {"train/loss", "val/loss"},
+                  absl::StrCat("Maximus ", options_.model.name, ", loss ", LossFlagValue(o.loss())))
         .IgnoreError();
     metrics_->Close().IgnoreError();
   }
@@ -365,13 +347,19 @@ absl::Status Trainer::Run() {
   return status;
 }
 
-void Trainer::Publish(int64_t step, const std::string& tag, double value) {
-  if (metrics_ != nullptr) metrics_->AddScalar(step, tag, value).IgnoreError();
+void Trainer::Publish(int64_t step, const std::vector<std::pair<std::string, double>>& points,
+                      const std::function<void(TrainerStatus&)>& update) {
+  if (metrics_ != nullptr) {
+    for (const auto& [tag, value] : points) metrics_->AddScalar(step, tag, value).IgnoreError();
+  }
   absl::MutexLock lock(&mu_);
-  points_.push_back({step, tag, value});
-  if (points_.size() > kMaxKeptPoints) {
-    points_.pop_front();
-    ++first_point_;
+  if (update) update(status_);
+  for (const auto& [tag, value] : points) {
+    points_.push_back({step, tag, value});
+    if (points_.size() > kMaxKeptPoints) {
+      points_.pop_front();
+      ++first_point_;
+    }
   }
   changed_.SignalAll();
 }

@@ -15,40 +15,29 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "data_service/data_source.h"
-#include "trainer/optim/adamw.h"
 #include "trainer/backend/backend.h"
 #include "trainer/io/checkpoint.h"
-#include "trainer/optim/lr_schedule.h"
 #include "trainer/io/metrics_writer.h"
 #include "trainer/model/model.h"
+#include "trainer/optim/adamw.h"
+#include "trainer/optim/lr_schedule.h"
+#include "trainer/run_config.h"
 
 namespace maximus::trainer {
 
 struct TrainerOptions {
+  // What to train and how: the flags' message (proto/run_config.proto).
+  RunConfig run = DefaultRunConfig();
+  // The model's shape, resolved from run.preset.
   ModelConfig model;
-  LossSettings loss;
-  int64_t steps = 300;
-  int64_t batch_rows = 4;  // Rows per micro-batch.
-  int64_t seq_len = 128;
-  int64_t accumulation = 1;  // Micro-batches per optimizer step.
-  LrSchedule schedule;
-  AdamWConfig adamw;
-  double clip_norm = 1.0;  // 0: no clipping.
-  uint64_t seed = 1;
-  double validation_fraction = 0.02;
-  int64_t eval_interval = 50;  // Steps between validation losses (0: only at the end).
-  int64_t eval_batches = 4;    // Validation batches (fixed for the whole run).
-  int64_t log_interval = 10;
-  int64_t checkpoint_interval = 0;  // 0: only at the end.
-  int64_t keep_checkpoints = 2;     // The newest kept; older ones are deleted (0: keep all).
-  std::string out_dir;              // checkpoints/, metrics.csv, events, loss.svg
-  std::string resume;  // A checkpoint directory, or a directory with `latest`; "" to start fresh.
+  // The tokenizer the data was made with.
   std::string tokenizer_fingerprint;
   int64_t tokenizer_vocab_size = 0;
   std::string tokenizer_path;  // Copied into checkpoints ("" : not copied).
@@ -57,12 +46,7 @@ struct TrainerOptions {
   // never come from text; a batch holding one fails with the id named).
   int64_t required_vocab_size = 0;
   bool quiet = false;  // No progress lines.
-  // Stop (and save) after this step, as if interrupted; 0: run to `steps`.
-  int64_t stop_at_step = 0;
 };
-
-// The settings that must match when resuming (and that a checkpoint records).
-nlohmann::json TrainingSettingsJson(const TrainerOptions& options);
 
 struct TrainerStatus {
   enum class State { kStarting, kRunning, kStopping, kFinished, kFailed };
@@ -119,12 +103,20 @@ class Trainer {
   absl::Status Setup();
   absl::Status TrainStep(int64_t step);
   absl::Status Save(int64_t step);
-  void Publish(int64_t step, const std::string& tag, double value);
+  // Publishes the metric points of `step` and applies `update` to the status
+  // in one critical section: whoever has seen a step's points sees a status
+  // that includes that step.
+  void Publish(int64_t step, const std::vector<std::pair<std::string, double>>& points,
+               const std::function<void(TrainerStatus&)>& update = nullptr);
   void SetState(TrainerStatus::State state, const std::string& error = "");
 
   Backend* backend_;
   data::DataSource* data_;
   TrainerOptions options_;
+  // What the loop's parts take from options_.run.
+  LrSchedule schedule_;
+  AdamWConfig adamw_;
+  LossSettings loss_;
   std::unique_ptr<Model> model_;
   std::vector<std::unique_ptr<Buffer>> m_, v_;
   std::unique_ptr<data::BatchStream> train_;

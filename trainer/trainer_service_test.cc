@@ -39,12 +39,11 @@ TrainerOptions Options(const std::string& out) {
   TrainerOptions o = TestTrainerOptions(out);
   o.model.name = "service-test";
   o.model.layers = 1;
-  o.steps = kSteps;
-  o.seq_len = 16;
-  o.accumulation = 1;
-  o.schedule.total_steps = kSteps;
-  o.eval_interval = 20;
-  o.eval_batches = 1;
+  o.run.set_steps(kSteps);
+  o.run.set_seq_len(16);
+  o.run.set_accumulation(1);
+  o.run.set_eval_interval(20);
+  o.run.set_eval_batches(1);
   return o;
 }
 

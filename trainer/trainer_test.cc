@@ -7,6 +7,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "data_service/embedded_data_source.h"
@@ -44,13 +45,13 @@ TEST(TrainerTest, StopAndResumeEqualsRunningStraight) {
   // 4 steps, stop (as if interrupted), then resume in a new process-like
   // trainer for the other 4.
   TrainerOptions first = Options("halves");
-  first.stop_at_step = 4;
+  first.run.set_stop_at_step(4);
   auto b = Trainer::Create(&backend, data.get(), first);
   ASSERT_TRUE(b.ok()) << b.status();
   ASSERT_TRUE((*b)->Run().ok());
   ASSERT_EQ((*b)->step_losses().size(), 4u);
   TrainerOptions second = Options("halves_resumed");
-  second.resume = first.out_dir;  // its checkpoints/latest
+  second.run.set_resume(first.run.out_dir());  // its checkpoints/latest
   auto c = Trainer::Create(&backend, data.get(), second);
   ASSERT_TRUE(c.ok()) << c.status();
   ASSERT_TRUE((*c)->Run().ok());
@@ -70,16 +71,15 @@ TEST(TrainerTest, ForeignCheckpointsAreRefused) {
   CpuBackend backend;
   auto data = MakeData("refuse_store");
   TrainerOptions o = Options("refuse");
-  o.steps = 2;
-  o.schedule.total_steps = 2;
-  o.schedule.warmup_steps = 1;
+  o.run.set_steps(2);
+  o.run.set_warmup(1);
   auto t = Trainer::Create(&backend, data.get(), o);
   ASSERT_TRUE(t.ok()) << t.status();
   ASSERT_TRUE((*t)->Run().ok());
 
   TrainerOptions other_tokenizer = o;
-  other_tokenizer.out_dir = data::FreshTestDir("refuse_tok");
-  other_tokenizer.resume = o.out_dir;
+  other_tokenizer.run.set_out_dir(data::FreshTestDir("refuse_tok"));
+  other_tokenizer.run.set_resume(o.run.out_dir());
   other_tokenizer.tokenizer_fingerprint = "another";
   auto r1 = Trainer::Create(&backend, data.get(), other_tokenizer);
   ASSERT_FALSE(r1.ok());
@@ -88,8 +88,8 @@ TEST(TrainerTest, ForeignCheckpointsAreRefused) {
   EXPECT_NE(r1.status().message().find("another"), absl::string_view::npos) << r1.status();
 
   TrainerOptions other_model = o;
-  other_model.out_dir = data::FreshTestDir("refuse_model");
-  other_model.resume = o.out_dir;
+  other_model.run.set_out_dir(data::FreshTestDir("refuse_model"));
+  other_model.run.set_resume(o.run.out_dir());
   other_model.model.layers = 3;
   auto r2 = Trainer::Create(&backend, data.get(), other_model);
   ASSERT_FALSE(r2.ok());
@@ -98,16 +98,61 @@ TEST(TrainerTest, ForeignCheckpointsAreRefused) {
       << r2.status();
 
   TrainerOptions other_lr = o;
-  other_lr.out_dir = data::FreshTestDir("refuse_lr");
-  other_lr.resume = o.out_dir;
-  other_lr.schedule.peak_lr = 1e-2f;
+  other_lr.run.set_out_dir(data::FreshTestDir("refuse_lr"));
+  other_lr.run.set_resume(o.run.out_dir());
+  other_lr.run.set_lr(1e-2);
+  other_lr.run.set_seq_len(16);
   auto r3 = Trainer::Create(&backend, data.get(), other_lr);
   ASSERT_FALSE(r3.ok());
-  EXPECT_NE(r3.status().message().find("schedule"), absl::string_view::npos) << r3.status();
+  EXPECT_EQ(r3.status().code(), absl::StatusCode::kFailedPrecondition);
+  // Every differing field, with both values.
+  EXPECT_NE(r3.status().message().find("lr: the checkpoint has 0.003, this run asks for 0.01"),
+            absl::string_view::npos)
+      << r3.status();
+  EXPECT_NE(r3.status().message().find("seq_len: the checkpoint has 32, this run asks for 16"),
+            absl::string_view::npos)
+      << r3.status();
+
+  // What may change on resume: intervals, paths, the backend.
+  TrainerOptions longer_intervals = o;
+  longer_intervals.run.set_out_dir(data::FreshTestDir("refuse_none"));
+  longer_intervals.run.set_resume(o.run.out_dir());
+  longer_intervals.run.set_eval_interval(7);
+  longer_intervals.run.set_keep_checkpoints(5);
+  longer_intervals.run.set_data("elsewhere");
+  EXPECT_TRUE(Trainer::Create(&backend, data.get(), longer_intervals).ok());
+
+  // A checkpoint of format 1 (settings of their own shape under
+  // "training") still reads, but is not resumed.
+  {
+    const std::string old_run = data::FreshTestDir("refuse_old_format");
+    std::filesystem::create_directories(old_run);
+    std::filesystem::copy(o.run.out_dir() + "/checkpoints", old_run + "/checkpoints",
+                          std::filesystem::copy_options::recursive);
+    auto dir = ResolveCheckpointDir(old_run);
+    ASSERT_TRUE(dir.ok()) << dir.status();
+    std::ifstream in(*dir + "/checkpoint.json");
+    nlohmann::json j = nlohmann::json::parse(in);
+    j["format_version"] = 1;
+    j["training"] = {{"loss", "maxis"}, {"batch_rows", 2}};
+    j.erase("run_config");
+    std::ofstream(*dir + "/checkpoint.json") << j.dump();
+    auto state = ReadCheckpointState(*dir, nullptr);
+    ASSERT_TRUE(state.ok()) << state.status();
+    EXPECT_EQ(state->format_version, 1);
+    EXPECT_EQ(state->training["batch_rows"], 2);
+    TrainerOptions resume_old = o;
+    resume_old.run.set_out_dir(data::FreshTestDir("refuse_old_format_out"));
+    resume_old.run.set_resume(old_run);
+    auto r4 = Trainer::Create(&backend, data.get(), resume_old);
+    EXPECT_EQ(r4.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_NE(r4.status().message().find("format version 1"), absl::string_view::npos)
+        << r4.status();
+  }
 
   TrainerOptions missing = o;
-  missing.out_dir = data::FreshTestDir("refuse_missing");
-  missing.resume = data::FreshTestDir("nothing_here");
+  missing.run.set_out_dir(data::FreshTestDir("refuse_missing"));
+  missing.run.set_resume(data::FreshTestDir("nothing_here"));
   EXPECT_EQ(Trainer::Create(&backend, data.get(), missing).status().code(),
             absl::StatusCode::kNotFound);
 }
@@ -116,12 +161,11 @@ TEST(TrainerTest, LearnsAndWritesItsOutputs) {
   CpuBackend backend;
   auto data = MakeData("learn_store");
   TrainerOptions o = Options("learn");
-  o.steps = 40;
-  o.schedule.total_steps = 40;
-  o.schedule.warmup_steps = 4;
-  o.schedule.peak_lr = 1e-2f;
-  o.eval_interval = 20;
-  o.checkpoint_interval = 10;
+  o.run.set_steps(40);
+  o.run.set_warmup(4);
+  o.run.set_lr(1e-2);
+  o.run.set_eval_interval(20);
+  o.run.set_checkpoint_interval(10);
   auto t = Trainer::Create(&backend, data.get(), o);
   ASSERT_TRUE(t.ok()) << t.status();
   auto before = (*t)->ValidationLoss();
@@ -134,16 +178,24 @@ TEST(TrainerTest, LearnsAndWritesItsOutputs) {
   EXPECT_LT(status.validation_loss, *before - 1.0) << "validation loss did not fall";
   EXPECT_EQ(status.tokens_seen, 40 * 2 * 2 * 32);
   namespace fs = std::filesystem;
-  EXPECT_TRUE(fs::exists(o.out_dir + "/metrics.csv"));
-  EXPECT_TRUE(fs::exists(o.out_dir + "/loss.svg"));
-  EXPECT_TRUE(fs::exists(o.out_dir + "/checkpoints/step-00000040/model.safetensors"));
-  EXPECT_TRUE(fs::exists(o.out_dir + "/checkpoints/step-00000040/optimizer.safetensors"));
-  EXPECT_TRUE(fs::exists(o.out_dir + "/checkpoints/latest"));
+  const std::string out = o.run.out_dir();
+  EXPECT_TRUE(fs::exists(out + "/metrics.csv"));
+  EXPECT_TRUE(fs::exists(out + "/loss.svg"));
+  EXPECT_TRUE(fs::exists(out + "/checkpoints/step-00000040/model.safetensors"));
+  EXPECT_TRUE(fs::exists(out + "/checkpoints/step-00000040/optimizer.safetensors"));
+  EXPECT_TRUE(fs::exists(out + "/checkpoints/latest"));
   // Checkpoints every 10 steps, the newest 2 kept.
-  EXPECT_FALSE(fs::exists(o.out_dir + "/checkpoints/step-00000020"));
-  EXPECT_TRUE(fs::exists(o.out_dir + "/checkpoints/step-00000030"));
+  EXPECT_FALSE(fs::exists(out + "/checkpoints/step-00000020"));
+  EXPECT_TRUE(fs::exists(out + "/checkpoints/step-00000030"));
+  // checkpoint.json records the RunConfig as proto JSON.
+  auto state = ReadCheckpointState(out + "/checkpoints/step-00000040", nullptr);
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->format_version, kCheckpointFormatVersion);
+  auto saved = RunConfigFromJson(state->training.dump());
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_EQ(saved->SerializeAsString(), o.run.SerializeAsString());
   bool events = false;
-  for (const auto& entry : fs::directory_iterator(o.out_dir)) {
+  for (const auto& entry : fs::directory_iterator(out)) {
     events |= entry.path().filename().string().rfind("events.out.tfevents.", 0) == 0;
   }
   EXPECT_TRUE(events);
@@ -155,14 +207,59 @@ TEST(TrainerTest, LearnsAndWritesItsOutputs) {
   EXPECT_EQ(val_points, 3);  // steps 0, 20 and 40
 }
 
+// An observer woken by a step's metric points finds a status that includes
+// that step (TrainerService answers GetStatus from it).
+TEST(TrainerTest, StatusIncludesEveryPublishedStep) {
+  CpuBackend backend;
+  auto data = MakeData("observe_store");
+  TrainerOptions o = Options("observe");
+  o.run.set_steps(30);
+  o.run.set_accumulation(1);
+  o.run.set_eval_interval(0);
+  auto t = Trainer::Create(&backend, data.get(), o);
+  ASSERT_TRUE(t.ok()) << t.status();
+  std::thread run([&] { EXPECT_TRUE((*t)->Run().ok()); });
+  int64_t next = 0, checked = 0;
+  for (;;) {
+    const bool ended = (*t)->status().state == TrainerStatus::State::kFinished;
+    for (const MetricPoint& p : (*t)->MetricsSince(next, &next)) {
+      const TrainerStatus now = (*t)->status();
+      ASSERT_GE(now.step, p.step) << p.tag;
+      if (p.tag == "train/loss") EXPECT_GT(now.tokens_seen, 0);
+      ++checked;
+    }
+    if (ended) break;
+    (*t)->WaitForMetrics(next, absl::Seconds(10));
+  }
+  run.join();
+  EXPECT_GE(checked, 30 * 4);
+}
+
 TEST(TrainerTest, BadOptionsNameTheFlag) {
   CpuBackend backend;
   auto data = MakeData("bad_store");
   TrainerOptions o = Options("bad");
-  o.seq_len = 0;
+  o.run.set_seq_len(0);
   auto t = Trainer::Create(&backend, data.get(), o);
   ASSERT_FALSE(t.ok());
-  EXPECT_NE(t.status().message().find("--seq_len"), absl::string_view::npos);
+  EXPECT_NE(t.status().message().find("--seq_len=0"), absl::string_view::npos) << t.status();
+  // Beyond 32 bits: refused, not wrapped into the data request.
+  o = Options("bad_wrap");
+  o.run.set_seq_len((int64_t{1} << 32) + 16);
+  t = Trainer::Create(&backend, data.get(), o);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("--seq_len=4294967312"), absl::string_view::npos)
+      << t.status();
+  // Within the data service's limits, but the attention scores of one
+  // micro-batch (512 TiB) exceed any memory.
+  o = Options("bad_memory");
+  o.run.set_batch(64);
+  o.run.set_seq_len(int64_t{1} << 20);
+  t = Trainer::Create(&backend, data.get(), o);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("--batch=64 --seq_len=1048576: one micro-batch's attention"),
+            absl::string_view::npos)
+      << t.status();
   o = Options("bad2");
   o.model.vocab_size = 100;
   t = Trainer::Create(&backend, data.get(), o);

@@ -109,7 +109,7 @@ absl::Status SaveCheckpoint(const std::string& dir, Model& model,
       {"step", state.step},
       {"tokens_seen", state.tokens_seen},
       {"model", nlohmann::json::parse(ModelConfigToJson(model.config()))},
-      {"training", state.training},
+      {"run_config", state.training},
       {"data_cursor", nlohmann::json::parse(cursor_json)},
       {"rng", {{"seed", state.seed}, {"note", "no other random state: data order is the cursor"}}},
       {"tokenizer",
@@ -151,14 +151,17 @@ absl::StatusOr<CheckpointState> ReadCheckpointState(const std::string& dir, Mode
     return absl::DataLossError(absl::StrCat(path, ": ", what));
   };
   if (j.is_discarded() || !j.is_object()) return malformed("not a JSON object");
-  if (!j.contains("format_version") || j["format_version"] != kCheckpointFormatVersion) {
-    return malformed(absl::StrCat("format_version is not ", kCheckpointFormatVersion));
+  if (!j.contains("format_version") || !j["format_version"].is_number_integer() ||
+      j["format_version"] < 1 || j["format_version"] > kCheckpointFormatVersion) {
+    return malformed(absl::StrCat("format_version is not in 1..", kCheckpointFormatVersion,
+                                  " (a checkpoint of a newer version?)"));
   }
   CheckpointState state;
   try {
+    state.format_version = j["format_version"].get<int>();
     state.step = j.at("step").get<int64_t>();
     state.tokens_seen = j.at("tokens_seen").get<int64_t>();
-    state.training = j.at("training");
+    state.training = j.at(state.format_version == 1 ? "training" : "run_config");
     state.seed = j.at("rng").at("seed").get<uint64_t>();
     state.tokenizer_fingerprint = j.at("tokenizer").at("sha256").get<std::string>();
     state.tokenizer_vocab_size = j.at("tokenizer").at("vocab_size").get<int64_t>();

@@ -5,7 +5,8 @@
 //                                "<name>.exp_avg_sq"
 //   <dir>/config.json, ...       Hugging Face files (hf_export.h)
 //   <dir>/checkpoint.json        format version, step, tokens seen, model
-//                                config, training settings, data cursor
+//                                config, the run's RunConfig (proto JSON,
+//                                proto/run_config.proto), data cursor
 //                                (StreamCursor as proto JSON), RNG state,
 //                                tokenizer fingerprint and vocabulary size
 // written as <dir>.partial and renamed when complete, so a checkpoint
@@ -26,15 +27,18 @@
 
 namespace maximus::trainer {
 
-inline constexpr int kCheckpointFormatVersion = 1;
+// 2: the run's settings are its RunConfig, under "run_config". Format 1
+// (settings of their own shape under "training") still reads, for inference.
+inline constexpr int kCheckpointFormatVersion = 2;
 
 struct CheckpointState {
+  int format_version = kCheckpointFormatVersion;  // As read; written as the current one.
   int64_t step = 0;
   int64_t tokens_seen = 0;
   std::string tokenizer_fingerprint;
   int64_t tokenizer_vocab_size = 0;
-  // The run's settings that must not change across a resume (loss, batch
-  // shape, schedule, seed ...), as written by the trainer.
+  // The run's settings as the trainer writes them: its RunConfig in proto
+  // JSON (format 1: the older settings object).
   nlohmann::json training;
   data::StreamCursor data_cursor;
   // The run has no random state besides its seed: data order comes from the

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace maximus::data {
 namespace {
@@ -33,7 +34,7 @@ absl::Status CheckSameSelection(const Selection& want, const Selection& got) {
 }  // namespace
 
 absl::Status ValidateStreamRequest(const StreamBatchesRequest& request) {
-  if (absl::Status s = ValidateSelection(request.selection()); !s.ok()) return s;
+  MAXIMUS_RETURN_IF_ERROR(ValidateSelection(request.selection()));
   if (request.seq_len() < 1 || request.seq_len() > kMaxSeqLen) {
     return absl::InvalidArgumentError(
         absl::StrCat("seq_len ", request.seq_len(), " outside [1, ", kMaxSeqLen, "]"));
@@ -49,9 +50,7 @@ absl::Status ValidateStreamRequest(const StreamBatchesRequest& request) {
   }
   if (request.has_resume()) {
     const StreamCursor& cursor = request.resume();
-    if (absl::Status s = CheckSameSelection(request.selection(), cursor.selection()); !s.ok()) {
-      return s;
-    }
+    MAXIMUS_RETURN_IF_ERROR(CheckSameSelection(request.selection(), cursor.selection()));
     if (!cursor.document_id().empty() && cursor.document_id().size() != sizeof(RawId)) {
       return absl::InvalidArgumentError(
           absl::StrCat("resume.document_id has ", cursor.document_id().size(), " bytes, not 32"));
@@ -63,7 +62,7 @@ absl::Status ValidateStreamRequest(const StreamBatchesRequest& request) {
 absl::StatusOr<std::unique_ptr<BatchPacker>> BatchPacker::Open(DocumentSource* source,
                                                                const StreamBatchesRequest& request,
                                                                int32_t eos_id) {
-  if (absl::Status s = ValidateStreamRequest(request); !s.ok()) return s;
+  MAXIMUS_RETURN_IF_ERROR(ValidateStreamRequest(request));
   if (eos_id < 0) return absl::FailedPreconditionError("the store has no end-of-text token");
   std::unique_ptr<BatchPacker> packer(new BatchPacker(source, request, eos_id));
   const StreamCursor& resume = request.resume();
@@ -80,12 +79,11 @@ absl::StatusOr<std::unique_ptr<BatchPacker>> BatchPacker::Open(DocumentSource* s
     from.key = resume.document_key();
     IdFromBytes(resume.document_id(), &from.id);
   }
-  if (absl::Status s = packer->OpenEpoch(from); !s.ok()) return s;
+  MAXIMUS_RETURN_IF_ERROR(packer->OpenEpoch(from));
   if (from.from_start) return packer;
   // Continue inside the cursor's document, if it is still there.
-  absl::StatusOr<bool> got = packer->reader_->Next(&packer->document_);
-  if (!got.ok()) return got.status();
-  if (!*got) return packer;
+  MAXIMUS_ASSIGN_OR_RETURN(const bool got, packer->reader_->Next(&packer->document_));
+  if (!got) return packer;
   packer->has_document_ = true;
   ++packer->documents_in_epoch_;
   const SequencedDocument& doc = packer->document_;
@@ -105,10 +103,7 @@ BatchPacker::BatchPacker(DocumentSource* source, const StreamBatchesRequest& req
     : source_(source), request_(request), eos_id_(eos_id), row_length_(request.seq_len() + 1) {}
 
 absl::Status BatchPacker::OpenEpoch(const EpochPosition& from) {
-  absl::StatusOr<std::unique_ptr<EpochReader>> reader =
-      source_->OpenEpoch(request_.selection(), epoch_, from);
-  if (!reader.ok()) return reader.status();
-  reader_ = *std::move(reader);
+  MAXIMUS_ASSIGN_OR_RETURN(reader_, source_->OpenEpoch(request_.selection(), epoch_, from));
   documents_in_epoch_ = 0;
   return absl::OkStatus();
 }
@@ -117,9 +112,8 @@ absl::StatusOr<bool> BatchPacker::Advance() {
   while (!has_document_ || consumed_ > document_.tokens.size()) {
     if (ended_) return false;
     has_document_ = false;
-    absl::StatusOr<bool> got = reader_->Next(&document_);
-    if (!got.ok()) return got.status();
-    if (*got) {
+    MAXIMUS_ASSIGN_OR_RETURN(const bool got, reader_->Next(&document_));
+    if (got) {
       has_document_ = true;
       consumed_ = 0;
       ++documents_in_epoch_;
@@ -137,7 +131,7 @@ absl::StatusOr<bool> BatchPacker::Advance() {
       ended_ = true;
       return false;
     }
-    if (absl::Status s = OpenEpoch(EpochPosition()); !s.ok()) return s;
+    MAXIMUS_RETURN_IF_ERROR(OpenEpoch(EpochPosition()));
   }
   return true;
 }
@@ -151,9 +145,8 @@ absl::StatusOr<bool> BatchPacker::Next(PackedBatch* batch) {
   uint64_t first_epoch = epoch_;
   size_t filled = 0;
   while (filled < capacity) {
-    absl::StatusOr<bool> more = Advance();
-    if (!more.ok()) return more.status();
-    if (!*more) break;
+    MAXIMUS_ASSIGN_OR_RETURN(const bool more, Advance());
+    if (!more) break;
     if (filled == 0) first_epoch = epoch_;
     const SequencedDocument& doc = document_;
     const size_t length = doc.tokens.size();

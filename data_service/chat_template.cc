@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "tokenizer/utf8.h"
 
 namespace maximus::data {
@@ -48,12 +49,11 @@ void Append(const std::vector<int32_t>& ids, uint8_t mask, Document* doc) {
 absl::StatusOr<Document> BuildTextDocument(const tokenizer::Tokenizer& tok,
                                            absl::string_view text) {
   if (text.empty()) return absl::InvalidArgumentError("text is empty");
-  absl::StatusOr<std::vector<int32_t>> ids =
-      tok.Encode(text, tokenizer::EncodeOptions{/*add_special_tokens=*/false,
-                                                /*strict_utf8=*/true});
-  if (!ids.ok()) return ids.status();
+  MAXIMUS_ASSIGN_OR_RETURN(std::vector<int32_t> ids,
+                           tok.Encode(text, tokenizer::EncodeOptions{/*add_special_tokens=*/false,
+                                                                     /*strict_utf8=*/true}));
   Document doc;
-  doc.tokens = *std::move(ids);
+  doc.tokens = std::move(ids);
   return doc;
 }
 
@@ -92,23 +92,22 @@ absl::Status ValidateChat(absl::Span<const ChatMessage> messages) {
 absl::StatusOr<Document> BuildChatDocument(const tokenizer::Tokenizer& tok,
                                            absl::Span<const ChatMessage> messages,
                                            ChatLossMode mode) {
-  absl::StatusOr<int32_t> start_id = SpecialTokenId(tok, kStartOfTurn);
-  if (!start_id.ok()) return start_id.status();
-  absl::StatusOr<int32_t> end_id = SpecialTokenId(tok, kEndOfTurn);
-  if (!end_id.ok()) return end_id.status();
-  if (absl::Status s = ValidateChat(messages); !s.ok()) return s;
+  // <start_of_turn> reaches the document through the encoded headers; here its
+  // presence is checked.
+  MAXIMUS_RETURN_IF_ERROR(SpecialTokenId(tok, kStartOfTurn).status());
+  MAXIMUS_ASSIGN_OR_RETURN(const int32_t end_id, SpecialTokenId(tok, kEndOfTurn));
+  MAXIMUS_RETURN_IF_ERROR(ValidateChat(messages));
 
   // Header, content and footer are encoded apart (see the header comment).
   const tokenizer::EncodeOptions plain{/*add_special_tokens=*/false, /*strict_utf8=*/true};
   auto encode = [&](absl::string_view text) -> absl::StatusOr<std::vector<int32_t>> {
     return tok.Encode(text, plain);
   };
-  absl::StatusOr<std::vector<int32_t>> user_header = encode(absl::StrCat(kStartOfTurn, "user\n"));
-  if (!user_header.ok()) return user_header.status();
-  absl::StatusOr<std::vector<int32_t>> model_header = encode(absl::StrCat(kStartOfTurn, "model\n"));
-  if (!model_header.ok()) return model_header.status();
-  absl::StatusOr<std::vector<int32_t>> newline = encode("\n");
-  if (!newline.ok()) return newline.status();
+  MAXIMUS_ASSIGN_OR_RETURN(const std::vector<int32_t> user_header,
+                           encode(absl::StrCat(kStartOfTurn, "user\n")));
+  MAXIMUS_ASSIGN_OR_RETURN(const std::vector<int32_t> model_header,
+                           encode(absl::StrCat(kStartOfTurn, "model\n")));
+  MAXIMUS_ASSIGN_OR_RETURN(const std::vector<int32_t> newline, encode("\n"));
 
   Document doc;
   size_t first = 0;
@@ -123,14 +122,13 @@ absl::StatusOr<Document> BuildChatDocument(const tokenizer::Tokenizer& tok,
         (i == 1 && first == 1) ? absl::string_view(folded) : messages[i].content;
     const uint8_t trains = (model || mode == ChatLossMode::kAllTurns) ? 1 : 0;
 
-    Append(model ? *model_header : *user_header, 0, &doc);
-    absl::StatusOr<std::vector<int32_t>> body = encode(content);
-    if (!body.ok()) return body.status();
-    Append(*body, trains, &doc);
+    Append(model ? model_header : user_header, 0, &doc);
+    MAXIMUS_ASSIGN_OR_RETURN(const std::vector<int32_t> body, encode(content));
+    Append(body, trains, &doc);
     // The footer: <end_of_turn> trains (it ends the turn), its "\n" does not.
-    doc.tokens.push_back(*end_id);
+    doc.tokens.push_back(end_id);
     doc.loss_mask.push_back(trains);
-    Append(*newline, 0, &doc);
+    Append(newline, 0, &doc);
   }
   return doc;
 }

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace maximus::data {
 namespace {
@@ -19,26 +20,26 @@ absl::StatusOr<std::unique_ptr<DocumentIndex>> DocumentIndex::Build(const TokenS
   int64_t total_bytes = 0;
   absl::Status malformed;
   for (int shard : store.open_shards()) {
-    absl::Status s = store.ForEachDocument(shard, [&](absl::string_view hex, uint32_t length) {
-      RawId id;
-      if (!ParseHexId(hex, &id)) {
-        if (malformed.ok()) {
-          malformed = absl::DataLossError(
-              absl::StrCat("shard ", shard, " holds a document key that is not an id: ", hex));
-        }
-        return;
-      }
-      absl::MutexLock lock(&index->mu_);
-      index->AddLocked(id, length, nullptr);
-      total_bytes += int64_t{length} * 5;
-    });
-    if (!s.ok()) return s;
-    if (!malformed.ok()) return malformed;
+    MAXIMUS_RETURN_IF_ERROR(
+        store.ForEachDocument(shard, [&](absl::string_view hex, uint32_t length) {
+          RawId id;
+          if (!ParseHexId(hex, &id)) {
+            if (malformed.ok()) {
+              malformed = absl::DataLossError(
+                  absl::StrCat("shard ", shard, " holds a document key that is not an id: ", hex));
+            }
+            return;
+          }
+          absl::MutexLock lock(&index->mu_);
+          index->AddLocked(id, length, nullptr);
+          total_bytes += int64_t{length} * 5;
+        }));
+    MAXIMUS_RETURN_IF_ERROR(malformed);
   }
   if (total_bytes > cache_bytes) return index;
   // Pass 2: the documents, into the cache.
   for (int shard : store.open_shards()) {
-    absl::Status s =
+    MAXIMUS_RETURN_IF_ERROR(
         store.ForEachDecodedDocument(shard, [&](absl::string_view hex, Document&& doc) {
           RawId id;
           ParseHexId(hex, &id);
@@ -47,8 +48,7 @@ absl::StatusOr<std::unique_ptr<DocumentIndex>> DocumentIndex::Build(const TokenS
           entry.tokens = index->Store(doc.tokens.data(), doc.tokens.size());
           if (!doc.loss_mask.empty())
             entry.mask = index->Store(doc.loss_mask.data(), doc.loss_mask.size());
-        });
-    if (!s.ok()) return s;
+        }));
   }
   return index;
 }

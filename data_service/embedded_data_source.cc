@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "base/status_macros.h"
 #include "data_service/batch_packer.h"
 #include "data_service/store_stats.h"
 
@@ -12,10 +13,10 @@ absl::StatusOr<std::unique_ptr<EmbeddedDataSource>> EmbeddedDataSource::Open(
   if (!store->owns_all_shards()) {
     return absl::FailedPreconditionError("an embedded data source needs every shard open");
   }
-  absl::StatusOr<std::unique_ptr<DocumentIndex>> index = DocumentIndex::Build(*store, cache_bytes);
-  if (!index.ok()) return index.status();
+  MAXIMUS_ASSIGN_OR_RETURN(std::unique_ptr<DocumentIndex> index,
+                           DocumentIndex::Build(*store, cache_bytes));
   return std::unique_ptr<EmbeddedDataSource>(
-      new EmbeddedDataSource(std::move(store), *std::move(index), eos_id));
+      new EmbeddedDataSource(std::move(store), std::move(index), eos_id));
 }
 
 EmbeddedDataSource::EmbeddedDataSource(std::unique_ptr<TokenStore> store,
@@ -28,10 +29,9 @@ EmbeddedDataSource::EmbeddedDataSource(std::unique_ptr<TokenStore> store,
 
 absl::StatusOr<std::unique_ptr<BatchStream>> EmbeddedDataSource::OpenStream(
     const StreamBatchesRequest& request) {
-  absl::StatusOr<std::unique_ptr<BatchPacker>> packer =
-      BatchPacker::Open(&source_, request, eos_id_);
-  if (!packer.ok()) return packer.status();
-  return std::unique_ptr<BatchStream>(*std::move(packer));
+  MAXIMUS_ASSIGN_OR_RETURN(std::unique_ptr<BatchPacker> packer,
+                           BatchPacker::Open(&source_, request, eos_id_));
+  return std::unique_ptr<BatchStream>(std::move(packer));
 }
 
 absl::StatusOr<StoreStats> EmbeddedDataSource::GetStats(double validation_fraction) {

@@ -13,8 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "nlohmann/json.hpp"
+#include "base/status_macros.h"
 #include "base/thread_pool.h"
+#include "nlohmann/json.hpp"
 #include "tokenizer/utf8.h"
 
 namespace maximus::data {
@@ -239,13 +240,13 @@ class Ingestor::Run {
                                                         ", not ", tok_.fingerprint()));
     }
     for (const std::string& path : paths) {
-      if (absl::Status s = List(path); !s.ok()) return s;
+      MAXIMUS_RETURN_IF_ERROR(List(path));
     }
     for (size_t i = 0; i < files_.size(); ++i) {
       if (absl::Status s = IngestFile(files_[i].first, files_[i].second); !s.ok()) {
         // Documents before a bad line are still written under --strict.
         if (absl::IsInvalidArgument(s)) {
-          if (absl::Status f = Finish(); !f.ok()) return f;
+          MAXIMUS_RETURN_IF_ERROR(Finish());
         }
         return s;
       }
@@ -411,7 +412,7 @@ class Ingestor::Run {
       if (line_number == 1 && absl::StartsWith(line, kBom)) line.erase(0, kBom.size());
       if (!line.empty() && line.back() == '\r') line.pop_back();
       if (!cut && IsBlank(line)) {
-        if (absl::Status s = end_paragraph(); !s.ok()) return s;
+        MAXIMUS_RETURN_IF_ERROR(end_paragraph());
         continue;
       }
       if (first_line == 0) first_line = line_number;
@@ -451,20 +452,16 @@ class Ingestor::Run {
       const std::string where = absl::StrCat(path, ":", line_number);
       if (line_number == 1 && absl::StartsWith(line, kBom)) line.erase(0, kBom.size());
       if (cut) {
-        if (absl::Status s = Bad(absl::StrCat(where, ": line longer than max_document_bytes (",
-                                              Grouped(options_.max_document_bytes), ")"));
-            !s.ok()) {
-          return s;
-        }
+        MAXIMUS_RETURN_IF_ERROR(Bad(absl::StrCat(where, ": line longer than max_document_bytes (",
+                                                 Grouped(options_.max_document_bytes), ")")));
         continue;
       }
       if (IsBlank(line)) continue;
       Pending doc;
       doc.where = where;
       std::string problem = ParseJsonLine(line, &doc);
-      absl::Status s =
-          problem.empty() ? Add(std::move(doc)) : Bad(absl::StrCat(where, ": ", problem));
-      if (!s.ok()) return s;
+      MAXIMUS_RETURN_IF_ERROR(problem.empty() ? Add(std::move(doc))
+                                              : Bad(absl::StrCat(where, ": ", problem)));
     }
     done_bytes_ += reader.bytes() - read_before;
     *error = reader.error();
@@ -556,8 +553,7 @@ class Ingestor::Run {
     const ChatLossMode mode =
         options_.train_on_user ? ChatLossMode::kAllTurns : ChatLossMode::kModelTurns;
     std::vector<absl::StatusOr<Document>> built(pending_.size());
-    const int threads =
-        options_.threads > 0 ? options_.threads : base::ThreadPool::Shared().size();
+    const int threads = options_.threads > 0 ? options_.threads : base::ThreadPool::Shared().size();
     const absl::Time tokenize_start = absl::Now();
     base::ThreadPool::Shared().ParallelFor(pending_.size(), threads, [&](size_t i) {
       const Pending& p = pending_[i];
@@ -582,7 +578,7 @@ class Ingestor::Run {
     pending_bytes_ = 0;
     // One batch is written while the next is read and tokenised; the store's
     // synced write is mostly waiting on the disk.
-    if (absl::Status s = AwaitWrite(); !s.ok()) return s;
+    MAXIMUS_RETURN_IF_ERROR(AwaitWrite());
     write_ = std::make_unique<Write>();
     write_->batch = std::move(batch);
     write_->tokens = tokens;
@@ -679,10 +675,6 @@ Ingestor::Ingestor(const tokenizer::Tokenizer* tok, TokenStore* store, IngestOpt
     : tok_(tok), store_(store), options_(std::move(options)) {}
 
 Ingestor::~Ingestor() = default;
-
-absl::Status Ingestor::IngestPath(const std::string& path) {
-  return IngestPaths(absl::MakeConstSpan(&path, 1));
-}
 
 absl::Status Ingestor::IngestPaths(absl::Span<const std::string> paths) {
   Run run(this);

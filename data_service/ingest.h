@@ -54,7 +54,7 @@ struct IngestOptions {
   std::string text_field = "text";
   // Chat documents train on user turns too (ChatLossMode::kAllTurns).
   bool train_on_user = false;
-  // Stop at the first bad line (IngestPath returns INVALID_ARGUMENT).
+  // Stop at the first bad line (IngestPaths returns INVALID_ARGUMENT).
   bool strict = false;
   // A batch is written when it holds this many documents or this many bytes
   // of input text, whichever comes first.
@@ -100,19 +100,19 @@ struct IngestSummary {
 class Ingestor {
  public:
   // `tok` and `store` must outlive the Ingestor; the store must have been
-  // made with `tok` (checked by IngestPath).
+  // made with `tok` (checked by IngestPaths).
   Ingestor(const tokenizer::Tokenizer* tok, TokenStore* store, IngestOptions options);
   ~Ingestor();
   Ingestor(const Ingestor&) = delete;
   Ingestor& operator=(const Ingestor&) = delete;
 
-  // Ingests a file, or every regular file under a directory (recursively, in
-  // sorted path order; names starting with "." are left out of the walk).
+  // Ingests each path: a file, or every regular file under a directory
+  // (recursively, in sorted path order; names starting with "." are left out
+  // of the walk).
   // All paths are listed and sized first, for the progress bar. Errors: the
   // first bad line under `strict` (INVALID_ARGUMENT "file:line: reason"), a
   // path that cannot be read, or a store failure. The summary accumulates
   // over calls, including failed ones.
-  absl::Status IngestPath(const std::string& path);
   absl::Status IngestPaths(absl::Span<const std::string> paths);
 
   const IngestSummary& summary() const { return summary_; }

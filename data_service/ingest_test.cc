@@ -116,7 +116,7 @@ class IngestTest : public ::testing::Test {
   IngestSummary Ingest(const std::string& path, const IngestOptions& options,
                        absl::Status* status = nullptr) {
     Ingestor ingestor(tok_, store_.get(), options);
-    const absl::Status s = ingestor.IngestPath(path);
+    const absl::Status s = ingestor.IngestPaths({path});
     if (status != nullptr) {
       *status = s;
     } else {
@@ -416,7 +416,7 @@ TEST_F(IngestTest, Errors) {
   WriteFile(In("ok.txt"), "fine");
   std::unique_ptr<TokenStore> other = NewStore(root_ + "/other", std::string(64, 'e'));
   Ingestor ingestor(tok_, other.get(), Quiet());
-  status = ingestor.IngestPath(In("ok.txt"));
+  status = ingestor.IngestPaths({In("ok.txt")});
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
 
   // Empty files and files of blank lines.

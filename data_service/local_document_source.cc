@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace maximus::data {
 namespace {
@@ -34,7 +35,7 @@ class LocalEpochReader : public EpochReader {
                                                : absl::MakeConstSpan(planned.mask, planned.length);
     } else {
       absl::StatusOr<Document>& fetched = fetched_[next_ - window_start_];
-      if (!fetched.ok()) return fetched.status();
+      MAXIMUS_RETURN_IF_ERROR(fetched.status());
       if (fetched->tokens.size() != planned.length) {
         return absl::DataLossError(absl::StrCat("document ", HexId(planned.id), " has ",
                                                 fetched->tokens.size(), " tokens, the index ",

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "base/status_macros.h"
+
 namespace maximus::data {
 namespace {
 
@@ -15,14 +17,14 @@ class MergedEpochReader : public EpochReader {
 
   absl::Status Start() {
     for (size_t i = 0; i < parts_.size(); ++i) {
-      if (absl::Status s = Refill(i); !s.ok()) return s;
+      MAXIMUS_RETURN_IF_ERROR(Refill(i));
     }
     return absl::OkStatus();
   }
 
   absl::StatusOr<bool> Next(SequencedDocument* out) override {
     if (returned_ >= 0) {
-      if (absl::Status s = Refill(returned_); !s.ok()) return s;
+      MAXIMUS_RETURN_IF_ERROR(Refill(returned_));
       returned_ = -1;
     }
     // Few parts (one per server): a linear scan beats a heap.
@@ -44,9 +46,8 @@ class MergedEpochReader : public EpochReader {
   }
 
   absl::Status Refill(size_t i) {
-    absl::StatusOr<bool> got = parts_[i]->Next(&heads_[i]);
-    if (!got.ok()) return got.status();
-    live_[i] = *got;
+    MAXIMUS_ASSIGN_OR_RETURN(const bool got, parts_[i]->Next(&heads_[i]));
+    live_[i] = got;
     return absl::OkStatus();
   }
 
@@ -62,12 +63,12 @@ absl::StatusOr<std::unique_ptr<EpochReader>> MergedDocumentSource::OpenEpoch(
     const Selection& selection, uint64_t epoch, const EpochPosition& from) {
   std::vector<std::unique_ptr<EpochReader>> readers;
   for (const auto& part : parts_) {
-    absl::StatusOr<std::unique_ptr<EpochReader>> reader = part->OpenEpoch(selection, epoch, from);
-    if (!reader.ok()) return reader.status();
-    readers.push_back(*std::move(reader));
+    MAXIMUS_ASSIGN_OR_RETURN(std::unique_ptr<EpochReader> reader,
+                             part->OpenEpoch(selection, epoch, from));
+    readers.push_back(std::move(reader));
   }
   auto merged = std::make_unique<MergedEpochReader>(std::move(readers));
-  if (absl::Status s = merged->Start(); !s.ok()) return s;
+  MAXIMUS_RETURN_IF_ERROR(merged->Start());
   return std::unique_ptr<EpochReader>(std::move(merged));
 }
 

@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "base/status_macros.h"
 #include "data_service/batch_packer.h"
 #include "data_service/merged_document_source.h"
 #include "rpc/grpc_status.h"
@@ -152,7 +153,7 @@ class RemoteEpochReader : public EpochReader {
     while (next_ >= chunk_.keys_size()) {
       absl::StatusOr<bool> more = call_.Read(&chunk_);
       if (!more.ok() || !*more) return more;
-      if (absl::Status s = CheckChunk(chunk_, call_.address()); !s.ok()) return s;
+      MAXIMUS_RETURN_IF_ERROR(CheckChunk(chunk_, call_.address()));
       next_ = 0;
       token_offset_ = 0;
       mask_offset_ = 0;
@@ -228,11 +229,10 @@ class MergingBatchStream : public BatchStream {
   static absl::StatusOr<std::unique_ptr<BatchStream>> Open(std::unique_ptr<DocumentSource> source,
                                                            const StreamBatchesRequest& request,
                                                            int32_t eos_id) {
-    absl::StatusOr<std::unique_ptr<BatchPacker>> packer =
-        BatchPacker::Open(source.get(), request, eos_id);
-    if (!packer.ok()) return packer.status();
+    MAXIMUS_ASSIGN_OR_RETURN(std::unique_ptr<BatchPacker> packer,
+                             BatchPacker::Open(source.get(), request, eos_id));
     return std::unique_ptr<BatchStream>(
-        new MergingBatchStream(std::move(source), *std::move(packer)));
+        new MergingBatchStream(std::move(source), std::move(packer)));
   }
   absl::StatusOr<bool> Next(PackedBatch* batch) override { return packer_->Next(batch); }
 
@@ -334,7 +334,7 @@ absl::StatusOr<std::unique_ptr<RemoteDataSource>> RemoteDataSource::Connect(
 
 absl::StatusOr<std::unique_ptr<BatchStream>> RemoteDataSource::OpenStream(
     const StreamBatchesRequest& request) {
-  if (absl::Status s = ValidateStreamRequest(request); !s.ok()) return s;
+  MAXIMUS_RETURN_IF_ERROR(ValidateStreamRequest(request));
   if (full_server_ >= 0) {
     return std::unique_ptr<BatchStream>(
         new RemoteBatchStream(&servers_[full_server_], request, options_.reconnect_timeout));

@@ -17,13 +17,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/crc32c.h"
+#include "base/sha256.h"
+#include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/iterator.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
-#include "base/sha256.h"
 
 namespace maximus::data {
 namespace {
@@ -89,8 +90,7 @@ absl::StatusOr<uint32_t> ValueTokenCount(absl::string_view id, absl::string_view
 }
 
 absl::StatusOr<Document> DecodeValue(absl::string_view id, absl::string_view value) {
-  absl::StatusOr<uint32_t> n = ValueTokenCount(id, value);
-  if (!n.ok()) return n.status();
+  MAXIMUS_ASSIGN_OR_RETURN(const uint32_t n, ValueTokenCount(id, value));
   const size_t body = value.size() - kCrcBytes;
   const uint32_t stored_crc = GetU32(value.data() + body);
   const uint32_t crc = base::Crc32c(value.substr(0, body));
@@ -99,10 +99,10 @@ absl::StatusOr<Document> DecodeValue(absl::string_view id, absl::string_view val
         "document %s: checksum mismatch (stored %08x, computed %08x)", id, stored_crc, crc));
   }
   Document doc;
-  doc.tokens.resize(*n);
+  doc.tokens.resize(n);
   const char* p = value.data() + kHeaderBytes;
-  for (uint32_t i = 0; i < *n; ++i, p += 4) doc.tokens[i] = static_cast<int32_t>(GetU32(p));
-  if (value[5] != 0) doc.loss_mask.assign(p, p + *n);
+  for (uint32_t i = 0; i < n; ++i, p += 4) doc.tokens[i] = static_cast<int32_t>(GetU32(p));
+  if (value[5] != 0) doc.loss_mask.assign(p, p + n);
   return doc;
 }
 
@@ -175,7 +175,7 @@ absl::Status WriteFileDurably(const std::string& dir, const std::string& name,
     out.close();
     if (!out) return ErrnoStatus("write", tmp);
   }
-  if (absl::Status s = FsyncPath(tmp, O_RDONLY); !s.ok()) return s;
+  MAXIMUS_RETURN_IF_ERROR(FsyncPath(tmp, O_RDONLY));
   if (std::rename(tmp.c_str(), path.c_str()) != 0) return ErrnoStatus("rename", tmp);
   return FsyncPath(dir, O_RDONLY | O_DIRECTORY);
 }
@@ -322,10 +322,7 @@ absl::StatusOr<std::unique_ptr<TokenStore>> TokenStore::Create(const std::string
   for (int shard = 0; shard < metadata.num_shards; ++shard) {
     const std::string path = dir + "/" + ShardDirName(shard, metadata.num_shards);
     rocksdb::DB* db = nullptr;
-    if (absl::Status s = FromRocks(rocksdb::DB::Open(ShardOptions(true), path, &db), path);
-        !s.ok()) {
-      return s;
-    }
+    MAXIMUS_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(ShardOptions(true), path, &db), path));
     shards.emplace_back(db);
     // A shard left by an interrupted Create is reused only if it matches.
     std::string existing;
@@ -338,77 +335,66 @@ absl::StatusOr<std::unique_ptr<TokenStore>> TokenStore::Create(const std::string
     if (!get.ok() && !get.IsNotFound()) return FromRocks(get, path);
     rocksdb::WriteOptions sync;
     sync.sync = true;
-    if (absl::Status s = FromRocks(db->Put(sync, kMetaKey, meta), path); !s.ok()) return s;
+    MAXIMUS_RETURN_IF_ERROR(FromRocks(db->Put(sync, kMetaKey, meta), path));
   }
   // Last: store.json marks the store complete.
-  if (absl::Status s = WriteFileDurably(dir, kStoreFile, MetadataJson(metadata).dump(2) + "\n");
-      !s.ok()) {
-    return s;
-  }
+  MAXIMUS_RETURN_IF_ERROR(WriteFileDurably(dir, kStoreFile, MetadataJson(metadata).dump(2) + "\n"));
   return std::unique_ptr<TokenStore>(new TokenStore(dir, metadata, std::move(shards)));
 }
 
 absl::StatusOr<StoreMetadata> TokenStore::ReadMetadata(const std::string& dir) {
   const std::string store_file = dir + "/" + kStoreFile;
-  absl::StatusOr<std::string> text = ReadFile(store_file);
-  if (!text.ok()) return text.status();
-  return ParseMetadata(*text, store_file);
+  MAXIMUS_ASSIGN_OR_RETURN(const std::string text, ReadFile(store_file));
+  return ParseMetadata(text, store_file);
 }
 
 absl::StatusOr<std::unique_ptr<TokenStore>> TokenStore::Open(
     const std::string& dir, absl::string_view tokenizer_fingerprint, int num_shards,
     absl::Span<const int> open_only) {
   const std::string store_file = dir + "/" + kStoreFile;
-  absl::StatusOr<StoreMetadata> metadata = ReadMetadata(dir);
-  if (!metadata.ok()) return metadata.status();
-  if (metadata->tokenizer_fingerprint != tokenizer_fingerprint) {
+  MAXIMUS_ASSIGN_OR_RETURN(StoreMetadata metadata, ReadMetadata(dir));
+  if (metadata.tokenizer_fingerprint != tokenizer_fingerprint) {
     return absl::FailedPreconditionError(
         absl::StrCat("store ", dir, " was built with tokenizer fingerprint ",
-                     metadata->tokenizer_fingerprint, ", not ", tokenizer_fingerprint));
+                     metadata.tokenizer_fingerprint, ", not ", tokenizer_fingerprint));
   }
-  if (metadata->num_shards != num_shards) {
+  if (metadata.num_shards != num_shards) {
     return absl::FailedPreconditionError(
-        absl::StrCat("store ", dir, " has ", metadata->num_shards, " shards, not ", num_shards));
+        absl::StrCat("store ", dir, " has ", metadata.num_shards, " shards, not ", num_shards));
   }
-  if (metadata->num_shards < 1 || metadata->num_shards > kMaxShards) {
-    return absl::DataLossError(absl::StrCat(store_file, ": shard count ", metadata->num_shards));
+  if (metadata.num_shards < 1 || metadata.num_shards > kMaxShards) {
+    return absl::DataLossError(absl::StrCat(store_file, ": shard count ", metadata.num_shards));
   }
-  std::vector<bool> wanted(metadata->num_shards, open_only.empty());
+  std::vector<bool> wanted(metadata.num_shards, open_only.empty());
   for (int shard : open_only) {
-    if (shard < 0 || shard >= metadata->num_shards) {
+    if (shard < 0 || shard >= metadata.num_shards) {
       return absl::InvalidArgumentError(
-          absl::StrCat("shard ", shard, " outside [0, ", metadata->num_shards, ") of store ", dir));
+          absl::StrCat("shard ", shard, " outside [0, ", metadata.num_shards, ") of store ", dir));
     }
     wanted[shard] = true;
   }
-  std::vector<std::unique_ptr<rocksdb::DB>> shards(metadata->num_shards);
-  for (int shard = 0; shard < metadata->num_shards; ++shard) {
+  std::vector<std::unique_ptr<rocksdb::DB>> shards(metadata.num_shards);
+  for (int shard = 0; shard < metadata.num_shards; ++shard) {
     if (!wanted[shard]) continue;
-    const std::string path = dir + "/" + ShardDirName(shard, metadata->num_shards);
+    const std::string path = dir + "/" + ShardDirName(shard, metadata.num_shards);
     rocksdb::DB* db = nullptr;
-    if (absl::Status s = FromRocks(rocksdb::DB::Open(ShardOptions(false), path, &db), path);
-        !s.ok()) {
-      return s;
-    }
+    MAXIMUS_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(ShardOptions(false), path, &db), path));
     shards[shard].reset(db);
     std::string meta;
-    if (absl::Status s = FromRocks(db->Get(rocksdb::ReadOptions(), kMetaKey, &meta),
-                                   absl::StrCat(path, " metadata"));
-        !s.ok()) {
-      return s;
-    }
-    if (meta != ShardMetaValue(*metadata, shard)) {
+    MAXIMUS_RETURN_IF_ERROR(FromRocks(db->Get(rocksdb::ReadOptions(), kMetaKey, &meta),
+                                      absl::StrCat(path, " metadata")));
+    if (meta != ShardMetaValue(metadata, shard)) {
       return absl::FailedPreconditionError(
           absl::StrCat(path, ": shard metadata ", meta, " does not match ", store_file));
     }
   }
-  return std::unique_ptr<TokenStore>(new TokenStore(dir, *std::move(metadata), std::move(shards)));
+  return std::unique_ptr<TokenStore>(new TokenStore(dir, std::move(metadata), std::move(shards)));
 }
 
 absl::StatusOr<WriteResult> TokenStore::AddDocuments(absl::Span<const Document> batch) {
   std::vector<std::string> ids(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
-    if (absl::Status s = ValidateDocument(batch[i], i, metadata_.vocab_size); !s.ok()) return s;
+    MAXIMUS_RETURN_IF_ERROR(ValidateDocument(batch[i], i, metadata_.vocab_size));
     ids[i] = DocumentId(batch[i].tokens);
     const int shard = ShardOf(ids[i], num_shards());
     if (shards_[shard] == nullptr) {
@@ -460,7 +446,7 @@ absl::StatusOr<WriteResult> TokenStore::AddDocuments(absl::Span<const Document> 
   }
   for (std::thread& t : writers) t.join();
   for (const absl::Status& s : outcomes) {
-    if (!s.ok()) return s;
+    MAXIMUS_RETURN_IF_ERROR(s);
   }
   return result;
 }
@@ -471,7 +457,7 @@ absl::StatusOr<Document> TokenStore::Get(absl::string_view id) const {
         absl::StrCat("document id \"", id, "\" is not 64 lowercase hex digits"));
   }
   const int shard = ShardOf(id, num_shards());
-  if (absl::Status s = CheckShard(shard); !s.ok()) return s;
+  MAXIMUS_RETURN_IF_ERROR(CheckShard(shard));
   rocksdb::PinnableSlice value;
   const rocksdb::Status s =
       shards_[shard]->Get(rocksdb::ReadOptions(), shards_[shard]->DefaultColumnFamily(),
@@ -519,15 +505,14 @@ std::vector<absl::StatusOr<Document>> TokenStore::GetMany(absl::Span<const std::
 
 absl::Status TokenStore::ForEachDecodedDocument(
     int shard, const std::function<void(absl::string_view id, Document&& doc)>& fn) const {
-  if (absl::Status s = CheckShard(shard); !s.ok()) return s;
+  MAXIMUS_RETURN_IF_ERROR(CheckShard(shard));
   std::unique_ptr<rocksdb::Iterator> it(shards_[shard]->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek(kDocPrefix); it->Valid() && it->key().starts_with(kDocPrefix); it->Next()) {
     const absl::string_view id(it->key().data() + sizeof(kDocPrefix) - 1,
                                it->key().size() - (sizeof(kDocPrefix) - 1));
-    absl::StatusOr<Document> doc =
-        DecodeValue(id, absl::string_view(it->value().data(), it->value().size()));
-    if (!doc.ok()) return doc.status();
-    fn(id, *std::move(doc));
+    MAXIMUS_ASSIGN_OR_RETURN(
+        Document doc, DecodeValue(id, absl::string_view(it->value().data(), it->value().size())));
+    fn(id, std::move(doc));
   }
   return FromRocks(it->status(), absl::StrCat("iterating shard ", shard));
 }
@@ -543,29 +528,27 @@ absl::Status TokenStore::CheckShard(int shard) const {
 }
 
 absl::StatusOr<std::vector<std::string>> TokenStore::DocumentIds(int shard) const {
-  if (absl::Status s = CheckShard(shard); !s.ok()) return s;
+  MAXIMUS_RETURN_IF_ERROR(CheckShard(shard));
   std::vector<std::string> ids;
   std::unique_ptr<rocksdb::Iterator> it(shards_[shard]->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek(kDocPrefix); it->Valid() && it->key().starts_with(kDocPrefix); it->Next()) {
     ids.push_back(it->key().ToString().substr(sizeof(kDocPrefix) - 1));
   }
-  if (absl::Status s = FromRocks(it->status(), absl::StrCat("iterating shard ", shard)); !s.ok()) {
-    return s;
-  }
+  MAXIMUS_RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("iterating shard ", shard)));
   return ids;
 }
 
 absl::Status TokenStore::ForEachDocument(
     int shard, const std::function<void(absl::string_view id, uint32_t tokens)>& fn) const {
-  if (absl::Status s = CheckShard(shard); !s.ok()) return s;
+  MAXIMUS_RETURN_IF_ERROR(CheckShard(shard));
   std::unique_ptr<rocksdb::Iterator> it(shards_[shard]->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek(kDocPrefix); it->Valid() && it->key().starts_with(kDocPrefix); it->Next()) {
     const absl::string_view id(it->key().data() + sizeof(kDocPrefix) - 1,
                                it->key().size() - (sizeof(kDocPrefix) - 1));
-    absl::StatusOr<uint32_t> n =
-        ValueTokenCount(id, absl::string_view(it->value().data(), it->value().size()));
-    if (!n.ok()) return n.status();
-    fn(id, *n);
+    MAXIMUS_ASSIGN_OR_RETURN(
+        const uint32_t n,
+        ValueTokenCount(id, absl::string_view(it->value().data(), it->value().size())));
+    fn(id, n);
   }
   return FromRocks(it->status(), absl::StrCat("iterating shard ", shard));
 }
@@ -575,21 +558,17 @@ absl::StatusOr<bool> TokenStore::HasDocuments() const {
     std::unique_ptr<rocksdb::Iterator> it(shards_[shard]->NewIterator(rocksdb::ReadOptions()));
     it->Seek(kDocPrefix);
     if (it->Valid() && it->key().starts_with(kDocPrefix)) return true;
-    if (absl::Status s = FromRocks(it->status(), absl::StrCat("iterating shard ", shard));
-        !s.ok()) {
-      return s;
-    }
+    MAXIMUS_RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("iterating shard ", shard)));
   }
   return false;
 }
 
 absl::StatusOr<ShardStats> TokenStore::GetShardStats(int shard) const {
   ShardStats stats;
-  absl::Status s = ForEachDocument(shard, [&stats](absl::string_view, uint32_t tokens) {
+  MAXIMUS_RETURN_IF_ERROR(ForEachDocument(shard, [&stats](absl::string_view, uint32_t tokens) {
     ++stats.documents;
     stats.tokens += tokens;
-  });
-  if (!s.ok()) return s;
+  }));
   return stats;
 }
 

@@ -15,10 +15,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "kernels/bench_timer.h"
-#include "kernels/cast.h"
+#include "kernels/cast_cuda.h"
 #include "kernels/cublas_handle.h"
 #include "kernels/device_buffer.h"
-#include "kernels/gemm.h"
+#include "kernels/gemm_cuda.h"
 #include "kernels/gpu_probe.h"
 #include "kernels/test_util.h"
 

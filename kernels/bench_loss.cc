@@ -18,14 +18,15 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "base/status_macros.h"
 #include "kernels/bench_timer.h"
 #include "kernels/cross_entropy_cuda.h"
 #include "kernels/cublas_handle.h"
 #include "kernels/device_buffer.h"
-#include "kernels/gemm.h"
+#include "kernels/gemm_cuda.h"
 #include "kernels/gpu_probe.h"
 #include "kernels/maxis_cuda.h"
-#include "kernels/random.h"
+#include "kernels/random_cuda.h"
 
 ABSL_FLAG(std::string, shapes, "4088x2048x262144,16384x640x262144",
           "Comma-separated NxDxV shapes (tokens x hidden x vocabulary).");
@@ -98,10 +99,9 @@ void RunShape(const LinearHeadShape& s) {
     MaxisCuda::Counts counts;
     const double ms = Check(MedianMilliseconds(
                                 [&]() -> absl::Status {
-                                  auto c = maxis.Run(inputs, {loss.data(), grad_hidden.data(),
-                                                              ids.data(), rows.data()});
-                                  if (!c.ok()) return c.status();
-                                  counts = *c;
+                                  MAXIMUS_ASSIGN_OR_RETURN(
+                                      counts, maxis.Run(inputs, {loss.data(), grad_hidden.data(),
+                                                                 ids.data(), rows.data()}));
                                   return absl::OkStatus();
                                 },
                                 warmup, iters),
@@ -144,21 +144,17 @@ void RunShape(const LinearHeadShape& s) {
             [&]() -> absl::Status {
               for (int64_t r0 = 0; r0 < n; r0 += chunk) {
                 const int64_t rows = std::min(chunk, n - r0);
-                absl::Status st =
-                    GemmCuda(handle.get(), GemmDims{rows, v, d, false, true}, DType::kBFloat16,
-                             DType::kFloat32, 1.0f, hidden.data() + r0 * d, weight.data(), 0.0f,
-                             logits.data());
-                if (st.ok()) {
-                  st = GemmCuda(handle.get(), GemmDims{rows, d, v}, DType::kBFloat16,
-                                DType::kFloat32, 1.0f, logits.data(), weight.data(), 0.0f,
-                                grad_hidden.data() + r0 * d);
-                }
-                if (st.ok()) {
-                  st = GemmCuda(handle.get(), GemmDims{v, d, rows, true, false}, DType::kBFloat16,
-                                DType::kFloat32, 1.0f, logits.data(), hidden.data() + r0 * d,
-                                r0 == 0 ? 0.0f : 1.0f, grad_weight.data());
-                }
-                if (!st.ok()) return st;
+                MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle.get(), GemmDims{rows, v, d, false, true},
+                                                 DType::kBFloat16, DType::kFloat32, 1.0f,
+                                                 hidden.data() + r0 * d, weight.data(), 0.0f,
+                                                 logits.data()));
+                MAXIMUS_RETURN_IF_ERROR(GemmCuda(
+                    handle.get(), GemmDims{rows, d, v}, DType::kBFloat16, DType::kFloat32, 1.0f,
+                    logits.data(), weight.data(), 0.0f, grad_hidden.data() + r0 * d));
+                MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle.get(), GemmDims{v, d, rows, true, false},
+                                                 DType::kBFloat16, DType::kFloat32, 1.0f,
+                                                 logits.data(), hidden.data() + r0 * d,
+                                                 r0 == 0 ? 0.0f : 1.0f, grad_weight.data()));
               }
               return absl::OkStatus();
             },

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "base/status_macros.h"
 #include "kernels/cuda_status.h"
 
 namespace maximus::kernels {
@@ -13,7 +14,7 @@ absl::StatusOr<double> MedianMilliseconds(const std::function<absl::Status()>& w
                                           int iters) {
   if (iters < 1) return absl::InvalidArgumentError("iters must be at least 1");
   for (int i = 0; i < warmup; ++i) {
-    if (absl::Status status = work(); !status.ok()) return status;
+    MAXIMUS_RETURN_IF_ERROR(work());
   }
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
   cudaEvent_t start, stop;
@@ -32,7 +33,7 @@ absl::StatusOr<double> MedianMilliseconds(const std::function<absl::Status()>& w
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  if (!status.ok()) return status;
+  MAXIMUS_RETURN_IF_ERROR(status);
   std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
   return static_cast<double>(times[times.size() / 2]);
 }

@@ -3,7 +3,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "kernels/cast.h"
+#include "base/status_macros.h"
+#include "kernels/cast_cuda.h"
 #include "kernels/cuda_status.h"
 
 namespace maximus::kernels {
@@ -44,7 +45,7 @@ absl::Status CheckArgs(const void* in, const void* out, int64_t count) {
 
 absl::Status CastFloatToBf16Cuda(const float* in, Bf16Bits* out, int64_t count,
                                  cudaStream_t stream) {
-  if (absl::Status status = CheckArgs(in, out, count); !status.ok()) return status;
+  MAXIMUS_RETURN_IF_ERROR(CheckArgs(in, out, count));
   if (count == 0) return absl::OkStatus();
   FloatToBf16Kernel<<<GridFor(count), kThreads, 0, stream>>>(
       in, reinterpret_cast<__nv_bfloat16*>(out), count);
@@ -53,7 +54,7 @@ absl::Status CastFloatToBf16Cuda(const float* in, Bf16Bits* out, int64_t count,
 
 absl::Status CastBf16ToFloatCuda(const Bf16Bits* in, float* out, int64_t count,
                                  cudaStream_t stream) {
-  if (absl::Status status = CheckArgs(in, out, count); !status.ok()) return status;
+  MAXIMUS_RETURN_IF_ERROR(CheckArgs(in, out, count));
   if (count == 0) return absl::OkStatus();
   Bf16ToFloatKernel<<<GridFor(count), kThreads, 0, stream>>>(
       reinterpret_cast<const __nv_bfloat16*>(in), out, count);

@@ -1,5 +1,7 @@
 // The CUDA fp32 <-> bf16 casts against the CPU reference, bit for bit.
 
+#include "kernels/cast_cuda.h"
+
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -7,7 +9,6 @@
 
 #include "gtest/gtest.h"
 #include "kernels/bf16.h"
-#include "kernels/cast.h"
 #include "kernels/device_buffer.h"
 #include "kernels/gpu_test_util.h"
 #include "kernels/test_util.h"

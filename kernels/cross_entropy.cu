@@ -4,11 +4,11 @@
 #include <climits>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "kernels/cross_entropy_cuda.h"
 #include "kernels/cuda_status.h"
-#include "kernels/gemm.h"
+#include "kernels/gemm_cuda.h"
 #include "kernels/reduce.cuh"
-#include "base/status_macros.h"
 
 namespace maximus::kernels {
 namespace {
@@ -110,14 +110,13 @@ __global__ void MeanLossKernel(const float* __restrict__ token_loss, int64_t tok
 
 absl::StatusOr<LinearCrossEntropyCuda> LinearCrossEntropyCuda::Create(const LinearHeadShape& shape,
                                                                       const Options& options) {
-  if (absl::Status status = ValidateLinearHeadShape(shape); !status.ok()) return status;
+  MAXIMUS_RETURN_IF_ERROR(ValidateLinearHeadShape(shape));
   if (options.chunk_tokens < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("Options.chunk_tokens must be >= 1, got ", options.chunk_tokens));
   }
-  absl::StatusOr<CublasHandle> handle = CublasHandle::Create();
-  if (!handle.ok()) return handle.status();
-  LinearCrossEntropyCuda ce(shape, options, *std::move(handle));
+  MAXIMUS_ASSIGN_OR_RETURN(CublasHandle handle, CublasHandle::Create());
+  LinearCrossEntropyCuda ce(shape, options, std::move(handle));
   const int64_t rows = std::min(options.chunk_tokens, shape.tokens);
   auto logits = DeviceBuffer<float>::Allocate(rows * shape.vocab);
   auto grad = DeviceBuffer<Bf16Bits>::Allocate(rows * shape.vocab);
@@ -126,7 +125,7 @@ absl::StatusOr<LinearCrossEntropyCuda> LinearCrossEntropyCuda::Create(const Line
   auto mask_count = DeviceBuffer<float>::Allocate(1);
   for (const absl::Status& s : {logits.status(), grad.status(), token_loss.status(),
                                 status.status(), mask_count.status()}) {
-    if (!s.ok()) return s;
+    MAXIMUS_RETURN_IF_ERROR(s);
   }
   ce.logits_ = *std::move(logits);
   ce.grad_logits_ = *std::move(grad);

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "kernels/cuda_status.h"
 
 namespace maximus::kernels {
@@ -48,9 +49,8 @@ class DeviceBuffer {
 
   // Allocates and fills with a copy of `host`.
   static absl::StatusOr<DeviceBuffer> FromHost(const std::vector<T>& host) {
-    absl::StatusOr<DeviceBuffer> buffer = Allocate(host.size());
-    if (!buffer.ok()) return buffer.status();
-    if (absl::Status status = buffer->CopyFromHost(host); !status.ok()) return status;
+    MAXIMUS_ASSIGN_OR_RETURN(DeviceBuffer buffer, Allocate(host.size()));
+    MAXIMUS_RETURN_IF_ERROR(buffer.CopyFromHost(host));
     return buffer;
   }
 

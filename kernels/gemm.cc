@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace maximus::kernels {
 
@@ -38,7 +39,7 @@ absl::Status ValidateGemmDims(const GemmDims& dims) {
 
 absl::Status Gemm(const GemmDims& dims, float alpha, const float* a, const float* b, float beta,
                   float* c) {
-  if (absl::Status status = ValidateGemmDims(dims); !status.ok()) return status;
+  MAXIMUS_RETURN_IF_ERROR(ValidateGemmDims(dims));
   if (a == nullptr || b == nullptr || c == nullptr) {
     return absl::InvalidArgumentError("Gemm: a, b and c must be non-null");
   }

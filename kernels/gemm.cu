@@ -1,8 +1,9 @@
 #include <cublas_v2.h>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "kernels/cuda_status.h"
-#include "kernels/gemm.h"
+#include "kernels/gemm_cuda.h"
 
 namespace maximus::kernels {
 namespace {
@@ -14,7 +15,7 @@ cudaDataType_t CudaType(DType type) { return type == DType::kFloat32 ? CUDA_R_32
 absl::Status GemmCuda(cublasHandle_t handle, const GemmDims& dims, DType input_type,
                       DType output_type, float alpha, const void* a, const void* b, float beta,
                       void* c, GemmMath math) {
-  if (absl::Status status = ValidateGemmDims(dims); !status.ok()) return status;
+  MAXIMUS_RETURN_IF_ERROR(ValidateGemmDims(dims));
   if (handle == nullptr || a == nullptr || b == nullptr || c == nullptr) {
     return absl::InvalidArgumentError("GemmCuda: handle, a, b and c must be non-null");
   }

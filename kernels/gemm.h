@@ -1,19 +1,16 @@
 // General matrix multiply, C = alpha * op(A) * op(B) + beta * C, row-major.
 //
 // The CPU reference (fp32, OpenBLAS) is in gemm.cc; the CUDA version (bf16 or
-// fp32 inputs, fp32 accumulation, cuBLAS) is in gemm.cu. gemm_test.cc checks
-// the reference against a float64 triple loop, gemm_cuda_test.cc the CUDA
-// version against the reference.
+// fp32 inputs, fp32 accumulation, cuBLAS) is declared in gemm_cuda.h and
+// defined in gemm.cu. gemm_test.cc checks the reference against a float64
+// triple loop, gemm_cuda_test.cc the CUDA version against the reference.
 
 #ifndef MAXIMUS_KERNELS_GEMM_H_
 #define MAXIMUS_KERNELS_GEMM_H_
 
-#include <cublas_api.h>
-
 #include <cstdint>
 
 #include "absl/status/status.h"
-#include "kernels/dtype.h"
 
 namespace maximus::kernels {
 
@@ -44,19 +41,6 @@ absl::Status ValidateGemmDims(const GemmDims& dims);
 // CPU reference in fp32: C = alpha * op(A) * op(B) + beta * C.
 absl::Status Gemm(const GemmDims& dims, float alpha, const float* a, const float* b, float beta,
                   float* c);
-
-enum class GemmMath {
-  kFloat32,  // Full fp32 multiply-adds (fp32 inputs).
-  kTf32,     // fp32 inputs rounded to tf32 on the tensor cores: faster, ~1e-3 relative error.
-};
-
-// CUDA version on device pointers, asynchronous on the handle's stream.
-// Inputs are `input_type` (bf16 or fp32), C is `output_type`; products
-// accumulate in fp32. bf16 inputs may write bf16 or fp32 C; fp32 inputs write
-// fp32 C. With beta = 0, C is not read.
-absl::Status GemmCuda(cublasHandle_t handle, const GemmDims& dims, DType input_type,
-                      DType output_type, float alpha, const void* a, const void* b, float beta,
-                      void* c, GemmMath math = GemmMath::kFloat32);
 
 }  // namespace maximus::kernels
 

@@ -1,5 +1,7 @@
 // The cuBLAS GEMM against the CPU reference, on random non-zero inputs.
 
+#include "kernels/gemm_cuda.h"
+
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -10,7 +12,6 @@
 #include "kernels/bf16.h"
 #include "kernels/cublas_handle.h"
 #include "kernels/device_buffer.h"
-#include "kernels/gemm.h"
 #include "kernels/gpu_test_util.h"
 #include "kernels/test_util.h"
 

@@ -9,11 +9,11 @@
 #include <cub/device/device_select.cuh>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "kernels/cuda_status.h"
-#include "kernels/gemm.h"
+#include "kernels/gemm_cuda.h"
 #include "kernels/maxis_cuda.h"
 #include "kernels/reduce.cuh"
-#include "base/status_macros.h"
 
 namespace maximus::kernels {
 namespace {
@@ -702,12 +702,11 @@ absl::StatusOr<MaxisCuda> MaxisCuda::Create(const LinearHeadShape& shape,
   if (shape.vocab > INT32_MAX || shape.tokens > INT32_MAX) {
     return absl::InvalidArgumentError("vocab and tokens must fit in int32");
   }
-  absl::StatusOr<CublasHandle> handle = CublasHandle::Create();
-  if (!handle.ok()) return handle.status();
+  MAXIMUS_ASSIGN_OR_RETURN(CublasHandle handle, CublasHandle::Create());
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(ScoutScanSmallKKernel<kScanLowDim, kSmallK>,
                                                     cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                     kSmallKScanShared));
-  MaxisCuda m(shape, config, *std::move(handle));
+  MaxisCuda m(shape, config, std::move(handle));
   absl::StatusOr<CudaStream> side = CudaStream::Create();
   absl::StatusOr<CudaEvent> start = CudaEvent::Create();
   absl::StatusOr<CudaEvent> done = CudaEvent::Create();
@@ -726,12 +725,8 @@ absl::StatusOr<MaxisCuda> MaxisCuda::Create(const LinearHeadShape& shape,
       nullptr, select_bytes, ids, static_cast<const uint8_t*>(nullptr),
       static_cast<int32_t*>(nullptr), static_cast<int32_t*>(nullptr), static_cast<int>(v)));
 
-#define MAXIMUS_ALLOCATE(field, type, count)           \
-  do {                                                 \
-    auto buffer = DeviceBuffer<type>::Allocate(count); \
-    if (!buffer.ok()) return buffer.status();          \
-    m.field = *std::move(buffer);                      \
-  } while (0)
+#define MAXIMUS_ALLOCATE(field, type, count) \
+  MAXIMUS_ASSIGN_OR_RETURN(m.field, DeviceBuffer<type>::Allocate(count))
   MAXIMUS_ALLOCATE(norm_sums_, double, 2);
   MAXIMUS_ALLOCATE(tile_scores_, float, m.scouts_* m.scan_entries_);
   MAXIMUS_ALLOCATE(tile_ids_, int32_t, m.scouts_ * m.scan_entries_);

@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda_status.h"
-#include "kernels/random.h"
+#include "kernels/random_cuda.h"
 
 namespace maximus::kernels {
 namespace {

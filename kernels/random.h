@@ -5,18 +5,13 @@
 //
 // u1, u2 = the two 32-bit halves of SplitMix64(seed * 2^32 + i) mapped to
 // (0, 1]; normal = sqrt(-2 ln u1) cos(2 pi u2) (Box-Muller, one value per
-// counter).
+// counter). The CUDA version is declared in random_cuda.h.
 
 #ifndef MAXIMUS_KERNELS_RANDOM_H_
 #define MAXIMUS_KERNELS_RANDOM_H_
 
-#include <cuda_runtime_api.h>
-
 #include <cmath>
 #include <cstdint>
-
-#include "absl/status/status.h"
-#include "kernels/bf16.h"
 
 namespace maximus::kernels {
 
@@ -44,12 +39,6 @@ inline double NormalAt(uint64_t seed, uint64_t i) {
 
 // CPU reference: out[i] = stddev * NormalAt(seed, offset + i).
 void FillNormal(float* out, int64_t count, uint64_t seed, float stddev, uint64_t offset = 0);
-
-// CUDA: the same values, as fp32 or rounded to bf16.
-absl::Status FillNormalCuda(float* out, int64_t count, uint64_t seed, float stddev,
-                            uint64_t offset = 0, cudaStream_t stream = nullptr);
-absl::Status FillNormalCuda(Bf16Bits* out, int64_t count, uint64_t seed, float stddev,
-                            uint64_t offset = 0, cudaStream_t stream = nullptr);
 
 }  // namespace maximus::kernels
 

@@ -1,14 +1,13 @@
 // The counter-based normal generator: statistics of the CPU reference, and
 // the CUDA version against it.
 
-#include "kernels/random.h"
-
 #include <cmath>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "kernels/device_buffer.h"
 #include "kernels/gpu_test_util.h"
+#include "kernels/random_cuda.h"
 #include "kernels/test_util.h"
 
 namespace maximus::kernels {

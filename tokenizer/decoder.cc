@@ -1,6 +1,7 @@
 #include "tokenizer/decoder.h"
 
 #include "absl/strings/str_replace.h"
+#include "base/status_macros.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/utf8.h"
 
@@ -10,9 +11,8 @@ absl::StatusOr<std::unique_ptr<ReplaceDecoder>> ReplaceDecoder::Create(absl::str
                                                                        bool is_regex,
                                                                        std::string content) {
   std::unique_ptr<ReplaceDecoder> decoder(new ReplaceDecoder());
-  auto regex = is_regex ? Regex::Compile(pattern) : Regex::Literal(pattern);
-  if (!regex.ok()) return regex.status();
-  decoder->regex_ = *std::move(regex);
+  MAXIMUS_ASSIGN_OR_RETURN(decoder->regex_,
+                           is_regex ? Regex::Compile(pattern) : Regex::Literal(pattern));
   decoder->content_ = std::move(content);
   return decoder;
 }

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "base/status_macros.h"
 #include "tokenizer/utf8.h"
 
 namespace maximus::tokenizer {
@@ -15,9 +16,7 @@ absl::StatusOr<std::unique_ptr<ReplaceNormalizer>> ReplaceNormalizer::Create(
   std::unique_ptr<ReplaceNormalizer> normalizer(new ReplaceNormalizer());
   normalizer->content_ = std::move(content);
   if (is_regex) {
-    auto regex = Regex::Compile(pattern);
-    if (!regex.ok()) return regex.status();
-    normalizer->regex_ = *std::move(regex);
+    MAXIMUS_ASSIGN_OR_RETURN(normalizer->regex_, Regex::Compile(pattern));
   } else {
     if (pattern.empty()) return absl::InvalidArgumentError("Replace: empty pattern");
     normalizer->literal_ = std::string(pattern);

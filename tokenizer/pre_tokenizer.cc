@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "base/status_macros.h"
 #include "tokenizer/byte_level.h"
 
 namespace maximus::tokenizer {
@@ -92,9 +93,8 @@ void SplitByMatches(absl::string_view text, const std::vector<std::pair<size_t, 
 absl::StatusOr<std::unique_ptr<SplitPreTokenizer>> SplitPreTokenizer::Create(
     absl::string_view pattern, bool is_regex, SplitBehavior behavior, bool invert) {
   std::unique_ptr<SplitPreTokenizer> split(new SplitPreTokenizer());
-  auto regex = is_regex ? Regex::Compile(pattern) : Regex::Literal(pattern);
-  if (!regex.ok()) return regex.status();
-  split->regex_ = *std::move(regex);
+  MAXIMUS_ASSIGN_OR_RETURN(split->regex_,
+                           is_regex ? Regex::Compile(pattern) : Regex::Literal(pattern));
   split->behavior_ = behavior;
   split->invert_ = invert;
   return split;
@@ -135,10 +135,10 @@ absl::StatusOr<std::unique_ptr<ByteLevelPreTokenizer>> ByteLevelPreTokenizer::Cr
   std::unique_ptr<ByteLevelPreTokenizer> byte_level(new ByteLevelPreTokenizer());
   byte_level->add_prefix_space_ = add_prefix_space;
   if (use_regex) {
-    auto regex = Regex::Compile(
-        "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+");
-    if (!regex.ok()) return regex.status();
-    byte_level->regex_ = *std::move(regex);
+    MAXIMUS_ASSIGN_OR_RETURN(
+        byte_level->regex_,
+        Regex::Compile(
+            "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"));
   }
   return byte_level;
 }
@@ -163,10 +163,8 @@ void ByteLevelPreTokenizer::Split(std::string&& piece, bool, std::vector<std::st
 
 absl::StatusOr<std::unique_ptr<PatternPreTokenizer>> PatternPreTokenizer::Make(
     absl::string_view pattern) {
-  auto regex = Regex::Compile(pattern);
-  if (!regex.ok()) return regex.status();
   std::unique_ptr<PatternPreTokenizer> pre(new PatternPreTokenizer());
-  pre->regex_ = *std::move(regex);
+  MAXIMUS_ASSIGN_OR_RETURN(pre->regex_, Regex::Compile(pattern));
   return pre;
 }
 

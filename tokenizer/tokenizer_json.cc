@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/huge_page_buffer.h"
 #include "base/sha256.h"
+#include "base/status_macros.h"
 #include "tokenizer/tokenizer.h"
 
 namespace maximus::tokenizer {
@@ -15,15 +16,6 @@ namespace {
 using simdjson::dom::array;
 using simdjson::dom::element;
 using simdjson::dom::object;
-
-#define MAXIMUS_ASSIGN_OR_RETURN_IMPL(var, lhs, expr) \
-  auto var = (expr);                                  \
-  if (!var.ok()) return var.status();                 \
-  lhs = *std::move(var)
-#define MAXIMUS_CONCAT_INNER(a, b) a##b
-#define MAXIMUS_CONCAT(a, b) MAXIMUS_CONCAT_INNER(a, b)
-#define ASSIGN_OR_RETURN(lhs, expr) \
-  MAXIMUS_ASSIGN_OR_RETURN_IMPL(MAXIMUS_CONCAT(status_or_, __LINE__), lhs, expr)
 
 absl::StatusOr<Tokenizer::Components> ParsePadded(const char* data, size_t size);
 
@@ -95,18 +87,18 @@ absl::StatusOr<std::pair<std::string, bool>> Pattern(const object& o, std::strin
 }
 
 absl::StatusOr<std::unique_ptr<Normalizer>> ParseNormalizer(const element& e) {
-  ASSIGN_OR_RETURN(const std::string type, TypeOf(e, "normalizer"));
+  MAXIMUS_ASSIGN_OR_RETURN(const std::string type, TypeOf(e, "normalizer"));
   const object o = e.get_object().value_unsafe();
   const std::string where = absl::StrCat("normalizer ", type);
   if (type == "Replace") {
-    ASSIGN_OR_RETURN(auto pattern, Pattern(o, where));
-    ASSIGN_OR_RETURN(std::string content, OptString(o, "content", where));
-    ASSIGN_OR_RETURN(auto replace,
-                     ReplaceNormalizer::Create(pattern.first, pattern.second, content));
+    MAXIMUS_ASSIGN_OR_RETURN(auto pattern, Pattern(o, where));
+    MAXIMUS_ASSIGN_OR_RETURN(std::string content, OptString(o, "content", where));
+    MAXIMUS_ASSIGN_OR_RETURN(auto replace,
+                             ReplaceNormalizer::Create(pattern.first, pattern.second, content));
     return std::unique_ptr<Normalizer>(std::move(replace));
   }
   if (type == "Prepend") {
-    ASSIGN_OR_RETURN(std::string prepend, OptString(o, "prepend", where));
+    MAXIMUS_ASSIGN_OR_RETURN(std::string prepend, OptString(o, "prepend", where));
     return std::unique_ptr<Normalizer>(new PrependNormalizer(prepend));
   }
   if (type == "NFC")
@@ -119,15 +111,15 @@ absl::StatusOr<std::unique_ptr<Normalizer>> ParseNormalizer(const element& e) {
     return std::unique_ptr<Normalizer>(new UnicodeNormalizer(UnicodeNormalizer::Form::kNfkd));
   if (type == "Lowercase") return std::unique_ptr<Normalizer>(new LowercaseNormalizer());
   if (type == "Strip") {
-    ASSIGN_OR_RETURN(bool left, OptBool(o, "strip_left", where, true));
-    ASSIGN_OR_RETURN(bool right, OptBool(o, "strip_right", where, true));
+    MAXIMUS_ASSIGN_OR_RETURN(bool left, OptBool(o, "strip_left", where, true));
+    MAXIMUS_ASSIGN_OR_RETURN(bool right, OptBool(o, "strip_right", where, true));
     return std::unique_ptr<Normalizer>(new StripNormalizer(left, right));
   }
   if (type == "Sequence") {
-    ASSIGN_OR_RETURN(array items, GetArray(o, "normalizers", where));
+    MAXIMUS_ASSIGN_OR_RETURN(array items, GetArray(o, "normalizers", where));
     std::vector<std::unique_ptr<Normalizer>> steps;
     for (element item : items) {
-      ASSIGN_OR_RETURN(auto step, ParseNormalizer(item));
+      MAXIMUS_ASSIGN_OR_RETURN(auto step, ParseNormalizer(item));
       steps.push_back(std::move(step));
     }
     return std::unique_ptr<Normalizer>(new SequenceNormalizer(std::move(steps)));
@@ -137,9 +129,9 @@ absl::StatusOr<std::unique_ptr<Normalizer>> ParseNormalizer(const element& e) {
 
 absl::StatusOr<MetaspacePreTokenizer::PrependScheme> PrependScheme(const object& o,
                                                                    std::string_view where) {
-  ASSIGN_OR_RETURN(std::string scheme, OptString(o, "prepend_scheme", where));
+  MAXIMUS_ASSIGN_OR_RETURN(std::string scheme, OptString(o, "prepend_scheme", where));
   if (scheme.empty()) {
-    ASSIGN_OR_RETURN(bool add_prefix_space, OptBool(o, "add_prefix_space", where, true));
+    MAXIMUS_ASSIGN_OR_RETURN(bool add_prefix_space, OptBool(o, "add_prefix_space", where, true));
     return add_prefix_space ? MetaspacePreTokenizer::PrependScheme::kAlways
                             : MetaspacePreTokenizer::PrependScheme::kNever;
   }
@@ -150,48 +142,51 @@ absl::StatusOr<MetaspacePreTokenizer::PrependScheme> PrependScheme(const object&
 }
 
 absl::StatusOr<std::unique_ptr<PreTokenizer>> ParsePreTokenizer(const element& e) {
-  ASSIGN_OR_RETURN(const std::string type, TypeOf(e, "pre_tokenizer"));
+  MAXIMUS_ASSIGN_OR_RETURN(const std::string type, TypeOf(e, "pre_tokenizer"));
   const object o = e.get_object().value_unsafe();
   const std::string where = absl::StrCat("pre_tokenizer ", type);
   if (type == "Split") {
-    ASSIGN_OR_RETURN(auto pattern, Pattern(o, where));
-    ASSIGN_OR_RETURN(std::string behavior_name, OptString(o, "behavior", where, "Isolated"));
-    ASSIGN_OR_RETURN(SplitBehavior behavior, ParseSplitBehavior(behavior_name));
-    ASSIGN_OR_RETURN(bool invert, OptBool(o, "invert", where, false));
-    ASSIGN_OR_RETURN(auto split,
-                     SplitPreTokenizer::Create(pattern.first, pattern.second, behavior, invert));
+    MAXIMUS_ASSIGN_OR_RETURN(auto pattern, Pattern(o, where));
+    MAXIMUS_ASSIGN_OR_RETURN(std::string behavior_name,
+                             OptString(o, "behavior", where, "Isolated"));
+    MAXIMUS_ASSIGN_OR_RETURN(SplitBehavior behavior, ParseSplitBehavior(behavior_name));
+    MAXIMUS_ASSIGN_OR_RETURN(bool invert, OptBool(o, "invert", where, false));
+    MAXIMUS_ASSIGN_OR_RETURN(
+        auto split, SplitPreTokenizer::Create(pattern.first, pattern.second, behavior, invert));
     return std::unique_ptr<PreTokenizer>(std::move(split));
   }
   if (type == "Metaspace") {
-    ASSIGN_OR_RETURN(std::string replacement, OptString(o, "replacement", where, "\xE2\x96\x81"));
-    ASSIGN_OR_RETURN(auto scheme, PrependScheme(o, where));
-    ASSIGN_OR_RETURN(bool split, OptBool(o, "split", where, true));
+    MAXIMUS_ASSIGN_OR_RETURN(std::string replacement,
+                             OptString(o, "replacement", where, "\xE2\x96\x81"));
+    MAXIMUS_ASSIGN_OR_RETURN(auto scheme, PrependScheme(o, where));
+    MAXIMUS_ASSIGN_OR_RETURN(bool split, OptBool(o, "split", where, true));
     return std::unique_ptr<PreTokenizer>(new MetaspacePreTokenizer(replacement, scheme, split));
   }
   if (type == "ByteLevel") {
-    ASSIGN_OR_RETURN(bool add_prefix_space, OptBool(o, "add_prefix_space", where, true));
-    ASSIGN_OR_RETURN(bool use_regex, OptBool(o, "use_regex", where, true));
-    ASSIGN_OR_RETURN(auto byte_level, ByteLevelPreTokenizer::Create(add_prefix_space, use_regex));
+    MAXIMUS_ASSIGN_OR_RETURN(bool add_prefix_space, OptBool(o, "add_prefix_space", where, true));
+    MAXIMUS_ASSIGN_OR_RETURN(bool use_regex, OptBool(o, "use_regex", where, true));
+    MAXIMUS_ASSIGN_OR_RETURN(auto byte_level,
+                             ByteLevelPreTokenizer::Create(add_prefix_space, use_regex));
     return std::unique_ptr<PreTokenizer>(std::move(byte_level));
   }
   if (type == "Digits") {
-    ASSIGN_OR_RETURN(bool individual, OptBool(o, "individual_digits", where, false));
-    ASSIGN_OR_RETURN(auto digits, PatternPreTokenizer::Digits(individual));
+    MAXIMUS_ASSIGN_OR_RETURN(bool individual, OptBool(o, "individual_digits", where, false));
+    MAXIMUS_ASSIGN_OR_RETURN(auto digits, PatternPreTokenizer::Digits(individual));
     return std::unique_ptr<PreTokenizer>(std::move(digits));
   }
   if (type == "Whitespace") {
-    ASSIGN_OR_RETURN(auto whitespace, PatternPreTokenizer::Whitespace());
+    MAXIMUS_ASSIGN_OR_RETURN(auto whitespace, PatternPreTokenizer::Whitespace());
     return std::unique_ptr<PreTokenizer>(std::move(whitespace));
   }
   if (type == "WhitespaceSplit") {
-    ASSIGN_OR_RETURN(auto whitespace, PatternPreTokenizer::WhitespaceSplit());
+    MAXIMUS_ASSIGN_OR_RETURN(auto whitespace, PatternPreTokenizer::WhitespaceSplit());
     return std::unique_ptr<PreTokenizer>(std::move(whitespace));
   }
   if (type == "Sequence") {
-    ASSIGN_OR_RETURN(array items, GetArray(o, "pretokenizers", where));
+    MAXIMUS_ASSIGN_OR_RETURN(array items, GetArray(o, "pretokenizers", where));
     std::vector<std::unique_ptr<PreTokenizer>> steps;
     for (element item : items) {
-      ASSIGN_OR_RETURN(auto step, ParsePreTokenizer(item));
+      MAXIMUS_ASSIGN_OR_RETURN(auto step, ParsePreTokenizer(item));
       steps.push_back(std::move(step));
     }
     return std::unique_ptr<PreTokenizer>(new SequencePreTokenizer(std::move(steps)));
@@ -200,36 +195,38 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> ParsePreTokenizer(const element& e
 }
 
 absl::StatusOr<std::unique_ptr<Decoder>> ParseDecoder(const element& e) {
-  ASSIGN_OR_RETURN(const std::string type, TypeOf(e, "decoder"));
+  MAXIMUS_ASSIGN_OR_RETURN(const std::string type, TypeOf(e, "decoder"));
   const object o = e.get_object().value_unsafe();
   const std::string where = absl::StrCat("decoder ", type);
   if (type == "Replace") {
-    ASSIGN_OR_RETURN(auto pattern, Pattern(o, where));
-    ASSIGN_OR_RETURN(std::string content, OptString(o, "content", where));
-    ASSIGN_OR_RETURN(auto replace, ReplaceDecoder::Create(pattern.first, pattern.second, content));
+    MAXIMUS_ASSIGN_OR_RETURN(auto pattern, Pattern(o, where));
+    MAXIMUS_ASSIGN_OR_RETURN(std::string content, OptString(o, "content", where));
+    MAXIMUS_ASSIGN_OR_RETURN(auto replace,
+                             ReplaceDecoder::Create(pattern.first, pattern.second, content));
     return std::unique_ptr<Decoder>(std::move(replace));
   }
   if (type == "ByteFallback") return std::unique_ptr<Decoder>(new ByteFallbackDecoder());
   if (type == "Fuse") return std::unique_ptr<Decoder>(new FuseDecoder());
   if (type == "Strip") {
-    ASSIGN_OR_RETURN(std::string content, OptString(o, "content", where, " "));
-    ASSIGN_OR_RETURN(int64_t start, OptInt(o, "start", where, 0));
-    ASSIGN_OR_RETURN(int64_t stop, OptInt(o, "stop", where, 0));
+    MAXIMUS_ASSIGN_OR_RETURN(std::string content, OptString(o, "content", where, " "));
+    MAXIMUS_ASSIGN_OR_RETURN(int64_t start, OptInt(o, "start", where, 0));
+    MAXIMUS_ASSIGN_OR_RETURN(int64_t stop, OptInt(o, "stop", where, 0));
     return std::unique_ptr<Decoder>(
         new StripDecoder(content, static_cast<int>(start), static_cast<int>(stop)));
   }
   if (type == "Metaspace") {
-    ASSIGN_OR_RETURN(std::string replacement, OptString(o, "replacement", where, "\xE2\x96\x81"));
-    ASSIGN_OR_RETURN(auto scheme, PrependScheme(o, where));
+    MAXIMUS_ASSIGN_OR_RETURN(std::string replacement,
+                             OptString(o, "replacement", where, "\xE2\x96\x81"));
+    MAXIMUS_ASSIGN_OR_RETURN(auto scheme, PrependScheme(o, where));
     return std::unique_ptr<Decoder>(
         new MetaspaceDecoder(replacement, scheme != MetaspacePreTokenizer::PrependScheme::kNever));
   }
   if (type == "ByteLevel") return std::unique_ptr<Decoder>(new ByteLevelDecoder());
   if (type == "Sequence") {
-    ASSIGN_OR_RETURN(array items, GetArray(o, "decoders", where));
+    MAXIMUS_ASSIGN_OR_RETURN(array items, GetArray(o, "decoders", where));
     std::vector<std::unique_ptr<Decoder>> steps;
     for (element item : items) {
-      ASSIGN_OR_RETURN(auto step, ParseDecoder(item));
+      MAXIMUS_ASSIGN_OR_RETURN(auto step, ParseDecoder(item));
       steps.push_back(std::move(step));
     }
     return std::unique_ptr<Decoder>(new SequenceDecoder(std::move(steps)));
@@ -238,7 +235,7 @@ absl::StatusOr<std::unique_ptr<Decoder>> ParseDecoder(const element& e) {
 }
 
 absl::StatusOr<std::unique_ptr<PostProcessor>> ParsePostProcessor(const element& e) {
-  ASSIGN_OR_RETURN(const std::string type, TypeOf(e, "post_processor"));
+  MAXIMUS_ASSIGN_OR_RETURN(const std::string type, TypeOf(e, "post_processor"));
   const object o = e.get_object().value_unsafe();
   const std::string where = absl::StrCat("post_processor ", type);
   if (type == "ByteLevel") return std::unique_ptr<PostProcessor>(new IdentityProcessor());
@@ -247,7 +244,7 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> ParsePostProcessor(const element&
     if (o.at_key("special_tokens").get(special_tokens) != simdjson::SUCCESS) {
       return Invalid(where, "\"special_tokens\" must be an object");
     }
-    ASSIGN_OR_RETURN(array single, GetArray(o, "single", where));
+    MAXIMUS_ASSIGN_OR_RETURN(array single, GetArray(o, "single", where));
     std::vector<TemplateProcessor::Piece> pieces;
     for (element item : single) {
       object piece;
@@ -261,12 +258,12 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> ParsePostProcessor(const element&
       if (piece.at_key("SpecialToken").get(inner) != simdjson::SUCCESS) {
         return Invalid(where, "template items must be Sequence or SpecialToken");
       }
-      ASSIGN_OR_RETURN(std::string id, OptString(inner, "id", where));
+      MAXIMUS_ASSIGN_OR_RETURN(std::string id, OptString(inner, "id", where));
       object token;
       if (special_tokens.at_key(id).get(token) != simdjson::SUCCESS) {
         return Invalid(where, absl::StrCat("special token \"", id, "\" is not in special_tokens"));
       }
-      ASSIGN_OR_RETURN(array ids, GetArray(token, "ids", where));
+      MAXIMUS_ASSIGN_OR_RETURN(array ids, GetArray(token, "ids", where));
       TemplateProcessor::Piece special;
       for (element v : ids) {
         int64_t value;
@@ -278,10 +275,10 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> ParsePostProcessor(const element&
     return std::unique_ptr<PostProcessor>(new TemplateProcessor(std::move(pieces)));
   }
   if (type == "Sequence") {
-    ASSIGN_OR_RETURN(array items, GetArray(o, "processors", where));
+    MAXIMUS_ASSIGN_OR_RETURN(array items, GetArray(o, "processors", where));
     std::vector<std::unique_ptr<PostProcessor>> steps;
     for (element item : items) {
-      ASSIGN_OR_RETURN(auto step, ParsePostProcessor(item));
+      MAXIMUS_ASSIGN_OR_RETURN(auto step, ParsePostProcessor(item));
       steps.push_back(std::move(step));
     }
     return std::unique_ptr<PostProcessor>(new SequenceProcessor(std::move(steps)));
@@ -292,7 +289,7 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> ParsePostProcessor(const element&
 absl::StatusOr<std::unique_ptr<BpeModel>> ParseModel(const element& e) {
   object o;
   if (e.get(o) != simdjson::SUCCESS) return Invalid("model", "must be an object");
-  ASSIGN_OR_RETURN(const std::string type, OptString(o, "type", "model", "BPE"));
+  MAXIMUS_ASSIGN_OR_RETURN(const std::string type, OptString(o, "type", "model", "BPE"));
   if (type != "BPE")
     return absl::UnimplementedError(absl::StrCat("unsupported model \"", type, "\""));
   element dropout;
@@ -300,13 +297,13 @@ absl::StatusOr<std::unique_ptr<BpeModel>> ParseModel(const element& e) {
     return absl::UnimplementedError("unsupported model option \"dropout\" (BPE dropout)");
   }
   BpeOptions options;
-  ASSIGN_OR_RETURN(options.unk_token, OptString(o, "unk_token", "model"));
-  ASSIGN_OR_RETURN(options.continuing_subword_prefix,
-                   OptString(o, "continuing_subword_prefix", "model"));
-  ASSIGN_OR_RETURN(options.end_of_word_suffix, OptString(o, "end_of_word_suffix", "model"));
-  ASSIGN_OR_RETURN(options.byte_fallback, OptBool(o, "byte_fallback", "model", false));
-  ASSIGN_OR_RETURN(options.fuse_unk, OptBool(o, "fuse_unk", "model", false));
-  ASSIGN_OR_RETURN(options.ignore_merges, OptBool(o, "ignore_merges", "model", false));
+  MAXIMUS_ASSIGN_OR_RETURN(options.unk_token, OptString(o, "unk_token", "model"));
+  MAXIMUS_ASSIGN_OR_RETURN(options.continuing_subword_prefix,
+                           OptString(o, "continuing_subword_prefix", "model"));
+  MAXIMUS_ASSIGN_OR_RETURN(options.end_of_word_suffix, OptString(o, "end_of_word_suffix", "model"));
+  MAXIMUS_ASSIGN_OR_RETURN(options.byte_fallback, OptBool(o, "byte_fallback", "model", false));
+  MAXIMUS_ASSIGN_OR_RETURN(options.fuse_unk, OptBool(o, "fuse_unk", "model", false));
+  MAXIMUS_ASSIGN_OR_RETURN(options.ignore_merges, OptBool(o, "ignore_merges", "model", false));
 
   object vocab_object;
   if (o.at_key("vocab").get(vocab_object) != simdjson::SUCCESS) {
@@ -322,7 +319,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> ParseModel(const element& e) {
     }
     vocab.emplace_back(Sv(field.key), static_cast<int32_t>(id));
   }
-  ASSIGN_OR_RETURN(array merge_array, GetArray(o, "merges", "model"));
+  MAXIMUS_ASSIGN_OR_RETURN(array merge_array, GetArray(o, "merges", "model"));
   std::vector<std::pair<absl::string_view, absl::string_view>> merges;
   merges.reserve(merge_array.size());
   for (element merge : merge_array) {
@@ -358,10 +355,10 @@ namespace {
 absl::StatusOr<std::unique_ptr<Tokenizer>> FromPadded(const char* data, size_t size) {
   std::string fingerprint;
   std::thread hasher([&] { fingerprint = base::Sha256Hex(absl::string_view(data, size)); });
-  auto tokenizer = ParsePadded(data, size);
-  hasher.join();
-  if (!tokenizer.ok()) return tokenizer.status();
-  return Tokenizer::FromComponents(*std::move(tokenizer), std::move(fingerprint));
+  auto components = ParsePadded(data, size);
+  hasher.join();  // Before any return: the thread writes `fingerprint`.
+  MAXIMUS_RETURN_IF_ERROR(components.status());
+  return Tokenizer::FromComponents(*std::move(components), std::move(fingerprint));
 }
 
 }  // namespace
@@ -372,9 +369,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(absl::string_view
 }
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string& path) {
-  auto buffer = base::HugePageBuffer::ReadFile(path, simdjson::SIMDJSON_PADDING);
-  if (!buffer.ok()) return buffer.status();
-  auto tokenizer = FromPadded(buffer->data(), buffer->size());
+  MAXIMUS_ASSIGN_OR_RETURN(const base::HugePageBuffer buffer,
+                           base::HugePageBuffer::ReadFile(path, simdjson::SIMDJSON_PADDING));
+  auto tokenizer = FromPadded(buffer.data(), buffer.size());
   if (!tokenizer.ok()) {
     return absl::Status(tokenizer.status().code(),
                         absl::StrCat(path, ": ", tokenizer.status().message()));
@@ -409,18 +406,18 @@ absl::StatusOr<Tokenizer::Components> ParsePadded(const char* data, size_t size)
   element e;
   if (o.at_key("model").get(e) != simdjson::SUCCESS)
     return Invalid("tokenizer.json", "no \"model\"");
-  ASSIGN_OR_RETURN(components.model, ParseModel(e));
+  MAXIMUS_ASSIGN_OR_RETURN(components.model, ParseModel(e));
   if (o.at_key("normalizer").get(e) == simdjson::SUCCESS && !IsNull(e)) {
-    ASSIGN_OR_RETURN(components.normalizer, ParseNormalizer(e));
+    MAXIMUS_ASSIGN_OR_RETURN(components.normalizer, ParseNormalizer(e));
   }
   if (o.at_key("pre_tokenizer").get(e) == simdjson::SUCCESS && !IsNull(e)) {
-    ASSIGN_OR_RETURN(components.pre_tokenizer, ParsePreTokenizer(e));
+    MAXIMUS_ASSIGN_OR_RETURN(components.pre_tokenizer, ParsePreTokenizer(e));
   }
   if (o.at_key("post_processor").get(e) == simdjson::SUCCESS && !IsNull(e)) {
-    ASSIGN_OR_RETURN(components.post_processor, ParsePostProcessor(e));
+    MAXIMUS_ASSIGN_OR_RETURN(components.post_processor, ParsePostProcessor(e));
   }
   if (o.at_key("decoder").get(e) == simdjson::SUCCESS && !IsNull(e)) {
-    ASSIGN_OR_RETURN(components.decoder, ParseDecoder(e));
+    MAXIMUS_ASSIGN_OR_RETURN(components.decoder, ParseDecoder(e));
   }
   array added;
   if (o.at_key("added_tokens").get(added) == simdjson::SUCCESS) {
@@ -428,15 +425,16 @@ absl::StatusOr<Tokenizer::Components> ParsePadded(const char* data, size_t size)
       object t;
       if (item.get(t) != simdjson::SUCCESS) return Invalid("added_tokens", "items must be objects");
       AddedToken token;
-      ASSIGN_OR_RETURN(int64_t id, OptInt(t, "id", "added_tokens", -1));
+      MAXIMUS_ASSIGN_OR_RETURN(int64_t id, OptInt(t, "id", "added_tokens", -1));
       if (id < 0 || id > INT32_MAX) return Invalid("added_tokens", "every token needs an id");
       token.id = static_cast<int32_t>(id);
-      ASSIGN_OR_RETURN(token.content, OptString(t, "content", "added_tokens"));
-      ASSIGN_OR_RETURN(token.special, OptBool(t, "special", "added_tokens", false));
-      ASSIGN_OR_RETURN(token.normalized, OptBool(t, "normalized", "added_tokens", !token.special));
-      ASSIGN_OR_RETURN(token.lstrip, OptBool(t, "lstrip", "added_tokens", false));
-      ASSIGN_OR_RETURN(token.rstrip, OptBool(t, "rstrip", "added_tokens", false));
-      ASSIGN_OR_RETURN(token.single_word, OptBool(t, "single_word", "added_tokens", false));
+      MAXIMUS_ASSIGN_OR_RETURN(token.content, OptString(t, "content", "added_tokens"));
+      MAXIMUS_ASSIGN_OR_RETURN(token.special, OptBool(t, "special", "added_tokens", false));
+      MAXIMUS_ASSIGN_OR_RETURN(token.normalized,
+                               OptBool(t, "normalized", "added_tokens", !token.special));
+      MAXIMUS_ASSIGN_OR_RETURN(token.lstrip, OptBool(t, "lstrip", "added_tokens", false));
+      MAXIMUS_ASSIGN_OR_RETURN(token.rstrip, OptBool(t, "rstrip", "added_tokens", false));
+      MAXIMUS_ASSIGN_OR_RETURN(token.single_word, OptBool(t, "single_word", "added_tokens", false));
       components.added_tokens.push_back(std::move(token));
     }
   }

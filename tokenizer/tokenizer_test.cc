@@ -2,8 +2,6 @@
 
 #include "tokenizer/tokenizer.h"
 
-#include <chrono>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -121,19 +119,16 @@ TEST(TokenizerTest, InvalidInputIsDefined) {
   EXPECT_EQ(*partial, "\xEF\xBF\xBD");
 }
 
-TEST(TokenizerTest, LongWordIsFast) {
-  // One BPE word of 2 MB: merging must not be quadratic.
+TEST(TokenizerTest, LongWordMergesToPairs) {
+  // One BPE word of 2 MB. A quadratic merge would run past the test's
+  // timeout; //tokenizer:bench_long_word measures how the time grows.
   auto t = Load(GemmaLike());
   ASSERT_NE(t, nullptr);
   const std::string text(2 << 20, 'a');
-  const auto start = std::chrono::steady_clock::now();
   const std::vector<int32_t> ids = Ids(*t, text);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ASSERT_EQ(ids.size(), text.size() / 2);
   EXPECT_EQ(ids.front(), 266);
   EXPECT_EQ(ids.back(), 266);
-  EXPECT_LT(seconds, 5.0);
 }
 
 TEST(TokenizerTest, AddedTokenOptions) {

@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "base/status_macros.h"
 #include "data_service/embedded_data_source.h"
 #include "data_service/ingest.h"
 #include "data_service/remote_data_source.h"
@@ -75,13 +76,11 @@ StreamBatchesRequest Request() {
 // Median tokens/s of `repeats` runs, each reading one stream for `seconds`
 // (continuing where the previous run stopped).
 absl::StatusOr<double> StreamRate(DataSource* source) {
-  absl::StatusOr<std::unique_ptr<BatchStream>> stream = source->OpenStream(Request());
-  if (!stream.ok()) return stream.status();
+  MAXIMUS_ASSIGN_OR_RETURN(std::unique_ptr<BatchStream> stream, source->OpenStream(Request()));
   PackedBatch batch;
   // Warm up: the first batches pay for connection setup and the epoch plan.
   for (int i = 0; i < 20; ++i) {
-    absl::StatusOr<bool> more = (*stream)->Next(&batch);
-    if (!more.ok()) return more.status();
+    MAXIMUS_RETURN_IF_ERROR(stream->Next(&batch).status());
   }
   std::vector<double> rates;
   for (int run = 0; run < absl::GetFlag(FLAGS_repeats); ++run) {
@@ -89,8 +88,7 @@ absl::StatusOr<double> StreamRate(DataSource* source) {
     int64_t tokens = 0;
     double elapsed = 0;
     while (elapsed < absl::GetFlag(FLAGS_seconds)) {
-      absl::StatusOr<bool> more = (*stream)->Next(&batch);
-      if (!more.ok()) return more.status();
+      MAXIMUS_RETURN_IF_ERROR(stream->Next(&batch).status());
       tokens += int64_t{batch.rows()} * batch.row_length();
       elapsed = std::chrono::duration<double>(Clock::now() - start).count();
     }

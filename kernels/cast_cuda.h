@@ -2,8 +2,8 @@
 // reference is FloatToBf16 / Bf16ToFloat in bf16.h; the CUDA version (cast.cu)
 // must agree with it bit for bit.
 
-#ifndef MAXIMUS_KERNELS_CAST_H_
-#define MAXIMUS_KERNELS_CAST_H_
+#ifndef MAXIMUS_KERNELS_CAST_CUDA_H_
+#define MAXIMUS_KERNELS_CAST_CUDA_H_
 
 #include <cuda_runtime_api.h>
 
@@ -24,4 +24,4 @@ absl::Status CastBf16ToFloatCuda(const Bf16Bits* in, float* out, int64_t count,
 
 }  // namespace maximus::kernels
 
-#endif  // MAXIMUS_KERNELS_CAST_H_
+#endif  // MAXIMUS_KERNELS_CAST_CUDA_H_

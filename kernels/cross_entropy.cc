@@ -107,32 +107,26 @@ absl::StatusOr<CrossEntropyResult> LinearCrossEntropy(const LinearHeadShape& sha
   // relative to their own tile's max, so no exp overflows.
   std::vector<double> tile_max(tiles * n), tile_sum(tiles * n);
   std::vector<double> target_logit(n, 0.0);
-  if (absl::Status status =
-          ParallelTasks(tiles,
-                        [&](int64_t t, std::vector<float>& logits) {
-                          const int64_t v0 = t * tile, cols = std::min(tile, v - v0);
-                          logits.resize(n * tile);
-                          MAXIMUS_RETURN_IF_ERROR(TileLogits(
-                              n, d, cols, inputs.hidden, inputs.weight + v0 * d, logits.data()));
-                          for (int64_t i = 0; i < n; ++i) {
-                            if (!Unmasked(inputs, i)) continue;
-                            const float* z = &logits[i * cols];
-                            double max = z[0];
-                            for (int64_t j = 1; j < cols; ++j)
-                              max = std::max(max, static_cast<double>(z[j]));
-                            double sum = 0.0;
-                            for (int64_t j = 0; j < cols; ++j) sum += std::exp(z[j] - max);
-                            tile_max[t * n + i] = max;
-                            tile_sum[t * n + i] = sum;
-                            // One tile holds the target: no other task writes this row's entry.
-                            const int64_t y = inputs.targets[i];
-                            if (y >= v0 && y < v0 + cols) target_logit[i] = z[y - v0];
-                          }
-                          return absl::OkStatus();
-                        });
-      !status.ok()) {
-    return status;
-  }
+  MAXIMUS_RETURN_IF_ERROR(ParallelTasks(tiles, [&](int64_t t, std::vector<float>& logits) {
+    const int64_t v0 = t * tile, cols = std::min(tile, v - v0);
+    logits.resize(n * tile);
+    MAXIMUS_RETURN_IF_ERROR(
+        TileLogits(n, d, cols, inputs.hidden, inputs.weight + v0 * d, logits.data()));
+    for (int64_t i = 0; i < n; ++i) {
+      if (!Unmasked(inputs, i)) continue;
+      const float* z = &logits[i * cols];
+      double max = z[0];
+      for (int64_t j = 1; j < cols; ++j) max = std::max(max, static_cast<double>(z[j]));
+      double sum = 0.0;
+      for (int64_t j = 0; j < cols; ++j) sum += std::exp(z[j] - max);
+      tile_max[t * n + i] = max;
+      tile_sum[t * n + i] = sum;
+      // One tile holds the target: no other task writes this row's entry.
+      const int64_t y = inputs.targets[i];
+      if (y >= v0 && y < v0 + cols) target_logit[i] = z[y - v0];
+    }
+    return absl::OkStatus();
+  }));
   std::vector<double> lse(n, 0.0);
   double total = 0.0;
   for (int64_t i = 0; i < n; ++i) {
@@ -159,48 +153,42 @@ absl::StatusOr<CrossEntropyResult> LinearCrossEntropy(const LinearHeadShape& sha
   const int64_t group_bytes = n * d * static_cast<int64_t>(sizeof(float));
   const int64_t groups = std::clamp<int64_t>(kPartialHiddenGradientBytes / group_bytes, 1, tiles);
   std::vector<float> partial_dh(groups * n * d);
-  if (absl::Status status = ParallelTasks(
-          groups,
-          [&](int64_t group, std::vector<float>& logits) {
-            logits.resize(n * tile);
-            float* dh = &partial_dh[group * n * d];
-            const int64_t first = tiles * group / groups, last = tiles * (group + 1) / groups;
-            for (int64_t t = first; t < last; ++t) {
-              const int64_t v0 = t * tile, cols = std::min(tile, v - v0);
-              const float* weight_tile = inputs.weight + v0 * d;
-              MAXIMUS_RETURN_IF_ERROR(
-                  TileLogits(n, d, cols, inputs.hidden, weight_tile, logits.data()));
-              for (int64_t i = 0; i < n; ++i) {
-                float* g = &logits[i * cols];
-                if (!Unmasked(inputs, i)) {
-                  std::fill(g, g + cols, 0.0f);
-                  continue;
-                }
-                const int64_t target_col = inputs.targets[i] - v0;  // In [0, cols) if in tile.
-                for (int64_t j = 0; j < cols; ++j) {
-                  const double p = std::exp(g[j] - lse[i]);
-                  g[j] = static_cast<float>((j == target_col ? p - 1.0 : p) * inv_count);
-                }
-              }
-              GemmDims dh_dims;
-              dh_dims.m = n;
-              dh_dims.n = d;
-              dh_dims.k = cols;
-              MAXIMUS_RETURN_IF_ERROR(
-                  Gemm(dh_dims, 1.0f, logits.data(), weight_tile, t == first ? 0.0f : 1.0f, dh));
-              GemmDims dw_dims;
-              dw_dims.m = cols;
-              dw_dims.n = d;
-              dw_dims.k = n;
-              dw_dims.transpose_a = true;
-              MAXIMUS_RETURN_IF_ERROR(Gemm(dw_dims, 1.0f, logits.data(), inputs.hidden, 0.0f,
-                                           result.grad_weight.data() + v0 * d));
-            }
-            return absl::OkStatus();
-          });
-      !status.ok()) {
-    return status;
-  }
+  MAXIMUS_RETURN_IF_ERROR(ParallelTasks(groups, [&](int64_t group, std::vector<float>& logits) {
+    logits.resize(n * tile);
+    float* dh = &partial_dh[group * n * d];
+    const int64_t first = tiles * group / groups, last = tiles * (group + 1) / groups;
+    for (int64_t t = first; t < last; ++t) {
+      const int64_t v0 = t * tile, cols = std::min(tile, v - v0);
+      const float* weight_tile = inputs.weight + v0 * d;
+      MAXIMUS_RETURN_IF_ERROR(TileLogits(n, d, cols, inputs.hidden, weight_tile, logits.data()));
+      for (int64_t i = 0; i < n; ++i) {
+        float* g = &logits[i * cols];
+        if (!Unmasked(inputs, i)) {
+          std::fill(g, g + cols, 0.0f);
+          continue;
+        }
+        const int64_t target_col = inputs.targets[i] - v0;  // In [0, cols) if in tile.
+        for (int64_t j = 0; j < cols; ++j) {
+          const double p = std::exp(g[j] - lse[i]);
+          g[j] = static_cast<float>((j == target_col ? p - 1.0 : p) * inv_count);
+        }
+      }
+      GemmDims dh_dims;
+      dh_dims.m = n;
+      dh_dims.n = d;
+      dh_dims.k = cols;
+      MAXIMUS_RETURN_IF_ERROR(
+          Gemm(dh_dims, 1.0f, logits.data(), weight_tile, t == first ? 0.0f : 1.0f, dh));
+      GemmDims dw_dims;
+      dw_dims.m = cols;
+      dw_dims.n = d;
+      dw_dims.k = n;
+      dw_dims.transpose_a = true;
+      MAXIMUS_RETURN_IF_ERROR(Gemm(dw_dims, 1.0f, logits.data(), inputs.hidden, 0.0f,
+                                   result.grad_weight.data() + v0 * d));
+    }
+    return absl::OkStatus();
+  }));
   // dH = the groups' sums in group order, one task per block of rows.
   const int64_t row_blocks = (n + kRowBlock - 1) / kRowBlock;
   MAXIMUS_RETURN_IF_ERROR(ParallelTasks(row_blocks, [&](int64_t block, std::vector<float>&) {

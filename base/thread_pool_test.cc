@@ -1,11 +1,15 @@
 #include "base/thread_pool.h"
 
+#include <sched.h>
+
 #include <atomic>
+#include <cstdlib>
 #include <set>
 #include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "base/huge_page_buffer.h"
 #include "gtest/gtest.h"
 
@@ -45,6 +49,85 @@ TEST(ThreadPoolTest, ConcurrentCallersShareThePool) {
   }
   for (std::thread& t : callers) t.join();
   EXPECT_EQ(total.load(), 4000);
+}
+
+TEST(ThreadPoolTest, ParallelismLimitCapsTheWorkersOfThisThread) {
+  ThreadPool pool(4);
+  absl::Mutex mu;
+  std::set<std::thread::id> threads;
+  const auto record = [&](size_t) {
+    absl::SleepFor(absl::Milliseconds(1));  // Long enough for other workers to join in.
+    absl::MutexLock lock(&mu);
+    threads.insert(std::this_thread::get_id());
+  };
+  {
+    ThreadPool::ParallelismLimit limit(2);
+    {
+      ThreadPool::ParallelismLimit inner(1);
+      pool.ParallelFor(60, 4, record);
+      EXPECT_EQ(threads.size(), 1u);
+    }
+    threads.clear();
+    pool.ParallelFor(60, 4, record);
+    EXPECT_GE(threads.size(), 1u);
+    EXPECT_LE(threads.size(), 2u);
+  }
+  // Other threads are not limited by this thread's scope.
+  ThreadPool::ParallelismLimit limit(1);
+  threads.clear();
+  std::thread other([&] { pool.ParallelFor(60, 4, record); });
+  other.join();
+  EXPECT_GT(threads.size(), 1u);
+}
+
+TEST(ThreadPoolTest, ParallelForInsideAWorkerRunsInline) {
+  ThreadPool pool(1);  // The outer call occupies the only worker.
+  std::atomic<int> total{0};
+  pool.ParallelFor(3, 1,
+                   [&](size_t) { pool.ParallelFor(10, 1, [&](size_t) { total.fetch_add(1); }); });
+  EXPECT_EQ(total.load(), 30);
+}
+
+TEST(ThreadPoolTest, ParseThreadCountNamesTheVariable) {
+  EXPECT_EQ(ThreadPool::ParseThreadCount("3").value(), 3);
+  for (const char* bad : {"", "0", "-2", "two", "4x"}) {
+    absl::StatusOr<int> parsed = ThreadPool::ParseThreadCount(bad);
+    ASSERT_FALSE(parsed.ok()) << bad;
+    EXPECT_NE(parsed.status().message().find("MAXIMUS_THREADS"), std::string::npos);
+  }
+}
+
+// The shared pool is made once per process: each case runs in a child.
+TEST(ThreadPoolDeathTest, SharedPoolFollowsTheAffinityMask) {
+  EXPECT_EXIT(
+      {
+        unsetenv("MAXIMUS_THREADS");
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        sched_getaffinity(0, sizeof(set), &set);
+        int first = 0;
+        while (!CPU_ISSET(first, &set)) ++first;
+        CPU_ZERO(&set);
+        CPU_SET(first, &set);
+        if (sched_setaffinity(0, sizeof(set), &set) != 0) std::exit(2);
+        std::exit(ThreadPool::AvailableCpus() == 1 && ThreadPool::Shared().size() == 1 ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+TEST(ThreadPoolDeathTest, MaximusThreadsOverridesTheCpuCount) {
+  EXPECT_EXIT(
+      {
+        setenv("MAXIMUS_THREADS", "5", 1);
+        std::exit(ThreadPool::Shared().size() == 5 ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+  EXPECT_EXIT(
+      {
+        setenv("MAXIMUS_THREADS", "many", 1);
+        std::exit(ThreadPool::Shared().size() == ThreadPool::AvailableCpus() ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "MAXIMUS_THREADS must be a positive integer");
 }
 
 TEST(HugePageBufferTest, ReadsFilesWithZeroPadding) {

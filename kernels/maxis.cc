@@ -5,13 +5,21 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "kernels/cpu_parallel.h"
 #include "kernels/gemm.h"
 
 namespace maximus::kernels {
 namespace {
 
-// Vocabulary rows scored at once when picking candidates (#scouts x tile scores).
+// Vocabulary rows per task when picking candidates (#scouts x tile scores)
+// and when averaging row norms.
 constexpr int64_t kVocabTile = 4096;
+// Rows of H per task in the sampled softmax, and candidates per task in dW[C].
+// Fixed sizes: the partition, hence every result, is the same on any number
+// of threads.
+constexpr int64_t kRowBlock = 32;
+constexpr int64_t kCandidateBlock = 128;
 
 bool Unmasked(const LinearHeadInputs& inputs, int64_t i) {
   return inputs.loss_mask == nullptr || inputs.loss_mask[i] != 0;
@@ -27,14 +35,32 @@ bool Better(const Scored& a, const Scored& b) {
   return a.score > b.score || (a.score == b.score && a.id < b.id);
 }
 
-// Mean over all rows of ||W[v, :dims]||², in double.
-double MeanSquaredRowNorm(const LinearHeadShape& shape, const float* weight, int64_t dims) {
-  double total = 0.0;
-  for (int64_t v = 0; v < shape.vocab; ++v) {
-    const float* w = weight + v * shape.hidden;
-    for (int64_t j = 0; j < dims; ++j) total += static_cast<double>(w[j]) * w[j];
+// E[||W[v, :d]||²] and E[||W[v, :low]||²] over all rows, in double: one task
+// per tile of rows, the tiles' sums added in tile order.
+absl::Status MeanSquaredRowNorms(const LinearHeadShape& shape, const float* weight, int64_t low,
+                                 double* mean_full, double* mean_low) {
+  const int64_t d = shape.hidden, v = shape.vocab;
+  const int64_t tiles = (v + kVocabTile - 1) / kVocabTile;
+  std::vector<double> full(tiles), head(tiles);
+  MAXIMUS_RETURN_IF_ERROR(ParallelTasks(tiles, [&](int64_t t, std::vector<float>&) {
+    double sum_head = 0.0, sum_tail = 0.0;
+    for (int64_t r = t * kVocabTile; r < std::min(v, (t + 1) * kVocabTile); ++r) {
+      const float* w = weight + r * d;
+      for (int64_t j = 0; j < low; ++j) sum_head += static_cast<double>(w[j]) * w[j];
+      for (int64_t j = low; j < d; ++j) sum_tail += static_cast<double>(w[j]) * w[j];
+    }
+    head[t] = sum_head;
+    full[t] = sum_head + sum_tail;
+    return absl::OkStatus();
+  }));
+  double total_full = 0.0, total_low = 0.0;
+  for (int64_t t = 0; t < tiles; ++t) {
+    total_full += full[t];
+    total_low += head[t];
   }
-  return total / static_cast<double>(shape.vocab);
+  *mean_full = total_full / static_cast<double>(v);
+  *mean_low = total_low / static_cast<double>(v);
+  return absl::OkStatus();
 }
 
 // What one sampled softmax (main: dims = d; aux: dims = d_low) needs besides
@@ -64,93 +90,109 @@ int64_t IndexOf(const std::vector<int32_t>& sorted, int32_t id) {
 
 // Adds one part's loss sum (unnormalised, over unmasked rows) to *loss_sum and,
 // if grad_hidden is non-null, its gradients scaled by part.weight / M.
+// One task per block of rows computes their logits, losses, G and dH rows;
+// the per-row results that meet in shared sums (the loss, the target rows of
+// dW) are added afterwards in row order, and dW[C] is split by candidates.
 absl::Status AddPart(const LinearHeadShape& shape, const LinearHeadInputs& inputs,
                      const MaxisConfig& config, const Part& part, Work& work, double* loss_sum,
                      float* grad_hidden) {
   const int64_t n = shape.tokens, d = shape.hidden, dims = part.dims;
   const std::vector<int32_t>& candidates = *work.candidates;
   const int64_t c = static_cast<int64_t>(candidates.size());
-  if (c > 0) {
-    GemmDims dims_z;  // Z = H[:, :dims] · W[C, :dims]ᵀ.
-    dims_z.m = n;
-    dims_z.n = c;
-    dims_z.k = dims;
-    dims_z.transpose_b = true;
-    dims_z.lda = d;
-    dims_z.ldb = d;
-    if (absl::Status status =
-            Gemm(dims_z, 1.0f, inputs.hidden, work.candidate_rows.data(), 0.0f, work.logits.data());
-        !status.ok()) {
-      return status;
-    }
-  }
   const double scale = part.weight * work.inv_count;
-  for (int64_t i = 0; i < n; ++i) {
-    float* z = work.logits.data() + i * c;
-    if (!Unmasked(inputs, i)) {
-      std::fill(z, z + c, 0.0f);  // No gradient from masked rows.
-      continue;
+  std::vector<double> row_loss(n, 0.0), row_g_target(n, 0.0);
+  const int64_t row_blocks = (n + kRowBlock - 1) / kRowBlock;
+  MAXIMUS_RETURN_IF_ERROR(ParallelTasks(row_blocks, [&](int64_t block, std::vector<float>&) {
+    const int64_t first = block * kRowBlock, rows = std::min(kRowBlock, n - first);
+    float* logits = work.logits.data() + first * c;
+    if (c > 0) {
+      GemmDims dims_z;  // Z = H[rows, :dims] · W[C, :dims]ᵀ.
+      dims_z.m = rows;
+      dims_z.n = c;
+      dims_z.k = dims;
+      dims_z.transpose_b = true;
+      dims_z.lda = d;
+      dims_z.ldb = d;
+      MAXIMUS_RETURN_IF_ERROR(
+          Gemm(dims_z, 1.0f, inputs.hidden + first * d, work.candidate_rows.data(), 0.0f, logits));
     }
-    const float* h = inputs.hidden + i * d;
-    const int32_t y = inputs.targets[i];
-    const float* w_y = inputs.weight + static_cast<int64_t>(y) * d;
-    double target = 0.0, norm = 0.0;
-    for (int64_t j = 0; j < dims; ++j) {
-      target += static_cast<double>(h[j]) * w_y[j];
-      norm += static_cast<double>(h[j]) * h[j];
-    }
-    const int64_t target_slot = IndexOf(candidates, y);  // Its candidate logit is -inf.
-    const double ghost = part.ghost_offset + norm * part.mean_norm / (2.0 * dims);
-    double max = target;
-    if (config.use_ghost) max = std::max(max, ghost);
-    for (int64_t j = 0; j < c; ++j) {
-      if (j != target_slot) max = std::max(max, static_cast<double>(z[j]));
-    }
-    double sum = std::exp(target - max);
-    if (config.use_ghost) sum += std::exp(ghost - max);
-    for (int64_t j = 0; j < c; ++j) {
-      if (j != target_slot) sum += std::exp(z[j] - max);
-    }
-    const double lse = max + std::log(sum);
-    *loss_sum += lse - target;
-    if (grad_hidden == nullptr) continue;
+    for (int64_t i = first; i < first + rows; ++i) {
+      float* z = work.logits.data() + i * c;
+      if (!Unmasked(inputs, i)) {
+        std::fill(z, z + c, 0.0f);  // No gradient from masked rows.
+        continue;
+      }
+      const float* h = inputs.hidden + i * d;
+      const int32_t y = inputs.targets[i];
+      const float* w_y = inputs.weight + static_cast<int64_t>(y) * d;
+      double target = 0.0, norm = 0.0;
+      for (int64_t j = 0; j < dims; ++j) {
+        target += static_cast<double>(h[j]) * w_y[j];
+        norm += static_cast<double>(h[j]) * h[j];
+      }
+      const int64_t target_slot = IndexOf(candidates, y);  // Its candidate logit is -inf.
+      const double ghost = part.ghost_offset + norm * part.mean_norm / (2.0 * dims);
+      double max = target;
+      if (config.use_ghost) max = std::max(max, ghost);
+      for (int64_t j = 0; j < c; ++j) {
+        if (j != target_slot) max = std::max(max, static_cast<double>(z[j]));
+      }
+      double sum = std::exp(target - max);
+      if (config.use_ghost) sum += std::exp(ghost - max);
+      for (int64_t j = 0; j < c; ++j) {
+        if (j != target_slot) sum += std::exp(z[j] - max);
+      }
+      const double lse = max + std::log(sum);
+      row_loss[i] = lse - target;
+      if (grad_hidden == nullptr) continue;
 
-    // d/dz of -log softmax(z)[0] is softmax(z) - onehot(0).
-    for (int64_t j = 0; j < c; ++j) {
-      z[j] = j == target_slot ? 0.0f : static_cast<float>(std::exp(z[j] - lse) * scale);
+      // d/dz of -log softmax(z)[0] is softmax(z) - onehot(0).
+      for (int64_t j = 0; j < c; ++j) {
+        z[j] = j == target_slot ? 0.0f : static_cast<float>(std::exp(z[j] - lse) * scale);
+      }
+      const double g_target = (std::exp(target - lse) - 1.0) * scale;
+      row_g_target[i] = g_target;
+      // d ghost / d h = h * E / dims; the ghost gives W nothing.
+      const double g_ghost =
+          config.use_ghost ? std::exp(ghost - lse) * scale * part.mean_norm / dims : 0.0;
+      float* dh = grad_hidden + i * d;
+      for (int64_t j = 0; j < dims; ++j) {
+        dh[j] += static_cast<float>(g_target * w_y[j] + g_ghost * h[j]);
+      }
     }
-    const double g_target = (std::exp(target - lse) - 1.0) * scale;
-    // d ghost / d h = h * E / dims; the ghost gives W nothing.
-    const double g_ghost =
-        config.use_ghost ? std::exp(ghost - lse) * scale * part.mean_norm / dims : 0.0;
-    float* dh = grad_hidden + i * d;
-    for (int64_t j = 0; j < dims; ++j) {
-      dh[j] += static_cast<float>(g_target * w_y[j] + g_ghost * h[j]);
-    }
-    double* dw_y = &work.grad_rows[IndexOf(work.grad_ids, y) * d];
-    for (int64_t j = 0; j < dims; ++j) dw_y[j] += g_target * h[j];
+    if (grad_hidden == nullptr || c == 0) return absl::OkStatus();
+    GemmDims dims_h;  // dH[rows, :dims] += G[rows] · W[C, :dims].
+    dims_h.m = rows;
+    dims_h.n = dims;
+    dims_h.k = c;
+    dims_h.ldb = d;
+    dims_h.ldc = d;
+    return Gemm(dims_h, 1.0f, logits, work.candidate_rows.data(), 1.0f, grad_hidden + first * d);
+  }));
+  for (int64_t i = 0; i < n; ++i) {
+    if (!Unmasked(inputs, i)) continue;
+    *loss_sum += row_loss[i];
+    if (grad_hidden == nullptr) continue;
+    const float* h = inputs.hidden + i * d;
+    double* dw_y = &work.grad_rows[IndexOf(work.grad_ids, inputs.targets[i]) * d];
+    for (int64_t j = 0; j < dims; ++j) dw_y[j] += row_g_target[i] * h[j];
   }
   if (grad_hidden == nullptr || c == 0) return absl::OkStatus();
 
-  GemmDims dims_h;  // dH[:, :dims] += G · W[C, :dims].
-  dims_h.m = n;
-  dims_h.n = dims;
-  dims_h.k = c;
-  dims_h.ldb = d;
-  dims_h.ldc = d;
-  if (absl::Status status =
-          Gemm(dims_h, 1.0f, work.logits.data(), work.candidate_rows.data(), 1.0f, grad_hidden);
-      !status.ok()) {
-    return status;
-  }
-  GemmDims dims_w;  // dW[C, :dims] += Gᵀ · H[:, :dims].
-  dims_w.m = c;
-  dims_w.n = dims;
-  dims_w.k = n;
-  dims_w.transpose_a = true;
-  dims_w.ldb = d;
-  dims_w.ldc = d;
-  return Gemm(dims_w, 1.0f, work.logits.data(), inputs.hidden, 1.0f, work.grad_candidates.data());
+  const int64_t candidate_blocks = (c + kCandidateBlock - 1) / kCandidateBlock;
+  return ParallelTasks(candidate_blocks, [&](int64_t block, std::vector<float>&) {
+    const int64_t first = block * kCandidateBlock, count = std::min(kCandidateBlock, c - first);
+    GemmDims dims_w;  // dW[C block, :dims] += G[:, block]ᵀ · H[:, :dims].
+    dims_w.m = count;
+    dims_w.n = dims;
+    dims_w.k = n;
+    dims_w.transpose_a = true;
+    dims_w.lda = c;
+    dims_w.ldb = d;
+    dims_w.ldc = d;
+    return Gemm(dims_w, 1.0f, work.logits.data() + first, inputs.hidden, 1.0f,
+                work.grad_candidates.data() + first * d);
+  });
 }
 
 absl::Status ValidateCandidates(const LinearHeadShape& shape, const MaxisConfig& config,
@@ -215,12 +257,17 @@ absl::StatusOr<std::vector<int32_t>> MaxisCandidates(const LinearHeadShape& shap
   const int64_t k = std::min(v, std::max<int64_t>(1, config.candidate_budget / scouts));
   const int64_t tile = std::min(kVocabTile, v);
 
-  // One running top-k per scout, each a heap with its worst entry in front.
-  std::vector<std::vector<Scored>> top(scouts);
-  for (auto& heap : top) heap.reserve(k);
-  std::vector<float> scores(scouts * tile);
-  for (int64_t v0 = 0; v0 < v; v0 += tile) {
-    const int64_t cols = std::min(tile, v - v0);
+  // One task per vocabulary tile keeps each scout's top min(k, tile) of the
+  // tile in a heap with its worst entry in front; each scout's top k are then
+  // picked from its tiles' survivors. Better is a strict order (ids are
+  // unique), so the picks do not depend on the tiling.
+  const int64_t tiles = (v + tile - 1) / tile;
+  const int64_t kept = std::min(k, tile);
+  std::vector<Scored> survivors(tiles * scouts * kept);
+  std::vector<int64_t> survivor_count(tiles * scouts, 0);
+  MAXIMUS_RETURN_IF_ERROR(ParallelTasks(tiles, [&](int64_t t, std::vector<float>& scores) {
+    const int64_t v0 = t * tile, cols = std::min(tile, v - v0);
+    scores.resize(scouts * tile);
     GemmDims dims;  // scores = H[0::s, :d_low] · W[tile, :d_low]ᵀ, scouts read in place.
     dims.m = scouts;
     dims.n = cols;
@@ -228,30 +275,42 @@ absl::StatusOr<std::vector<int32_t>> MaxisCandidates(const LinearHeadShape& shap
     dims.transpose_b = true;
     dims.lda = scouts > 1 ? config.scout_stride * d : d;
     dims.ldb = d;
-    if (absl::Status status = Gemm(dims, 1.0f, hidden, weight + v0 * d, 0.0f, scores.data());
-        !status.ok()) {
-      return status;
-    }
+    MAXIMUS_RETURN_IF_ERROR(Gemm(dims, 1.0f, hidden, weight + v0 * d, 0.0f, scores.data()));
     for (int64_t r = 0; r < scouts; ++r) {
-      std::vector<Scored>& heap = top[r];
+      Scored* heap = &survivors[(t * scouts + r) * kept];
+      int64_t size = 0;
       for (int64_t j = 0; j < cols; ++j) {
         const Scored entry{scores[r * cols + j], static_cast<int32_t>(v0 + j)};
-        if (static_cast<int64_t>(heap.size()) < k) {
-          heap.push_back(entry);
-          std::push_heap(heap.begin(), heap.end(), Better);
-        } else if (Better(entry, heap.front())) {
-          std::pop_heap(heap.begin(), heap.end(), Better);
-          heap.back() = entry;
-          std::push_heap(heap.begin(), heap.end(), Better);
+        if (size < kept) {
+          heap[size++] = entry;
+          std::push_heap(heap, heap + size, Better);
+        } else if (Better(entry, heap[0])) {
+          std::pop_heap(heap, heap + size, Better);
+          heap[size - 1] = entry;
+          std::push_heap(heap, heap + size, Better);
         }
       }
+      survivor_count[t * scouts + r] = size;
     }
-  }
+    return absl::OkStatus();
+  }));
+  std::vector<std::vector<int32_t>> picks(scouts);
+  MAXIMUS_RETURN_IF_ERROR(ParallelTasks(scouts, [&](int64_t r, std::vector<float>&) {
+    std::vector<Scored> pool;
+    for (int64_t t = 0; t < tiles; ++t) {
+      const Scored* kept_of_tile = &survivors[(t * scouts + r) * kept];
+      pool.insert(pool.end(), kept_of_tile, kept_of_tile + survivor_count[t * scouts + r]);
+    }
+    if (static_cast<int64_t>(pool.size()) > k) {
+      std::nth_element(pool.begin(), pool.begin() + k, pool.end(), Better);
+      pool.resize(k);
+    }
+    for (const Scored& entry : pool) picks[r].push_back(entry.id);
+    return absl::OkStatus();
+  }));
   std::vector<int32_t> candidates;
   candidates.reserve(scouts * k);
-  for (const auto& heap : top) {
-    for (const Scored& entry : heap) candidates.push_back(entry.id);
-  }
+  for (const auto& ids : picks) candidates.insert(candidates.end(), ids.begin(), ids.end());
   std::sort(candidates.begin(), candidates.end());
   candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
   return candidates;
@@ -300,9 +359,11 @@ absl::StatusOr<MaxisResult> MaxisLossWithCandidates(const LinearHeadShape& shape
 
   const double ghost_offset =
       config.use_ghost ? std::log(static_cast<double>(shape.vocab - c - 1)) : 0.0;
-  const Part main{d, MeanSquaredRowNorm(shape, inputs.weight, d), 1.0, ghost_offset};
-  const Part aux{config.low_dim, MeanSquaredRowNorm(shape, inputs.weight, config.low_dim),
-                 config.aux_weight, ghost_offset};
+  double mean_norm = 0.0, mean_norm_low = 0.0;
+  MAXIMUS_RETURN_IF_ERROR(
+      MeanSquaredRowNorms(shape, inputs.weight, config.low_dim, &mean_norm, &mean_norm_low));
+  const Part main{d, mean_norm, 1.0, ghost_offset};
+  const Part aux{config.low_dim, mean_norm_low, config.aux_weight, ghost_offset};
   double main_sum = 0.0, aux_sum = 0.0;
   if (absl::Status status = AddPart(shape, inputs, config, main, work, &main_sum, grad_hidden);
       !status.ok()) {

@@ -1,5 +1,6 @@
 #include "trainer/model/hf_config.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -94,7 +95,12 @@ std::string ModelConfigToHfConfigJson(const ModelConfig& c) {
       {"num_key_value_heads", c.kv_heads},
       {"head_dim", c.head_dim},
       {"hidden_activation", std::string(ActivationName(c.activation))},
-      {"query_pre_attn_scalar", ShortestDecimal(c.query_pre_attn_scalar)},
+      // transformers types it as an int (and refuses 64.0); a fractional
+      // value, which it cannot hold, is written as it is.
+      {"query_pre_attn_scalar",
+       c.query_pre_attn_scalar == std::floor(c.query_pre_attn_scalar)
+           ? json(static_cast<int64_t>(c.query_pre_attn_scalar))
+           : json(ShortestDecimal(c.query_pre_attn_scalar))},
       {"sliding_window", sliding_window},
       {"layer_types", layer_types},
       {"rope_parameters",

@@ -70,6 +70,8 @@ TEST(HfConfigTest, RoundTripsPresets) {
     const json j = json::parse(text);
     EXPECT_EQ(j["architectures"], json({"Gemma3ForCausalLM"}));
     EXPECT_EQ(j["rms_norm_eps"].dump(), "1e-06") << "written as the float's shortest decimal";
+    // transformers' strict config refuses 64.0 where it types an int.
+    EXPECT_TRUE(j["query_pre_attn_scalar"].is_number_integer()) << j["query_pre_attn_scalar"];
     absl::StatusOr<ModelConfig> back = ModelConfigFromHfConfigJson(text);
     ASSERT_TRUE(back.ok()) << back.status();
     EXPECT_EQ(back->vocab_size, preset->vocab_size);

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/thread_pool.h"
 
 namespace maximus::trainer {
 namespace {
@@ -20,14 +20,13 @@ constexpr int64_t kRangeAlignment = 4096;
 constexpr int64_t kNormBlock = int64_t{1} << 16;
 
 int ThreadCount(int requested) {
-  if (requested > 0) return requested;
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  return requested > 0 ? requested : base::ThreadPool::Shared().size();
 }
 
 // Calls fn(begin, end) on disjoint ranges covering [0, n), on at most
-// `threads` threads, each range (but the last) a multiple of `alignment`
-// long and at least `min_per_thread` long. The calling thread takes the
-// first range.
+// `threads` workers of the shared pool (which follows the CPUs the process
+// may use), each range (but the last) a multiple of `alignment` long and at
+// least `min_per_thread` long.
 template <typename Fn>
 void ParallelFor(int64_t n, int64_t min_per_thread, int64_t alignment, int threads, const Fn& fn) {
   if (n <= 0) return;
@@ -35,12 +34,16 @@ void ParallelFor(int64_t n, int64_t min_per_thread, int64_t alignment, int threa
   const int64_t count = std::min<int64_t>(ThreadCount(threads), most);
   int64_t per = (n + count - 1) / count;
   per = (per + alignment - 1) / alignment * alignment;
-  std::vector<std::thread> workers;
-  for (int64_t begin = per; begin < n; begin += per) {
-    workers.emplace_back([&fn, begin, end = std::min(n, begin + per)] { fn(begin, end); });
+  const int64_t ranges = (n + per - 1) / per;
+  if (ranges == 1) {
+    fn(int64_t{0}, n);
+    return;
   }
-  fn(0, std::min(n, per));
-  for (std::thread& worker : workers) worker.join();
+  base::ThreadPool::Shared().ParallelFor(static_cast<size_t>(ranges), static_cast<int>(ranges),
+                                         [&](size_t r) {
+                                           const int64_t begin = static_cast<int64_t>(r) * per;
+                                           fn(begin, std::min(n, begin + per));
+                                         });
 }
 
 absl::Status RangeError(const char* field, const char* range, float value) {

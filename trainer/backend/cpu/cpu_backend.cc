@@ -7,7 +7,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "base/thread_pool.h"
+#include "kernels/cpu_parallel.h"
 #include "kernels/gated_activation.h"
 #include "kernels/random.h"
 
@@ -102,7 +104,10 @@ void CpuBackend::CopyFromHost(const float* host, int64_t n, float* dst) {
   std::memcpy(dst, host, n * sizeof(float));
 }
 
-void CpuBackend::Fill(float* x, int64_t n, float value) { std::fill(x, x + n, value); }
+void CpuBackend::Fill(float* x, int64_t n, float value) {
+  ParallelRanges(n, 1 << 16,
+                 [&](int64_t begin, int64_t end) { std::fill(x + begin, x + end, value); });
+}
 
 void CpuBackend::Copy(const float* src, int64_t n, float* dst) {
   std::memcpy(dst, src, n * sizeof(float));
@@ -116,7 +121,35 @@ void CpuBackend::FillNormal(float* x, int64_t n, uint64_t seed, float stddev) {
 
 absl::Status CpuBackend::Gemm(const kernels::GemmDims& dims, float alpha, const float* a,
                               const float* b, float beta, float* c) {
-  return kernels::Gemm(dims, alpha, a, b, beta, c);
+  MAXIMUS_RETURN_IF_ERROR(kernels::ValidateGemmDims(dims));
+  // Blocks of C's rows (or, for few rows, of its columns) of a fixed size, one
+  // single-threaded BLAS call each on the pool: all cores busy without
+  // OpenBLAS's own threads competing with the pool's, and the same bits for
+  // any thread count.
+  constexpr int64_t kRowBlock = 64, kColumnBlock = 512;
+  const bool by_rows = dims.m >= 2 * kRowBlock;
+  const int64_t block = by_rows ? kRowBlock : kColumnBlock;
+  const int64_t extent = by_rows ? dims.m : dims.n;
+  const int64_t tasks = (extent + block - 1) / block;
+  if (tasks < 2) return kernels::Gemm(dims, alpha, a, b, beta, c);
+  const int64_t lda = dims.LeadingA(), ldb = dims.LeadingB(), ldc = dims.LeadingC();
+  return kernels::ParallelTasks(tasks, [&](int64_t task, std::vector<float>&) {
+    const int64_t begin = task * block, size = std::min(block, extent - begin);
+    kernels::GemmDims part = dims;
+    part.lda = lda;
+    part.ldb = ldb;
+    part.ldc = ldc;
+    const float* pa = a;
+    const float* pb = b;
+    if (by_rows) {
+      part.m = size;
+      pa = dims.transpose_a ? a + begin : a + begin * lda;
+      return kernels::Gemm(part, alpha, pa, pb, beta, c + begin * ldc);
+    }
+    part.n = size;
+    pb = dims.transpose_b ? b + begin * ldb : b + begin;
+    return kernels::Gemm(part, alpha, pa, pb, beta, c + begin);
+  });
 }
 
 void CpuBackend::Embed(const int32_t* ids, int64_t n, const float* table, int64_t d, float scale,

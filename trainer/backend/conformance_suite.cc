@@ -11,34 +11,18 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/test_util.h"
 #include "trainer/backend/cpu/cpu_backend.h"
 #include "trainer/model/model.h"
 
 namespace maximus::trainer {
 namespace {
 
-std::vector<float> Random(int64_t n, uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = normal(rng);
-  return v;
-}
-
-// ‖got − want‖ / ‖want‖ in float64.
-double RelativeError(const std::vector<float>& got, const std::vector<double>& want) {
-  double err = 0, norm = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    err += (got[i] - want[i]) * (got[i] - want[i]);
-    norm += want[i] * want[i];
-  }
-  return std::sqrt(err / std::max(norm, 1e-300));
-}
+using kernels::testing::RandomNormal;
 
 }  // namespace
 
@@ -63,7 +47,8 @@ std::vector<float> BackendConformanceTest::Download(const Buffer& buffer) {
 void BackendConformanceTest::ExpectClose(const std::vector<float>& got,
                                          const std::vector<double>& want, const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
-  EXPECT_LE(RelativeError(got, want), GetParam().tolerance) << what << " on " << backend_->name();
+  EXPECT_LE(kernels::testing::RelativeError(got, want), GetParam().tolerance)
+      << what << " on " << backend_->name();
 }
 
 namespace {
@@ -77,7 +62,8 @@ TEST_P(BackendConformanceTest, Gemm) {
       dims.k = k;
       dims.transpose_a = transpose & 1;
       dims.transpose_b = transpose & 2;
-      const std::vector<float> a = Random(m * k, 1), b = Random(k * n, 2), c0 = Random(m * n, 3);
+      const std::vector<float> a = RandomNormal(m * k, 1), b = RandomNormal(k * n, 2),
+                               c0 = RandomNormal(m * n, 3);
       auto da = Upload(a), db = Upload(b), dc = Upload(c0);
       ASSERT_TRUE(backend_->Gemm(dims, 0.5f, da->data(), db->data(), 0.25f, dc->data()).ok());
       std::vector<double> want(m * n);
@@ -102,7 +88,7 @@ TEST_P(BackendConformanceTest, EmbeddingGatherAndScatter) {
   const TokenBatch batch = {2, 3, {3, 7, 3, 0, 10, 3}, {1, 1, 1, 1, 1, 1}, {}};
   auto device = backend_->UploadBatch(batch);
   ASSERT_TRUE(device.ok()) << device.status();
-  const std::vector<float> table = Random(vocab * d, 4), dout = Random(6 * d, 5);
+  const std::vector<float> table = RandomNormal(vocab * d, 4), dout = RandomNormal(6 * d, 5);
   auto dtable = Upload(table), ddout = Upload(dout), out = backend_->Allocate(6 * d);
   auto grad = Upload(std::vector<float>(vocab * d, 0.5f));
   backend_->Embed(device->inputs, 6, dtable->data(), d, 1.5f, out->data());
@@ -121,8 +107,8 @@ TEST_P(BackendConformanceTest, EmbeddingGatherAndScatter) {
 TEST_P(BackendConformanceTest, RmsNormForwardAndBackward) {
   const int64_t rows = 7, d = 13;
   const float eps = 1e-6f;
-  const std::vector<float> x = Random(rows * d, 6), w = Random(d, 7, 0.3f),
-                           dy = Random(rows * d, 8);
+  const std::vector<float> x = RandomNormal(rows * d, 6), w = RandomNormal(d, 7, 0.3f),
+                           dy = RandomNormal(rows * d, 8);
   auto dx_in = Upload(x), dw = Upload(w), ddy = Upload(dy);
   auto out = backend_->Allocate(rows * d), rstd = backend_->Allocate(rows),
        dx = backend_->Allocate(rows * d);
@@ -150,7 +136,7 @@ TEST_P(BackendConformanceTest, RmsNormForwardAndBackward) {
 TEST_P(BackendConformanceTest, RopeAndItsInverse) {
   const int64_t batch = 2, seq = 5, heads = 3, hd = 10, offset = 4;
   const float theta = 10000.0f;
-  const std::vector<float> x = Random(batch * seq * heads * hd, 9);
+  const std::vector<float> x = RandomNormal(batch * seq * heads * hd, 9);
   auto dx = Upload(x);
   backend_->Rope(dx->data(), batch, seq, heads, hd, offset, theta, false);
   std::vector<double> want(x.size());
@@ -183,8 +169,10 @@ TEST_P(BackendConformanceTest, CausalAttentionForwardAndBackward) {
     s.window = window;
     s.scale = 0.4f;
     const int64_t hd = s.head_dim, qr = s.heads * hd, kr = s.kv_heads * hd, T = s.queries;
-    const std::vector<float> q = Random(s.batch * T * qr, 10), k = Random(s.batch * T * kr, 11),
-                             v = Random(s.batch * T * kr, 12), dout = Random(q.size(), 13);
+    const std::vector<float> q = RandomNormal(s.batch * T * qr, 10),
+                             k = RandomNormal(s.batch * T * kr, 11),
+                             v = RandomNormal(s.batch * T * kr, 12),
+                             dout = RandomNormal(q.size(), 13);
     auto dq_in = Upload(q), dk_in = Upload(k), dv_in = Upload(v), ddout = Upload(dout);
     auto out = backend_->Allocate(q.size()), dq = backend_->Allocate(q.size()),
          dk = backend_->Allocate(k.size()), dv = backend_->Allocate(v.size());
@@ -247,7 +235,8 @@ TEST_P(BackendConformanceTest, CausalAttentionForwardAndBackward) {
 
 TEST_P(BackendConformanceTest, GatedActivationsAndAdd) {
   const int64_t n = 1001;
-  const std::vector<float> gate = Random(n, 14, 2.0f), up = Random(n, 15), dout = Random(n, 16);
+  const std::vector<float> gate = RandomNormal(n, 14, 2.0f), up = RandomNormal(n, 15),
+                           dout = RandomNormal(n, 16);
   auto dg_in = Upload(gate), du_in = Upload(up), ddout = Upload(dout);
   auto out = backend_->Allocate(n), dgate = backend_->Allocate(n), dup = backend_->Allocate(n);
   for (kernels::Activation a : {kernels::Activation::kGeluTanh, kernels::Activation::kSilu}) {
@@ -285,7 +274,8 @@ TEST_P(BackendConformanceTest, GatedActivationsAndAdd) {
 // Exact cross-entropy, its gradients, log-probs and logits against float64.
 TEST_P(BackendConformanceTest, ExactLossLogProbsAndLogits) {
   const int64_t n = 6, d = 9, vocab = 37;
-  const std::vector<float> hidden = Random(n * d, 17), weight = Random(vocab * d, 18, 0.5f);
+  const std::vector<float> hidden = RandomNormal(n * d, 17),
+                           weight = RandomNormal(vocab * d, 18, 0.5f);
   TokenBatch batch{1, n, {0, 0, 0, 0, 0, 0}, {3, 36, 0, 17, 3, 20}, {1, 0, 1, 1, 1, 1}};
   auto device = backend_->UploadBatch(batch);
   ASSERT_TRUE(device.ok());
@@ -336,7 +326,8 @@ TEST_P(BackendConformanceTest, ExactLossLogProbsAndLogits) {
 // MAXIS against the CPU reference of kernels/maxis.h on the same inputs.
 TEST_P(BackendConformanceTest, MaxisMatchesTheReference) {
   const int64_t n = 16, d = 64, vocab = 300;
-  const std::vector<float> hidden = Random(n * d, 19), weight = Random(vocab * d, 20, 0.3f);
+  const std::vector<float> hidden = RandomNormal(n * d, 19),
+                           weight = RandomNormal(vocab * d, 20, 0.3f);
   TokenBatch batch{2, 8, std::vector<int32_t>(n, 0), {}, {}};
   for (int64_t i = 0; i < n; ++i) batch.targets.push_back(static_cast<int32_t>((i * 37) % vocab));
   kernels::MaxisConfig config;
@@ -378,7 +369,7 @@ TEST_P(BackendConformanceTest, FusedOptimizerUpdate) {
   auto arena = backend_->AllocateArena(segments);
   ASSERT_TRUE(arena.ok()) << arena.status();
   const int64_t n = (*arena)->size();
-  const std::vector<float> values = Random(n, 21), grads = Random(n, 22, 3.0f);
+  const std::vector<float> values = RandomNormal(n, 21), grads = RandomNormal(n, 22, 3.0f);
   backend_->CopyFromHost(values.data(), n, (*arena)->values().data());
   backend_->CopyFromHost(grads.data(), n, (*arena)->grads().data());
   OptimizerStep step;

@@ -140,6 +140,41 @@ std::string ModelConfigToJson(const ModelConfig& c) {
   return j.dump(2);
 }
 
+namespace {
+
+// The numeric fields of a config file, by key; null for other keys.
+int64_t* IntegerField(ModelConfig& c, absl::string_view key) {
+  const std::pair<absl::string_view, int64_t*> fields[] = {
+      {"vocab_size", &c.vocab_size},
+      {"hidden", &c.hidden},
+      {"layers", &c.layers},
+      {"heads", &c.heads},
+      {"kv_heads", &c.kv_heads},
+      {"head_dim", &c.head_dim},
+      {"mlp_hidden", &c.mlp_hidden},
+      {"sliding_window", &c.sliding_window},
+      {"sliding_window_pattern", &c.sliding_window_pattern},
+      {"max_position_embeddings", &c.max_position_embeddings}};
+  for (const auto& [name, field] : fields) {
+    if (name == key) return field;
+  }
+  return nullptr;
+}
+
+float* RealField(ModelConfig& c, absl::string_view key) {
+  const std::pair<absl::string_view, float*> fields[] = {
+      {"query_pre_attn_scalar", &c.query_pre_attn_scalar},
+      {"rope_theta", &c.rope_theta},
+      {"rope_local_theta", &c.rope_local_theta},
+      {"norm_eps", &c.norm_eps}};
+  for (const auto& [name, field] : fields) {
+    if (name == key) return field;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 absl::StatusOr<ModelConfig> ModelConfigFromJson(absl::string_view json) {
   nlohmann::json j = nlohmann::json::parse(json.begin(), json.end(), nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
@@ -173,32 +208,16 @@ absl::StatusOr<ModelConfig> ModelConfigFromJson(absl::string_view json) {
     if (key == "name") {
       if (!value.is_string()) return absl::InvalidArgumentError("model name must be a string");
       c.name = value.get<std::string>();
-    } else if (key == "vocab_size") {
-      s = integer(&c.vocab_size);
-    } else if (key == "hidden") {
-      s = integer(&c.hidden);
-    } else if (key == "layers") {
-      s = integer(&c.layers);
-    } else if (key == "heads") {
-      s = integer(&c.heads);
-    } else if (key == "kv_heads") {
-      s = integer(&c.kv_heads);
-    } else if (key == "head_dim") {
-      s = integer(&c.head_dim);
-    } else if (key == "mlp_hidden") {
-      s = integer(&c.mlp_hidden);
+    } else if (int64_t* field = IntegerField(c, key)) {
+      s = integer(field);
+    } else if (float* field = RealField(c, key)) {
+      s = real(field);
     } else if (key == "activation") {
       if (!value.is_string())
         return absl::InvalidArgumentError("model activation must be a string");
       absl::StatusOr<Activation> activation = ParseActivation(value.get<std::string>());
       if (!activation.ok()) return activation.status();
       c.activation = *activation;
-    } else if (key == "query_pre_attn_scalar") {
-      s = real(&c.query_pre_attn_scalar);
-    } else if (key == "sliding_window") {
-      s = integer(&c.sliding_window);
-    } else if (key == "sliding_window_pattern") {
-      s = integer(&c.sliding_window_pattern);
     } else if (key == "layer_types") {
       if (!value.is_array()) return absl::InvalidArgumentError("model layer_types must be a list");
       c.layer_types.clear();
@@ -207,14 +226,6 @@ absl::StatusOr<ModelConfig> ModelConfigFromJson(absl::string_view json) {
           return absl::InvalidArgumentError("model layer_types must hold strings");
         c.layer_types.push_back(type.get<std::string>());
       }
-    } else if (key == "rope_local_theta") {
-      s = real(&c.rope_local_theta);
-    } else if (key == "max_position_embeddings") {
-      s = integer(&c.max_position_embeddings);
-    } else if (key == "rope_theta") {
-      s = real(&c.rope_theta);
-    } else if (key == "norm_eps") {
-      s = real(&c.norm_eps);
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown model config key \"", key, "\""));
     }

@@ -12,17 +12,12 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/test_util.h"
 
 namespace maximus::trainer {
 namespace {
 
-std::vector<float> Random(int64_t n, uint64_t seed, float scale = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = normal(rng);
-  return v;
-}
+using kernels::testing::RandomNormal;
 
 double Dot(const std::vector<float>& a, const std::vector<float>& b) {
   double s = 0;
@@ -55,8 +50,8 @@ void ExpectGradient(const std::function<double(const std::vector<float>&)>& loss
 TEST(CpuBackendTest, RmsNormGradients) {
   CpuBackend b;
   const int64_t rows = 5, d = 12;
-  const std::vector<float> x0 = Random(rows * d, 1), w0 = Random(d, 2, 0.3f),
-                           r = Random(rows * d, 3);
+  const std::vector<float> x0 = RandomNormal(rows * d, 1), w0 = RandomNormal(d, 2, 0.3f),
+                           r = RandomNormal(rows * d, 3);
   auto forward = [&](const std::vector<float>& x, const std::vector<float>& w) {
     std::vector<float> out(rows * d), rstd(rows);
     b.RmsNorm(x.data(), w.data(), rows, d, 1e-6f, out.data(), rstd.data());
@@ -79,7 +74,8 @@ TEST(CpuBackendTest, RmsNormGradients) {
 TEST(CpuBackendTest, RopeIsARotationAndItsInverseIsTheBackward) {
   CpuBackend b;
   const int64_t batch = 2, seq = 7, heads = 3, hd = 8;
-  const std::vector<float> x0 = Random(batch * seq * heads * hd, 4), r = Random(x0.size(), 5);
+  const std::vector<float> x0 = RandomNormal(batch * seq * heads * hd, 4),
+                           r = RandomNormal(x0.size(), 5);
   auto forward = [&](std::vector<float> x) {
     b.Rope(x.data(), batch, seq, heads, hd, 3, 10000.0f, false);
     return x;
@@ -128,8 +124,8 @@ TEST_P(AttentionTest, GradientsOfQueriesKeysAndValues) {
   const AttentionShape s = Shape();
   const int64_t q_size = s.batch * s.queries * s.heads * s.head_dim;
   const int64_t kv_size = s.batch * s.queries * s.kv_heads * s.head_dim;
-  const std::vector<float> q0 = Random(q_size, 6), k0 = Random(kv_size, 7), v0 = Random(kv_size, 8),
-                           r = Random(q_size, 9);
+  const std::vector<float> q0 = RandomNormal(q_size, 6), k0 = RandomNormal(kv_size, 7),
+                           v0 = RandomNormal(kv_size, 8), r = RandomNormal(q_size, 9);
   std::unique_ptr<AttentionState> state = b_.NewAttentionState(s);
   const std::vector<float> out = Forward(s, q0, k0, v0, state.get());
   std::vector<float> dq(q_size), dk(kv_size), dv(kv_size);
@@ -148,7 +144,8 @@ TEST_P(AttentionTest, SeesOnlyItsWindow) {
   const AttentionShape s = Shape();
   const int64_t q_size = s.batch * s.queries * s.heads * s.head_dim;
   const int64_t kv_size = s.batch * s.queries * s.kv_heads * s.head_dim;
-  const std::vector<float> q = Random(q_size, 20), k = Random(kv_size, 21), v = Random(kv_size, 22);
+  const std::vector<float> q = RandomNormal(q_size, 20), k = RandomNormal(kv_size, 21),
+                           v = RandomNormal(kv_size, 22);
   const std::vector<float> out = Forward(s, q, k, v);
   // Changing key/value position 0 moves exactly the queries whose window holds it.
   std::vector<float> k2 = k, v2 = v;
@@ -181,7 +178,8 @@ TEST_P(AttentionTest, CausalAndEqualToIncrementalDecoding) {
   const AttentionShape s = Shape();
   const int64_t q_size = s.batch * s.queries * s.heads * s.head_dim;
   const int64_t kv_size = s.batch * s.queries * s.kv_heads * s.head_dim;
-  const std::vector<float> q = Random(q_size, 10), k = Random(kv_size, 11), v = Random(kv_size, 12);
+  const std::vector<float> q = RandomNormal(q_size, 10), k = RandomNormal(kv_size, 11),
+                           v = RandomNormal(kv_size, 12);
   const std::vector<float> out = Forward(s, q, k, v);
   // Changing the last position's key and value changes nothing before it.
   std::vector<float> k2 = k, v2 = v;
@@ -220,7 +218,8 @@ TEST_P(AttentionTest, CausalAndEqualToIncrementalDecoding) {
 TEST(CpuBackendTest, GatedActivationGradients) {
   CpuBackend b;
   const int64_t n = 40;
-  const std::vector<float> g0 = Random(n, 13, 2.0f), u0 = Random(n, 14), r = Random(n, 15);
+  const std::vector<float> g0 = RandomNormal(n, 13, 2.0f), u0 = RandomNormal(n, 14),
+                           r = RandomNormal(n, 15);
   for (kernels::Activation a : {kernels::Activation::kGeluTanh, kernels::Activation::kSilu}) {
     auto forward = [&](const std::vector<float>& g, const std::vector<float>& u) {
       std::vector<float> out(n);
@@ -234,9 +233,10 @@ TEST(CpuBackendTest, GatedActivationGradients) {
     ExpectGradient([&](const std::vector<float>& u) { return Dot(forward(g0, u), r); }, u0, du,
                    "dup");
     const double x = g0[0];
-    const double act = a == kernels::Activation::kSilu
-                           ? x / (1 + std::exp(-x))
-                           : 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+    const double act =
+        a == kernels::Activation::kSilu
+            ? x / (1 + std::exp(-x))
+            : 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
     EXPECT_NEAR(forward(g0, u0)[0], act * u0[0], 1e-6);
   }
 }
@@ -245,7 +245,8 @@ TEST(CpuBackendTest, EmbeddingGatherAndScatter) {
   CpuBackend b;
   const int64_t vocab = 10, d = 4;
   const std::vector<int32_t> ids = {3, 7, 3, 0};
-  const std::vector<float> table = Random(vocab * d, 16), dout = Random(ids.size() * d, 17);
+  const std::vector<float> table = RandomNormal(vocab * d, 16),
+                           dout = RandomNormal(ids.size() * d, 17);
   std::vector<float> out(ids.size() * d);
   b.Embed(ids.data(), ids.size(), table.data(), d, 2.0f, out.data());
   EXPECT_FLOAT_EQ(out[1 * d + 2], 2.0f * table[7 * d + 2]);
@@ -277,7 +278,7 @@ TEST(CpuBackendTest, OptimizerUpdateIsScaleClipAndAdamW) {
   const int64_t n = (*arena)->size();
   ASSERT_EQ(n, 30);
   EXPECT_EQ((*arena)->segments()[2].offset, 20);
-  const std::vector<float> values = Random(n, 30), grads = Random(n, 31, 4.0f);
+  const std::vector<float> values = RandomNormal(n, 30), grads = RandomNormal(n, 31, 4.0f);
   std::copy(values.begin(), values.end(), (*arena)->values().data());
   std::copy(grads.begin(), grads.end(), (*arena)->grads().data());
   OptimizerStep step;

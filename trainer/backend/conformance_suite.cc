@@ -54,7 +54,11 @@ void BackendConformanceTest::ExpectClose(const std::vector<float>& got,
 namespace {
 
 TEST_P(BackendConformanceTest, Gemm) {
-  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 7, 3}, {33, 17, 65}, {8, 8, 8}}) {
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 7, 3},
+                         {33, 17, 65},
+                         {8, 8, 8},
+                         {130, 300, 20},
+                         {1, 600, 16}}) {
     for (int transpose = 0; transpose < 4; ++transpose) {
       kernels::GemmDims dims;
       dims.m = m;

@@ -122,33 +122,27 @@ void CpuBackend::FillNormal(float* x, int64_t n, uint64_t seed, float stddev) {
 absl::Status CpuBackend::Gemm(const kernels::GemmDims& dims, float alpha, const float* a,
                               const float* b, float beta, float* c) {
   MAXIMUS_RETURN_IF_ERROR(kernels::ValidateGemmDims(dims));
-  // Blocks of C's rows (or, for few rows, of its columns) of a fixed size, one
-  // single-threaded BLAS call each on the pool: all cores busy without
+  // Tiles of C of a fixed size, one single-threaded BLAS call each on the
+  // pool: every core busy (a 512 x 1024 product is 32 tiles) without
   // OpenBLAS's own threads competing with the pool's, and the same bits for
   // any thread count.
-  constexpr int64_t kRowBlock = 64, kColumnBlock = 512;
-  const bool by_rows = dims.m >= 2 * kRowBlock;
-  const int64_t block = by_rows ? kRowBlock : kColumnBlock;
-  const int64_t extent = by_rows ? dims.m : dims.n;
-  const int64_t tasks = (extent + block - 1) / block;
-  if (tasks < 2) return kernels::Gemm(dims, alpha, a, b, beta, c);
+  constexpr int64_t kTileRows = 64, kTileColumns = 256;
+  const int64_t row_tiles = (dims.m + kTileRows - 1) / kTileRows;
+  const int64_t column_tiles = (dims.n + kTileColumns - 1) / kTileColumns;
+  if (row_tiles * column_tiles < 2) return kernels::Gemm(dims, alpha, a, b, beta, c);
   const int64_t lda = dims.LeadingA(), ldb = dims.LeadingB(), ldc = dims.LeadingC();
-  return kernels::ParallelTasks(tasks, [&](int64_t task, std::vector<float>&) {
-    const int64_t begin = task * block, size = std::min(block, extent - begin);
-    kernels::GemmDims part = dims;
-    part.lda = lda;
-    part.ldb = ldb;
-    part.ldc = ldc;
-    const float* pa = a;
-    const float* pb = b;
-    if (by_rows) {
-      part.m = size;
-      pa = dims.transpose_a ? a + begin : a + begin * lda;
-      return kernels::Gemm(part, alpha, pa, pb, beta, c + begin * ldc);
-    }
-    part.n = size;
-    pb = dims.transpose_b ? b + begin * ldb : b + begin;
-    return kernels::Gemm(part, alpha, pa, pb, beta, c + begin);
+  return kernels::ParallelTasks(row_tiles * column_tiles, [&](int64_t task, std::vector<float>&) {
+    const int64_t row = task / column_tiles * kTileRows;
+    const int64_t column = task % column_tiles * kTileColumns;
+    kernels::GemmDims tile = dims;
+    tile.m = std::min(kTileRows, dims.m - row);
+    tile.n = std::min(kTileColumns, dims.n - column);
+    tile.lda = lda;
+    tile.ldb = ldb;
+    tile.ldc = ldc;
+    const float* tile_a = dims.transpose_a ? a + row : a + row * lda;
+    const float* tile_b = dims.transpose_b ? b + column * ldb : b + column;
+    return kernels::Gemm(tile, alpha, tile_a, tile_b, beta, c + row * ldc + column);
   });
 }
 

@@ -90,6 +90,8 @@ absl::StatusOr<CrossEntropyResult> LinearCrossEntropy(const LinearHeadShape& sha
   const int64_t n = shape.tokens, d = shape.hidden, v = shape.vocab;
   const int64_t tile = std::min(vocab_tile, v);
   const int64_t tiles = (v + tile - 1) / tile;
+  // Held across the parallel steps (see cpu_parallel.h).
+  const SingleThreadedBlas single_threaded_blas;
 
   CrossEntropyResult result;
   result.token_loss.assign(n, 0.0f);

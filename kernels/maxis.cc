@@ -256,6 +256,8 @@ absl::StatusOr<std::vector<int32_t>> MaxisCandidates(const LinearHeadShape& shap
   const int64_t scouts = (shape.tokens + config.scout_stride - 1) / config.scout_stride;
   const int64_t k = std::min(v, std::max<int64_t>(1, config.candidate_budget / scouts));
   const int64_t tile = std::min(kVocabTile, v);
+  // Held across the parallel steps (see cpu_parallel.h).
+  const SingleThreadedBlas single_threaded_blas;
 
   // One task per vocabulary tile keeps each scout's top min(k, tile) of the
   // tile in a heap with its worst entry in front; each scout's top k are then
@@ -328,6 +330,8 @@ absl::StatusOr<MaxisResult> MaxisLossWithCandidates(const LinearHeadShape& shape
   }
   const int64_t n = shape.tokens, d = shape.hidden;
   const int64_t c = static_cast<int64_t>(candidates.size());
+  // Held across the parallel steps (see cpu_parallel.h).
+  const SingleThreadedBlas single_threaded_blas;
 
   MaxisResult result;
   result.candidates = candidates;

@@ -142,6 +142,15 @@ std::string ModelConfigToJson(const ModelConfig& c) {
 
 namespace {
 
+// The field named `key` among `fields`, or null.
+template <typename T, size_t N>
+T* FieldByKey(const std::pair<absl::string_view, T*> (&fields)[N], absl::string_view key) {
+  for (const auto& [name, field] : fields) {
+    if (name == key) return field;
+  }
+  return nullptr;
+}
+
 // The numeric fields of a config file, by key; null for other keys.
 int64_t* IntegerField(ModelConfig& c, absl::string_view key) {
   const std::pair<absl::string_view, int64_t*> fields[] = {
@@ -155,10 +164,7 @@ int64_t* IntegerField(ModelConfig& c, absl::string_view key) {
       {"sliding_window", &c.sliding_window},
       {"sliding_window_pattern", &c.sliding_window_pattern},
       {"max_position_embeddings", &c.max_position_embeddings}};
-  for (const auto& [name, field] : fields) {
-    if (name == key) return field;
-  }
-  return nullptr;
+  return FieldByKey(fields, key);
 }
 
 float* RealField(ModelConfig& c, absl::string_view key) {
@@ -167,10 +173,7 @@ float* RealField(ModelConfig& c, absl::string_view key) {
       {"rope_theta", &c.rope_theta},
       {"rope_local_theta", &c.rope_local_theta},
       {"norm_eps", &c.norm_eps}};
-  for (const auto& [name, field] : fields) {
-    if (name == key) return field;
-  }
-  return nullptr;
+  return FieldByKey(fields, key);
 }
 
 }  // namespace

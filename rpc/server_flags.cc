@@ -72,6 +72,12 @@ absl::StatusOr<int64_t> MebibytesFlag(absl::string_view flag, int64_t mebibytes,
   return mebibytes << 20;
 }
 
+std::string SecurityNote(const ServerSecurity& security) {
+  if (!security.tls()) return "";
+  return absl::StrCat(security.tls_client_ca_pem.empty() ? ", TLS" : ", mutual TLS",
+                      security.token.empty() ? "" : " and a bearer token");
+}
+
 void SetServerUsage(absl::string_view usage, absl::string_view main_file) {
   absl::SetProgramUsageMessage(usage);
   absl::FlagsUsageConfig config;

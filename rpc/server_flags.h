@@ -35,6 +35,10 @@ absl::Status CheckPortFlag(absl::string_view flag, int64_t port, bool allow_any 
 absl::StatusOr<int64_t> MebibytesFlag(absl::string_view flag, int64_t mebibytes,
                                       int64_t min_mebibytes, int64_t max_mebibytes);
 
+// For a server's start line: "" (plaintext), ", TLS", ", mutual TLS", each
+// with " and a bearer token" when one is set.
+std::string SecurityNote(const ServerSecurity& security);
+
 // Sets the usage message and makes --help list the flags defined in
 // `main_file` (e.g. "tokenizer/server.cc") and the shared server flags.
 // Before absl::ParseCommandLine.

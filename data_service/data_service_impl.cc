@@ -228,6 +228,7 @@ absl::StatusOr<std::unique_ptr<DataServer>> DataServer::Start(
       options.max_request_bytes, options.chunk_bytes);
   rpc::GrpcServer::Options grpc_options;
   grpc_options.address = options.address;
+  grpc_options.security = options.security;
   grpc_options.service_name = "maximus.data.DataService";
   // The transport admits somewhat more than the limit, so that an oversize
   // Ingest message reaches the service and gets an error that names it.

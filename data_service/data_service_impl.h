@@ -79,6 +79,8 @@ class DataServer {
     int64_t cache_bytes = kDefaultCacheBytes;
     // How long Shutdown waits for calls in flight before cancelling them.
     absl::Duration shutdown_grace = absl::Seconds(5);
+    // TLS and bearer token; empty: plaintext, no token.
+    rpc::ServerSecurity security;
   };
   static absl::StatusOr<std::unique_ptr<DataServer>> Start(
       std::shared_ptr<const tokenizer::Tokenizer> tokenizer, const Options& options);

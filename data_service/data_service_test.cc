@@ -3,7 +3,9 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cstdlib>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -17,6 +19,7 @@
 #include "data_service/stream_test_util.h"
 #include "gtest/gtest.h"
 #include "rpc/grpc_test_util.h"
+#include "rpc/test_certificates.h"
 #include "tokenizer/end_of_text.h"
 
 namespace maximus::data {
@@ -39,8 +42,10 @@ class DataServiceTest : public ::testing::Test {
   }
 
   std::unique_ptr<DataServer> StartServer(std::vector<int> shards = {}, int port = 0,
-                                          size_t chunk_bytes = 256 << 10) {
+                                          size_t chunk_bytes = 256 << 10,
+                                          rpc::ServerSecurity security = {}) {
     DataServer::Options options;
+    options.security = std::move(security);
     options.address = absl::StrCat("127.0.0.1:", port);
     options.data_dir = dir_;
     options.shards = std::move(shards);
@@ -249,6 +254,42 @@ TEST_F(DataServiceTest, RemoteStreamEqualsEmbeddedStream) {
   const FlatStream embedded = ReadEmbedded(request, 40);
   EXPECT_EQ(remote.tokens, embedded.tokens);
   EXPECT_EQ(remote.mask, embedded.mask);
+}
+
+TEST_F(DataServiceTest, TlsAndTokenGuardTheRemoteSource) {
+  const std::string cert_dir = dir_ + "_certs";
+  ASSERT_EQ(std::system(("mkdir -p '" + cert_dir + "'").c_str()), 0);
+  const std::optional<rpc::TestCertificates> certificates = rpc::MakeTestCertificates(cert_dir);
+  if (!certificates.has_value()) {
+    GTEST_SKIP() << "no test certificates: the openssl tool is missing or failed";
+  }
+  Populate();
+  rpc::ServerSecurity security;
+  security.tls_cert_pem = certificates->server_cert_pem;
+  security.tls_key_pem = certificates->server_key_pem;
+  security.token = "data-token";
+  std::unique_ptr<DataServer> server = StartServer({}, 0, 256 << 10, security);
+  ASSERT_NE(server, nullptr);
+
+  RemoteDataSource::Options options;
+  options.connect_timeout = absl::Seconds(2);
+  EXPECT_FALSE(RemoteDataSource::Connect({Address(*server)}, options).ok());  // Plaintext.
+  options.security.tls = true;
+  options.security.tls_ca_pem = certificates->ca_pem;
+  EXPECT_EQ(RemoteDataSource::Connect({Address(*server)}, options).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  options.security.token = "wrong";
+  EXPECT_EQ(RemoteDataSource::Connect({Address(*server)}, options).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  options.security.token = "data-token";
+  auto source = RemoteDataSource::Connect({Address(*server)}, options);
+  ASSERT_TRUE(source.ok()) << source.status();
+  const StreamBatchesRequest request = Request(7, 1, 2);
+  const FlatStream remote = ReadFrom(source->get(), request, 5);
+  source->reset();
+  server.reset();  // Frees the store for the embedded reader.
+  ASSERT_EQ(remote.batches.size(), 5u);
+  EXPECT_EQ(remote.tokens, ReadEmbedded(request, 5).tokens);
 }
 
 TEST_F(DataServiceTest, TwoServersServeOneShardedStore) {

@@ -272,8 +272,13 @@ absl::StatusOr<std::unique_ptr<RemoteDataSource>> RemoteDataSource::Connect(
   for (const std::string& address : addresses) {
     Server server;
     server.address = address;
-    server.stub = DataService::NewStub(
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+        rpc::MakeChannel(address, options.security, args);
+    if (!channel.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("DataService at ", address, ": ", channel.status().message()));
+    }
+    server.stub = DataService::NewStub(*channel);
     grpc::ClientContext context;
     context.set_wait_for_ready(true);
     context.set_deadline(absl::ToChronoTime(absl::Now() + options.connect_timeout));

@@ -22,6 +22,7 @@
 #include "data_service/data_source.h"
 #include "data_service/token_store.h"
 #include "proto/data.grpc.pb.h"
+#include "rpc/client_security.h"
 
 namespace maximus::data {
 
@@ -31,6 +32,9 @@ class RemoteDataSource : public DataSource {
     // For the first ListShards of each server.
     absl::Duration connect_timeout = absl::Seconds(10);
     absl::Duration reconnect_timeout = absl::Seconds(60);
+    // TLS, client certificate and bearer token for every server (see
+    // rpc/client_security.h); the default is plaintext without a token.
+    rpc::ClientSecurity security;
   };
 
   // `addresses`: "host:port" of every server. Fails naming the address that

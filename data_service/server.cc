@@ -4,19 +4,21 @@
 // Creates a store of --shards shards in --data_dir if there is none. Several
 // servers can serve disjoint --serve_shards of one store; clients are given
 // all their addresses. Listens on loopback unless --listen or --host names
-// another address; stops gracefully on SIGTERM or SIGINT.
+// another address; stops gracefully on SIGTERM or SIGINT. TLS, mutual TLS
+// and a bearer token: --tls_cert, --tls_key, --tls_client_ca, --token_file
+// (rpc/server_flags.h).
 
 #include <string.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "data_service/data_service_impl.h"
 #include "data_service/store_opener.h"
 #include "rpc/grpc_server.h"
+#include "rpc/server_flags.h"
 
 ABSL_FLAG(std::string, data_dir, "", "Directory of the token store (created if absent)");
 ABSL_FLAG(std::string, tokenizer, "", "Path of the store's tokenizer.json");
@@ -29,11 +31,17 @@ ABSL_FLAG(int64_t, max_request_mb, 64, "Largest Ingest message accepted, MiB");
 ABSL_FLAG(int64_t, cache_mb, 4096,
           "Serve documents from memory when the served shards take at most this many MiB");
 
+// Below gRPC's 2 GiB message bound, with room for the transport's margin.
+constexpr int64_t kMaxRequestMebibytes = 2000;
+// 16 TiB: far beyond any machine, far below overflowing when made bytes.
+constexpr int64_t kMaxCacheMebibytes = int64_t{1} << 24;
+
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  maximus::rpc::SetServerUsage(
       "DataService: sharded token store and packed-batch streaming.\n"
       "  server --data_dir=DIR --tokenizer=tokenizer.json [--port=50052 | --listen=HOST:PORT] "
-      "[--shards=N] [--serve_shards=all]");
+      "[--shards=N] [--serve_shards=all]",
+      "data_service/server.cc");
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_data_dir).empty() || absl::GetFlag(FLAGS_tokenizer).empty()) {
     absl::FPrintF(stderr, "server: --data_dir and --tokenizer are required (see --help)\n");
@@ -51,6 +59,27 @@ int main(int argc, char** argv) {
     absl::FPrintF(stderr, "server: %s\n", address.status().message());
     return 2;
   }
+  absl::StatusOr<int64_t> max_request_bytes = maximus::rpc::MebibytesFlag(
+      "max_request_mb", absl::GetFlag(FLAGS_max_request_mb), 1, kMaxRequestMebibytes);
+  if (!max_request_bytes.ok()) {
+    absl::FPrintF(stderr, "server: %s\n", max_request_bytes.status().message());
+    return 2;
+  }
+  absl::StatusOr<int64_t> cache_bytes =
+      maximus::rpc::MebibytesFlag("cache_mb", absl::GetFlag(FLAGS_cache_mb), 0, kMaxCacheMebibytes);
+  if (!cache_bytes.ok()) {
+    absl::FPrintF(stderr, "server: %s\n", cache_bytes.status().message());
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_shards) < 0) {
+    absl::FPrintF(stderr, "server: --shards: %d is negative\n", absl::GetFlag(FLAGS_shards));
+    return 2;
+  }
+  absl::StatusOr<maximus::rpc::ServerSecurity> security = maximus::rpc::ServerSecurityFromFlags();
+  if (!security.ok()) {
+    absl::FPrintF(stderr, "server: %s\n", security.status().message());
+    return 2;
+  }
   const absl::Time start = absl::Now();
   auto tokenizer = maximus::tokenizer::Tokenizer::FromFile(absl::GetFlag(FLAGS_tokenizer));
   if (!tokenizer.ok()) {
@@ -62,8 +91,9 @@ int main(int argc, char** argv) {
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.shards = *shards;
   options.num_shards = absl::GetFlag(FLAGS_shards);
-  options.max_request_bytes = absl::GetFlag(FLAGS_max_request_mb) << 20;
-  options.cache_bytes = absl::GetFlag(FLAGS_cache_mb) << 20;
+  options.max_request_bytes = *max_request_bytes;
+  options.cache_bytes = *cache_bytes;
+  options.security = *std::move(security);
   auto server = maximus::data::DataServer::Start(
       std::shared_ptr<const maximus::tokenizer::Tokenizer>(*std::move(tokenizer)), options);
   if (!server.ok()) {
@@ -72,11 +102,12 @@ int main(int argc, char** argv) {
   }
   const maximus::data::TokenStore& store = (*server)->store();
   absl::PrintF(
-      "data server: port %d, on %s, %s, shards %s of %d, %d documents (%.1f MB in memory), "
+      "data server: port %d, on %s%s, %s, shards %s of %d, %d documents (%.1f MB in memory), "
       "ready in %.2f s\n",
-      (*server)->port(), (*server)->address(), options.data_dir,
-      absl::StrJoin(store.open_shards(), ","), store.num_shards(), (*server)->documents(),
-      (*server)->cached_bytes() / 1e6, absl::ToDoubleSeconds(absl::Now() - start));
+      (*server)->port(), (*server)->address(), maximus::rpc::SecurityNote(options.security),
+      options.data_dir, absl::StrJoin(store.open_shards(), ","), store.num_shards(),
+      (*server)->documents(), (*server)->cached_bytes() / 1e6,
+      absl::ToDoubleSeconds(absl::Now() - start));
   std::fflush(stdout);
   const absl::StatusOr<int> signal = (*server)->WaitForTerminationSignal();
   if (!signal.ok()) {

@@ -92,6 +92,8 @@ absl::Status GrpcServer::Start() {
         absl::StrCat("listen address \"", options_.address, "\" is not HOST:PORT or [IPv6]:PORT"));
   }
 
+  MAXIMUS_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                           options_.security.MakeCredentials());
   grpc::ServerBuilder builder;
   if (options_.health_check) {
     grpc::EnableDefaultHealthCheckService(true);
@@ -100,7 +102,7 @@ absl::Status GrpcServer::Start() {
   }
   // Process-wide in gRPC: its reflection library registers itself when loaded.
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  builder.AddListeningPort(options_.address, grpc::InsecureServerCredentials(), &port_);
+  builder.AddListeningPort(options_.address, credentials, &port_);
   // gRPC sets SO_REUSEPORT by default, which lets a second server bind a
   // port that is in use and silently share its connections.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -163,6 +165,10 @@ absl::Status GrpcServer::DescribeBindFailure() const {
       return absl::PermissionDeniedError(
           absl::StrCat(prefix, "permission denied (ports below 1024 need privileges)"));
     case 0:
+      if (options_.security.tls()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            prefix, "gRPC could not use the TLS certificate and key (not PEM, or not a pair?)"));
+      }
       return absl::InternalError(
           absl::StrCat(prefix,
                        "gRPC failed to start, though the address can be bound (a service "

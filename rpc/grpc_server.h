@@ -4,7 +4,8 @@
 // the caller's services, and shuts down gracefully (on request or on SIGTERM
 // or SIGINT). Reflection (grpc.reflection.v1alpha, for grpcurl and the like)
 // cannot be turned off per server: gRPC's reflection plugin registers itself
-// for every server of the process.
+// for every server of the process. With options.security it serves TLS
+// (mutual TLS with a client CA) and refuses calls without its bearer token.
 //
 //   GrpcServer::Options options;
 //   options.address = *ListenAddress(flag_listen, flag_port);
@@ -32,6 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "rpc/server_info_service.h"
+#include "rpc/server_security.h"
 
 namespace maximus::rpc {
 
@@ -63,6 +65,9 @@ class GrpcServer {
     bool health_check = true;
     // Shutdown() lets calls in flight finish for this long, then cancels them.
     absl::Duration shutdown_grace = absl::Seconds(5);
+    // TLS, mutual TLS and a bearer token (see server_security.h); empty:
+    // plaintext, no token.
+    ServerSecurity security;
   };
 
   explicit GrpcServer(Options options);

@@ -1,8 +1,9 @@
 // TokenizerService server:
 //   server --tokenizer=PATH/tokenizer.json [--port=50051 | --listen=HOST:PORT]
-//          [--max_request_mb=256]
+//          [--max_request_mb=256] [--tls_cert=PEM --tls_key=PEM [--tls_client_ca=PEM]]
+//          [--token_file=FILE]
 // Listens on loopback unless --listen or --host names another address; stops
-// gracefully on SIGTERM or SIGINT.
+// gracefully on SIGTERM or SIGINT. See rpc/server_flags.h for TLS and tokens.
 
 #include <string.h>
 
@@ -11,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "rpc/grpc_server.h"
+#include "rpc/server_flags.h"
 #include "tokenizer/tokenizer_service.h"
 
 ABSL_FLAG(std::string, tokenizer, "", "Path of the tokenizer.json to serve");
@@ -19,7 +21,14 @@ ABSL_FLAG(std::string, host, maximus::rpc::kLoopbackHost, "Host to listen on, wi
 ABSL_FLAG(std::string, listen, "", "HOST:PORT (or PORT) to listen on; overrides --host and --port");
 ABSL_FLAG(int64_t, max_request_mb, 256, "Largest request (or stream message) accepted, MiB");
 
+// Below gRPC's 2 GiB message bound, with room for the transport's margin.
+constexpr int64_t kMaxRequestMebibytes = 2000;
+
 int main(int argc, char** argv) {
+  maximus::rpc::SetServerUsage(
+      "TokenizerService: encodes and decodes text with a tokenizer.json.\n"
+      "  server --tokenizer=PATH/tokenizer.json [--port=50051 | --listen=HOST:PORT]",
+      "tokenizer/server.cc");
   absl::ParseCommandLine(argc, argv);
   const std::string path = absl::GetFlag(FLAGS_tokenizer);
   if (path.empty()) {
@@ -30,6 +39,17 @@ int main(int argc, char** argv) {
       absl::GetFlag(FLAGS_listen), absl::GetFlag(FLAGS_port), absl::GetFlag(FLAGS_host));
   if (!address.ok()) {
     absl::FPrintF(stderr, "server: %s\n", address.status().message());
+    return 2;
+  }
+  absl::StatusOr<int64_t> max_request_bytes = maximus::rpc::MebibytesFlag(
+      "max_request_mb", absl::GetFlag(FLAGS_max_request_mb), 1, kMaxRequestMebibytes);
+  if (!max_request_bytes.ok()) {
+    absl::FPrintF(stderr, "server: %s\n", max_request_bytes.status().message());
+    return 2;
+  }
+  absl::StatusOr<maximus::rpc::ServerSecurity> security = maximus::rpc::ServerSecurityFromFlags();
+  if (!security.ok()) {
+    absl::FPrintF(stderr, "server: %s\n", security.status().message());
     return 2;
   }
   const absl::Time start = absl::Now();
@@ -43,14 +63,16 @@ int main(int argc, char** argv) {
   const int vocab_size = (*tokenizer)->vocab_size();
   maximus::tokenizer::TokenizerServer::Options options;
   options.address = *address;
-  options.max_request_bytes = absl::GetFlag(FLAGS_max_request_mb) << 20;
+  options.max_request_bytes = *max_request_bytes;
+  options.security = *std::move(security);
   auto server = maximus::tokenizer::TokenizerServer::Start(*std::move(tokenizer), options);
   if (!server.ok()) {
     absl::FPrintF(stderr, "server: %s\n", server.status().ToString());
     return 1;
   }
-  absl::PrintF("tokenizer server: port %d, on %s, vocab %d, sha256 %s, loaded in %.2f s\n",
-               (*server)->port(), (*server)->address(), vocab_size, fingerprint, load_s);
+  absl::PrintF("tokenizer server: port %d, on %s%s, vocab %d, sha256 %s, loaded in %.2f s\n",
+               (*server)->port(), (*server)->address(),
+               maximus::rpc::SecurityNote(options.security), vocab_size, fingerprint, load_s);
   std::fflush(stdout);
   const absl::StatusOr<int> signal = (*server)->WaitForTerminationSignal();
   if (!signal.ok()) {

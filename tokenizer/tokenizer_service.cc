@@ -89,6 +89,7 @@ absl::StatusOr<std::unique_ptr<TokenizerServer>> TokenizerServer::Start(
       std::make_unique<TokenizerServiceImpl>(server->tokenizer_.get(), options.max_request_bytes);
   rpc::GrpcServer::Options grpc_options;
   grpc_options.address = options.address;
+  grpc_options.security = options.security;
   grpc_options.service_name = "maximus.TokenizerService";
   // The transport admits somewhat more than the limit, so that an oversize
   // request reaches the service and gets an error that names the limit.

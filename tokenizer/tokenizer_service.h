@@ -49,6 +49,8 @@ class TokenizerServer {
     // Port 0: any free port, see port().
     std::string address = absl::StrCat(rpc::kLoopbackHost, ":0");
     int64_t max_request_bytes = 256 << 20;
+    // TLS and bearer token; empty: plaintext, no token.
+    rpc::ServerSecurity security;
   };
   static absl::StatusOr<std::unique_ptr<TokenizerServer>> Start(
       std::unique_ptr<Tokenizer> tokenizer, const Options& options);

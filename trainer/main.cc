@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -18,7 +19,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "base/status_macros.h"
 #include "rpc/grpc_server.h"
+#include "rpc/server_flags.h"
 #include "trainer/backend/cpu/cpu_backend.h"
 #include "trainer/io/hf_import.h"
 #include "trainer/model/inference.h"
@@ -86,7 +89,10 @@ ABSL_FLAG(int64_t, checkpoint_interval, Defaults().checkpoint_interval(),
           "Steps between checkpoints (0: only at the end)");
 ABSL_FLAG(int64_t, keep_checkpoints, Defaults().keep_checkpoints(),
           "Checkpoints kept (the newest; 0: all)");
-ABSL_FLAG(int, status_port, 0, "Serve TrainerService on this port (0: off)");
+ABSL_FLAG(int, status_port, 0, "Serve TrainerService on this port of 127.0.0.1 (0: off)");
+ABSL_FLAG(std::string, listen, "",
+          "Serve TrainerService on HOST:PORT (or PORT on 127.0.0.1) instead of --status_port; "
+          "with --tls_cert, --tls_key, --tls_client_ca, --token_file");
 ABSL_FLAG(std::string, sample_prompt, "It is a truth universally acknowledged",
           "Prompt of the sample generated at the end (empty: none)");
 ABSL_FLAG(int64_t, sample_tokens, 48, "Tokens of that sample");
@@ -104,6 +110,29 @@ int Usage(const std::string& message) {
   return 2;
 }
 
+// Where and how TrainerService listens, from --listen, --status_port and the
+// shared TLS/token flags; nullopt when it is off.
+struct StatusServerSettings {
+  std::string address;
+  rpc::ServerSecurity security;
+};
+absl::StatusOr<std::optional<StatusServerSettings>> StatusServerFromFlags() {
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  const int port = absl::GetFlag(FLAGS_status_port);
+  MAXIMUS_RETURN_IF_ERROR(rpc::CheckPortFlag("status_port", port));
+  StatusServerSettings settings;
+  MAXIMUS_ASSIGN_OR_RETURN(settings.security, rpc::ServerSecurityFromFlags());
+  if (listen.empty() && port == 0) {
+    if (settings.security.tls()) {
+      return absl::InvalidArgumentError(
+          "--tls_cert: given, but the status server is off (set --listen or --status_port)");
+    }
+    return std::nullopt;
+  }
+  MAXIMUS_ASSIGN_OR_RETURN(settings.address, rpc::ListenAddress(listen, port));
+  return settings;
+}
+
 int Main(StopSignals* signals) {
   RunConfig run = DefaultRunConfig();
   if (absl::Status s = ApplyFlags(&run); !s.ok()) return Usage(std::string(s.message()));
@@ -112,6 +141,8 @@ int Main(StopSignals* signals) {
         absl::StrCat("--backend=", run.backend(), ": only cpu is built into this version"));
   }
   if (absl::Status s = ValidateRunConfig(run); !s.ok()) return Usage(std::string(s.message()));
+  absl::StatusOr<std::optional<StatusServerSettings>> status_server = StatusServerFromFlags();
+  if (!status_server.ok()) return Usage(std::string(status_server.status().message()));
   run.set_out_dir(run.out_dir().empty() ? DefaultRunDir("default")
                                         : ResolveUserPath(run.out_dir()));
   run.set_resume(ResolveUserPath(run.resume()));
@@ -184,13 +215,14 @@ int Main(StopSignals* signals) {
     if (absl::Status s = LoadHfWeights(init_from, (*trainer)->model()); !s.ok()) return Fail(s);
   }
   std::unique_ptr<TrainerServer> server;
-  if (absl::GetFlag(FLAGS_status_port) != 0) {
-    absl::StatusOr<std::unique_ptr<TrainerServer>> started = TrainerServer::Start(
-        trainer->get(),
-        absl::StrCat(maximus::rpc::kLoopbackHost, ":", absl::GetFlag(FLAGS_status_port)));
+  if (status_server->has_value()) {
+    const StatusServerSettings& settings = **status_server;
+    absl::StatusOr<std::unique_ptr<TrainerServer>> started =
+        TrainerServer::Start(trainer->get(), settings.address, settings.security);
     if (!started.ok()) return Fail(started.status());
     server = *std::move(started);
-    absl::FPrintF(stderr, "TrainerService on port %d\n", server->port());
+    absl::FPrintF(stderr, "TrainerService on port %d%s\n", server->port(),
+                  rpc::SecurityNote(settings.security));
   }
   // Ctrl-C or SIGTERM: stop after the current step, saving a checkpoint.
   signals->SetAction([t = trainer->get()](int) { t->RequestStop(); });
@@ -222,9 +254,10 @@ int Main(StopSignals* signals) {
 }  // namespace maximus::trainer
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  maximus::rpc::SetServerUsage(
       "Trains a Gemma-3-like model with the MAXIS loss.\n"
-      "  ./bazelw run //trainer:main [-- --steps=N --loss=ce --data=host:port ...]");
+      "  ./bazelw run //trainer:main [-- --steps=N --loss=ce --data=host:port ...]",
+      "trainer/main.cc");
   absl::ParseCommandLine(argc, argv);
   auto signals = maximus::trainer::StopSignals::Start();
   if (!signals.ok()) {

@@ -168,13 +168,14 @@ grpc::Status TrainerServiceImpl::Stop(grpc::ServerContext* context, const StopRe
   return grpc::Status::OK;
 }
 
-absl::StatusOr<std::unique_ptr<TrainerServer>> TrainerServer::Start(Trainer* trainer,
-                                                                    const std::string& address) {
+absl::StatusOr<std::unique_ptr<TrainerServer>> TrainerServer::Start(
+    Trainer* trainer, const std::string& address, const rpc::ServerSecurity& security) {
   if (trainer == nullptr) return absl::InvalidArgumentError("trainer is null");
   std::unique_ptr<TrainerServer> server(new TrainerServer());
   server->service_ = std::make_unique<TrainerServiceImpl>(trainer);
   rpc::GrpcServer::Options grpc_options;
   grpc_options.address = address;
+  grpc_options.security = security;
   grpc_options.service_name = "maximus.trainer.TrainerService";
   // Every request is a few bytes.
   grpc_options.max_receive_message_bytes = 64 << 10;

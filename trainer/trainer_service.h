@@ -55,9 +55,10 @@ class TrainerServer {
  public:
   // `address`: HOST:PORT, e.g. "127.0.0.1:PORT"; port 0 picks a free port
   // (see port()).
-  // `trainer` must outlive the server.
-  static absl::StatusOr<std::unique_ptr<TrainerServer>> Start(Trainer* trainer,
-                                                              const std::string& address);
+  // `trainer` must outlive the server. `security`: TLS and bearer token
+  // (rpc/server_security.h); empty: plaintext, no token.
+  static absl::StatusOr<std::unique_ptr<TrainerServer>> Start(
+      Trainer* trainer, const std::string& address, const rpc::ServerSecurity& security = {});
 
   int port() const { return grpc_server_->port(); }
   // Ends open streams, waits briefly for calls in flight, then stops.

@@ -15,6 +15,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -26,6 +27,7 @@
 #include "rocksdb/iterator.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
+#include "rocksdb/transaction_log.h"
 #include "rocksdb/write_batch.h"
 
 namespace maximus::data {
@@ -377,6 +379,29 @@ TokenStore::~TokenStore() {
 
 namespace {
 
+// RocksDB starts a new WAL at every open and deletes a WAL only once its
+// writes are flushed, so a session without writes would leave one empty WAL
+// behind for good. Called with the shard open (and locked): WALs older than
+// the current one were replayed at open, and an empty one holds nothing.
+void DeleteEmptyOldWals(rocksdb::DB* db, const std::string& path) {
+  std::unique_ptr<rocksdb::LogFile> current;
+  if (!db->GetCurrentWalFile(&current).ok() || current == nullptr) return;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
+    const std::string name = entry.path().filename().string();
+    uint64_t number = 0;
+    if (!absl::EndsWith(name, ".log") ||
+        !absl::SimpleAtoi(absl::string_view(name).substr(0, name.size() - 4), &number) ||
+        number >= current->LogNumber()) {
+      continue;
+    }
+    std::error_code size_ec;
+    if (std::filesystem::file_size(entry.path(), size_ec) == 0 && !size_ec) {
+      std::filesystem::remove(entry.path(), size_ec);
+    }
+  }
+}
+
 // Opens the shards marked in `wanted` and checks each one's metadata.
 absl::Status OpenShards(const std::string& dir, const StoreMetadata& metadata,
                         const std::vector<bool>& wanted, const StoreOptions& options,
@@ -400,6 +425,7 @@ absl::Status OpenShards(const std::string& dir, const StoreMetadata& metadata,
                                           : rocksdb::DB::Open(db_options, path, &db),
                                       absl::StrCat("opening shard ", path)));
     (*shards)[shard].reset(db);
+    if (!read_only) DeleteEmptyOldWals(db, path);
     std::string meta;
     MAXIMUS_RETURN_IF_ERROR(FromRocks(db->Get(rocksdb::ReadOptions(), kMetaKey, &meta),
                                       absl::StrCat(path, " metadata")));

@@ -129,6 +129,8 @@ class IngestTest : public ::testing::Test {
 
   static tokenizer::Tokenizer* tok_;
   std::string root_;
+  // A store's Env must outlive it, so it comes before store_.
+  std::unique_ptr<rocksdb::Env> env_;
   std::unique_ptr<TokenStore> store_;
 };
 
@@ -360,9 +362,9 @@ TEST_F(IngestTest, DuplicatesCountedOnReingest) {
 
 TEST_F(IngestTest, FullDiskStopsWithResourceExhaustedAndKeepsWrittenBatches) {
   auto fs = std::make_shared<LimitedSpaceFileSystem>(-1);
-  std::unique_ptr<rocksdb::Env> env = NewEnvOn(fs);
+  env_ = NewEnvOn(fs);
   StoreOptions store_options;
-  store_options.env = env.get();
+  store_options.env = env_.get();
   StoreMetadata meta = store_->metadata();
   const std::string dir = root_ + "/small_disk";
   auto created = TokenStore::Create(dir, meta, store_options);

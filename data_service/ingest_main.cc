@@ -147,7 +147,12 @@ int Main(int argc, char** argv) {
       tokenizer::Tokenizer::FromFile(tokenizer_path);
   if (!tok.ok()) return Fail(tok.status());
 
-  absl::StatusOr<std::unique_ptr<TokenStore>> store = OpenOrCreateStore(data_dir, **tok, shards);
+  // Ingestion needs a writable store: on a full disk, fail now with the
+  // reason rather than open read-only.
+  StoreOptions store_options;
+  store_options.read_only_if_disk_full = false;
+  absl::StatusOr<std::unique_ptr<TokenStore>> store =
+      OpenOrCreateStore(data_dir, **tok, shards, {}, store_options);
   if (!store.ok()) return Fail(store.status());
 
   Ingestor ingestor(tok->get(), store->get(), options);

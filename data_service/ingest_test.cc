@@ -14,9 +14,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "data_service/chat_template.h"
+#include "data_service/limited_space_file_system.h"
 #include "data_service/token_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -127,6 +129,8 @@ class IngestTest : public ::testing::Test {
 
   static tokenizer::Tokenizer* tok_;
   std::string root_;
+  // A store's Env must outlive it, so it comes before store_.
+  std::unique_ptr<rocksdb::Env> env_;
   std::unique_ptr<TokenStore> store_;
 };
 
@@ -354,6 +358,36 @@ TEST_F(IngestTest, DuplicatesCountedOnReingest) {
   EXPECT_EQ(second.added, 0);
   EXPECT_EQ(second.duplicates, 30);
   EXPECT_EQ(Stored().size(), 20u);
+}
+
+TEST_F(IngestTest, FullDiskStopsWithResourceExhaustedAndKeepsWrittenBatches) {
+  auto fs = std::make_shared<LimitedSpaceFileSystem>(-1);
+  env_ = NewEnvOn(fs);
+  StoreOptions store_options;
+  store_options.env = env_.get();
+  StoreMetadata meta = store_->metadata();
+  const std::string dir = root_ + "/small_disk";
+  auto created = TokenStore::Create(dir, meta, store_options);
+  ASSERT_TRUE(created.ok()) << created.status();
+  store_ = *std::move(created);
+  std::string text;
+  for (int i = 0; i < 4000; ++i) {
+    absl::StrAppend(&text, "Paragraph ", i, " says something about the number ", i * 7, ".\n\n");
+  }
+  WriteFile(In("many.txt"), text);
+  IngestOptions options = Quiet();
+  options.text_split = IngestOptions::TextSplit::kParagraph;
+  options.batch_documents = 100;
+  fs->set_free_bytes(64 << 10);
+  absl::Status status;
+  const IngestSummary summary = Ingest(In("many.txt"), options, &status);
+  EXPECT_TRUE(absl::IsResourceExhausted(status)) << status;
+  EXPECT_TRUE(absl::StrContains(status.message(), "no space left")) << status;
+  EXPECT_LT(summary.added, 4000);
+  // Every batch counted as written is there (the failed one may have
+  // written some shards' parts).
+  EXPECT_GE(static_cast<int64_t>(Stored().size()), summary.added);
+  EXPECT_GT(summary.added, 0);
 }
 
 TEST_F(IngestTest, WritesInBatches) {

@@ -12,11 +12,12 @@ namespace maximus::data {
 absl::StatusOr<std::unique_ptr<TokenStore>> OpenOrCreateStore(const std::string& dir,
                                                               const tokenizer::Tokenizer& tokenizer,
                                                               int num_shards,
-                                                              absl::Span<const int> shards) {
+                                                              absl::Span<const int> shards,
+                                                              const StoreOptions& options) {
   absl::StatusOr<StoreMetadata> existing = TokenStore::ReadMetadata(dir);
   if (existing.ok()) {
     return TokenStore::Open(dir, tokenizer.fingerprint(),
-                            num_shards == 0 ? existing->num_shards : num_shards, shards);
+                            num_shards == 0 ? existing->num_shards : num_shards, shards, options);
   }
   if (!absl::IsNotFound(existing.status())) return existing.status();
   if (!shards.empty()) {
@@ -27,7 +28,7 @@ absl::StatusOr<std::unique_ptr<TokenStore>> OpenOrCreateStore(const std::string&
   metadata.num_shards = num_shards == 0 ? 4 : num_shards;
   metadata.tokenizer_fingerprint = tokenizer.fingerprint();
   metadata.vocab_size = tokenizer.vocab_size();
-  return TokenStore::Create(dir, metadata);
+  return TokenStore::Create(dir, metadata, options);
 }
 
 absl::StatusOr<std::vector<int>> ParseShardList(absl::string_view text) {

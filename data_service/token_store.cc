@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +15,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -24,6 +27,7 @@
 #include "rocksdb/iterator.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
+#include "rocksdb/transaction_log.h"
 #include "rocksdb/write_batch.h"
 
 namespace maximus::data {
@@ -37,6 +41,7 @@ constexpr uint8_t kValueVersion = 1;
 constexpr size_t kHeaderBytes = 1 + 4 + 1;
 constexpr size_t kCrcBytes = 4;
 constexpr int kMaxShards = 99999;
+constexpr size_t kKeptInfoLogs = 2;
 
 void PutU32(uint32_t v, std::string* out) {
   for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
@@ -109,6 +114,10 @@ absl::StatusOr<Document> DecodeValue(absl::string_view id, absl::string_view val
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
   if (s.ok()) return absl::OkStatus();
   const std::string message = absl::StrCat(context, ": ", s.ToString());
+  if (s.IsNoSpace()) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(context, ": no space left on device (", s.ToString(), ")"));
+  }
   if (s.IsCorruption()) return absl::DataLossError(message);
   if (s.IsNotFound()) return absl::NotFoundError(message);
   if (s.IsIOError()) return absl::UnavailableError(message);
@@ -182,10 +191,63 @@ absl::Status WriteFileDurably(const std::string& dir, const std::string& name,
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("no store at ", path, " (cannot read it)"));
+  if (!in) {
+    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("no store at ", path));
+    return ErrnoStatus("reading", path);
+  }
   std::stringstream buffer;
   buffer << in.rdbuf();
+  if (in.bad()) return ErrnoStatus("reading", path);
   return buffer.str();
+}
+
+// The names in `dir`, sorted.
+std::vector<std::string> ListDir(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// "shard-00000-of-00008, shard-00001-of-00008 and 6 more".
+std::string DescribeNames(const std::vector<std::string>& names) {
+  constexpr size_t kShown = 4;
+  std::string text;
+  for (size_t i = 0; i < names.size() && i < kShown; ++i) {
+    absl::StrAppend(&text, i == 0 ? "" : ", ", names[i]);
+  }
+  if (names.size() > kShown) absl::StrAppend(&text, " and ", names.size() - kShown, " more");
+  return text;
+}
+
+bool IsShardDirName(absl::string_view name) {
+  int shard = 0;
+  int of = 0;
+  char tail = 0;
+  return name.size() == 20 &&
+         std::sscanf(std::string(name).c_str(), "shard-%5d-of-%5d%c", &shard, &of, &tail) == 2;
+}
+
+// What a directory without store.json holds, for error messages.
+std::string DescribeContents(const std::string& dir) {
+  std::vector<std::string> shard_dirs;
+  std::vector<std::string> others;
+  for (std::string& name : ListDir(dir)) {
+    (IsShardDirName(name) ? shard_dirs : others).push_back(std::move(name));
+  }
+  std::string text;
+  if (!shard_dirs.empty()) {
+    absl::StrAppend(&text, shard_dirs.size(), " shard director",
+                    shard_dirs.size() == 1 ? "y" : "ies", " (", DescribeNames(shard_dirs), ")");
+  }
+  if (!others.empty()) {
+    absl::StrAppend(&text, text.empty() ? "" : " and ", others.size(), " other entr",
+                    others.size() == 1 ? "y" : "ies", " (", DescribeNames(others), ")");
+  }
+  return text.empty() ? "nothing" : text;
 }
 
 bool IsDocumentId(absl::string_view id) {
@@ -196,9 +258,13 @@ bool IsDocumentId(absl::string_view id) {
   return true;
 }
 
-rocksdb::Options ShardOptions(bool create) {
+rocksdb::Options ShardOptions(bool create, const StoreOptions& store_options) {
   rocksdb::Options options;
   options.create_if_missing = create;
+  if (store_options.env != nullptr) options.env = store_options.env;
+  // Every open starts a new info log and keeps the old one; keep a few, not
+  // one per open.
+  options.keep_log_file_num = kKeptInfoLogs;
   options.paranoid_checks = true;
   // Small default footprint: shards are many and the machines have few cores.
   options.max_background_jobs = 2;
@@ -282,8 +348,14 @@ std::string TokenStore::ShardDirName(int shard, int num_shards) {
 }
 
 TokenStore::TokenStore(std::string dir, StoreMetadata metadata,
-                       std::vector<std::unique_ptr<rocksdb::DB>> shards)
-    : dir_(std::move(dir)), metadata_(std::move(metadata)), shards_(std::move(shards)) {
+                       std::vector<std::unique_ptr<rocksdb::DB>> shards,
+                       std::string read_only_reason, bool disk_full)
+    : dir_(std::move(dir)),
+      metadata_(std::move(metadata)),
+      shards_(std::move(shards)),
+      write_failed_(shards_.size(), 0),
+      read_only_reason_(std::move(read_only_reason)),
+      disk_full_(disk_full) {
   for (size_t shard = 0; shard < shards_.size(); ++shard) {
     if (shards_[shard] != nullptr) open_shards_.push_back(static_cast<int>(shard));
   }
@@ -292,13 +364,105 @@ TokenStore::TokenStore(std::string dir, StoreMetadata metadata,
 TokenStore::~TokenStore() {
   for (auto& db : shards_) {
     if (db == nullptr) continue;
+    if (!read_only()) {
+      // Flushing lets RocksDB delete the WAL now rather than leave it for
+      // the next open to replay; a failure (a full disk) leaves the WAL,
+      // which still holds every acknowledged write.
+      rocksdb::FlushOptions flush;
+      flush.allow_write_stall = true;
+      db->Flush(flush).PermitUncheckedError();
+    }
     const rocksdb::Status s = db->Close();
     if (!s.ok()) absl::FPrintF(stderr, "closing a shard of %s: %s\n", dir_, s.ToString());
   }
 }
 
+namespace {
+
+// RocksDB starts a new WAL at every open and deletes a WAL only once its
+// writes are flushed, so a session without writes would leave one empty WAL
+// behind for good. Called with the shard open (and locked): WALs older than
+// the current one were replayed at open, and an empty one holds nothing.
+void DeleteEmptyOldWals(rocksdb::DB* db, const std::string& path) {
+  std::unique_ptr<rocksdb::LogFile> current;
+  if (!db->GetCurrentWalFile(&current).ok() || current == nullptr) return;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
+    const std::string name = entry.path().filename().string();
+    uint64_t number = 0;
+    if (!absl::EndsWith(name, ".log") ||
+        !absl::SimpleAtoi(absl::string_view(name).substr(0, name.size() - 4), &number) ||
+        number >= current->LogNumber()) {
+      continue;
+    }
+    std::error_code size_ec;
+    if (std::filesystem::file_size(entry.path(), size_ec) == 0 && !size_ec) {
+      std::filesystem::remove(entry.path(), size_ec);
+    }
+  }
+}
+
+// Opens the shards marked in `wanted` and checks each one's metadata.
+absl::Status OpenShards(const std::string& dir, const StoreMetadata& metadata,
+                        const std::vector<bool>& wanted, const StoreOptions& options,
+                        bool read_only, std::vector<std::unique_ptr<rocksdb::DB>>* shards) {
+  const std::string store_file = dir + "/" + kStoreFile;
+  shards->clear();
+  shards->resize(metadata.num_shards);
+  for (int shard = 0; shard < metadata.num_shards; ++shard) {
+    if (!wanted[shard]) continue;
+    const std::string path = dir + "/" + TokenStore::ShardDirName(shard, metadata.num_shards);
+    std::error_code ec;
+    if (!std::filesystem::is_directory(path, ec)) {
+      return absl::DataLossError(
+          absl::StrCat(store_file, " lists ", metadata.num_shards, " shards but ", path,
+                       " is missing; the directory holds ", DescribeContents(dir)));
+    }
+    rocksdb::DB* db = nullptr;
+    const rocksdb::Options db_options = ShardOptions(false, options);
+    MAXIMUS_RETURN_IF_ERROR(FromRocks(read_only
+                                          ? rocksdb::DB::OpenForReadOnly(db_options, path, &db)
+                                          : rocksdb::DB::Open(db_options, path, &db),
+                                      absl::StrCat("opening shard ", path)));
+    (*shards)[shard].reset(db);
+    if (!read_only) DeleteEmptyOldWals(db, path);
+    std::string meta;
+    MAXIMUS_RETURN_IF_ERROR(FromRocks(db->Get(rocksdb::ReadOptions(), kMetaKey, &meta),
+                                      absl::StrCat(path, " metadata")));
+    if (meta != ShardMetaValue(metadata, shard)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, ": shard metadata ", meta, " does not match ", store_file));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Create may reuse only what an interrupted Create of the same store left:
+// this store's shard directories (checked for documents once opened) and
+// a temporary store.json.
+absl::Status CheckCreatable(const std::string& dir, const StoreMetadata& metadata) {
+  std::vector<std::string> foreign;
+  for (const std::string& name : ListDir(dir)) {
+    if (name == std::string(kStoreFile) + ".tmp") continue;
+    bool ours = false;
+    for (int shard = 0; shard < metadata.num_shards && !ours; ++shard) {
+      ours = name == TokenStore::ShardDirName(shard, metadata.num_shards);
+    }
+    if (!ours) foreign.push_back(name);
+  }
+  if (foreign.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "cannot create a store in ", dir, ": it has no ", kStoreFile, " but holds ",
+      DescribeContents(dir),
+      ". A store whose store.json is lost must be repaired, not recreated; otherwise choose an "
+      "empty or new directory"));
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<TokenStore>> TokenStore::Create(const std::string& dir,
-                                                               const StoreMetadata& metadata) {
+                                                               const StoreMetadata& metadata,
+                                                               const StoreOptions& options) {
   if (metadata.format_version != kStoreFormatVersion) {
     return absl::InvalidArgumentError(absl::StrCat("format version ", metadata.format_version,
                                                    ", this build writes ", kStoreFormatVersion));
@@ -311,20 +475,26 @@ absl::StatusOr<std::unique_ptr<TokenStore>> TokenStore::Create(const std::string
     return absl::InvalidArgumentError(
         "a store needs a tokenizer fingerprint and a vocabulary size");
   }
+  if (options.read_only) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot create a read-only store in ", dir));
+  }
   std::error_code ec;
   if (std::filesystem::exists(dir + "/" + kStoreFile, ec)) {
     return absl::AlreadyExistsError(absl::StrCat(dir, " already holds a store"));
   }
   std::filesystem::create_directories(dir, ec);
   if (ec) return absl::UnavailableError(absl::StrCat("creating ", dir, ": ", ec.message()));
+  MAXIMUS_RETURN_IF_ERROR(CheckCreatable(dir, metadata));
 
   std::vector<std::unique_ptr<rocksdb::DB>> shards;
   for (int shard = 0; shard < metadata.num_shards; ++shard) {
     const std::string path = dir + "/" + ShardDirName(shard, metadata.num_shards);
     rocksdb::DB* db = nullptr;
-    MAXIMUS_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(ShardOptions(true), path, &db), path));
+    MAXIMUS_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(ShardOptions(true, options), path, &db),
+                                      absl::StrCat("creating shard ", path)));
     shards.emplace_back(db);
-    // A shard left by an interrupted Create is reused only if it matches.
+    // A shard left by an interrupted Create is reused only if it matches
+    // and holds no documents (a store that held some had its store.json).
     std::string existing;
     const rocksdb::Status get = db->Get(rocksdb::ReadOptions(), kMetaKey, &existing);
     const std::string meta = ShardMetaValue(metadata, shard);
@@ -333,24 +503,38 @@ absl::StatusOr<std::unique_ptr<TokenStore>> TokenStore::Create(const std::string
           absl::StrCat(path, " holds another store's shard: ", existing));
     }
     if (!get.ok() && !get.IsNotFound()) return FromRocks(get, path);
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions()));
+    it->Seek(kDocPrefix);
+    if (it->Valid() && it->key().starts_with(kDocPrefix)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot create a store in ", dir, ": ", path, " holds documents but ", dir,
+                       " has no ", kStoreFile, "; repair the store instead"));
+    }
+    MAXIMUS_RETURN_IF_ERROR(FromRocks(it->status(), path));
     rocksdb::WriteOptions sync;
     sync.sync = true;
     MAXIMUS_RETURN_IF_ERROR(FromRocks(db->Put(sync, kMetaKey, meta), path));
   }
   // Last: store.json marks the store complete.
   MAXIMUS_RETURN_IF_ERROR(WriteFileDurably(dir, kStoreFile, MetadataJson(metadata).dump(2) + "\n"));
-  return std::unique_ptr<TokenStore>(new TokenStore(dir, metadata, std::move(shards)));
+  return std::unique_ptr<TokenStore>(
+      new TokenStore(dir, metadata, std::move(shards), "", /*disk_full=*/false));
 }
 
 absl::StatusOr<StoreMetadata> TokenStore::ReadMetadata(const std::string& dir) {
   const std::string store_file = dir + "/" + kStoreFile;
   MAXIMUS_ASSIGN_OR_RETURN(const std::string text, ReadFile(store_file));
-  return ParseMetadata(text, store_file);
+  absl::StatusOr<StoreMetadata> metadata = ParseMetadata(text, store_file);
+  if (absl::IsDataLoss(metadata.status())) {
+    return absl::DataLossError(absl::StrCat(metadata.status().message(), " (", text.size(),
+                                            " bytes); ", dir, " holds ", DescribeContents(dir)));
+  }
+  return metadata;
 }
 
 absl::StatusOr<std::unique_ptr<TokenStore>> TokenStore::Open(
     const std::string& dir, absl::string_view tokenizer_fingerprint, int num_shards,
-    absl::Span<const int> open_only) {
+    absl::Span<const int> open_only, const StoreOptions& options) {
   const std::string store_file = dir + "/" + kStoreFile;
   MAXIMUS_ASSIGN_OR_RETURN(StoreMetadata metadata, ReadMetadata(dir));
   if (metadata.tokenizer_fingerprint != tokenizer_fingerprint) {
@@ -373,22 +557,24 @@ absl::StatusOr<std::unique_ptr<TokenStore>> TokenStore::Open(
     }
     wanted[shard] = true;
   }
-  std::vector<std::unique_ptr<rocksdb::DB>> shards(metadata.num_shards);
-  for (int shard = 0; shard < metadata.num_shards; ++shard) {
-    if (!wanted[shard]) continue;
-    const std::string path = dir + "/" + ShardDirName(shard, metadata.num_shards);
-    rocksdb::DB* db = nullptr;
-    MAXIMUS_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(ShardOptions(false), path, &db), path));
-    shards[shard].reset(db);
-    std::string meta;
-    MAXIMUS_RETURN_IF_ERROR(FromRocks(db->Get(rocksdb::ReadOptions(), kMetaKey, &meta),
-                                      absl::StrCat(path, " metadata")));
-    if (meta != ShardMetaValue(metadata, shard)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(path, ": shard metadata ", meta, " does not match ", store_file));
-    }
+  std::vector<std::unique_ptr<rocksdb::DB>> shards;
+  const absl::Status opened =
+      OpenShards(dir, metadata, wanted, options, options.read_only, &shards);
+  if (opened.ok()) {
+    return std::unique_ptr<TokenStore>(new TokenStore(dir, std::move(metadata), std::move(shards),
+                                                      options.read_only ? "opened read-only" : "",
+                                                      /*disk_full=*/false));
   }
-  return std::unique_ptr<TokenStore>(new TokenStore(dir, std::move(metadata), std::move(shards)));
+  if (!absl::IsResourceExhausted(opened) || options.read_only || !options.read_only_if_disk_full) {
+    return opened;
+  }
+  // Opening for writing writes (a manifest, a WAL); reading needs neither.
+  MAXIMUS_RETURN_IF_ERROR(OpenShards(dir, metadata, wanted, options, /*read_only=*/true, &shards));
+  absl::FPrintF(stderr, "store %s: %s; opened read-only: documents can be read, not added\n", dir,
+                opened.message());
+  return std::unique_ptr<TokenStore>(new TokenStore(dir, std::move(metadata), std::move(shards),
+                                                    std::string(opened.message()),
+                                                    /*disk_full=*/true));
 }
 
 absl::StatusOr<WriteResult> TokenStore::AddDocuments(absl::Span<const Document> batch) {
@@ -401,6 +587,14 @@ absl::StatusOr<WriteResult> TokenStore::AddDocuments(absl::Span<const Document> 
       return absl::FailedPreconditionError(absl::StrCat(
           "document ", i, " (", ids[i], ") belongs to shard ", shard, ", which is not open here"));
     }
+  }
+  if (disk_full_) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("store ", dir_,
+                     " is read-only, the disk was full when it was opened: ", read_only_reason_));
+  }
+  if (read_only()) {
+    return absl::FailedPreconditionError(absl::StrCat("store ", dir_, " was opened read-only"));
   }
   absl::MutexLock lock(&write_mu_);
   WriteResult result;
@@ -436,12 +630,23 @@ absl::StatusOr<WriteResult> TokenStore::AddDocuments(absl::Span<const Document> 
   std::vector<absl::Status> outcomes(shards_.size());
   std::vector<std::thread> writers;
   for (size_t shard = 0; shard < shards_.size(); ++shard) {
+    if (writes[shard].Count() == 0 || !write_failed_[shard]) continue;
+    // A failed write (a full disk) stops the shard's writes until resumed.
+    // Busy: RocksDB is already recovering by itself; the write tells
+    // whether it has.
+    const rocksdb::Status resumed = shards_[shard]->Resume();
+    if (!resumed.ok() && !resumed.IsBusy()) {
+      return FromRocks(resumed, absl::StrCat("resuming shard ", ShardPath(shard)));
+    }
+  }
+  for (size_t shard = 0; shard < shards_.size(); ++shard) {
     if (writes[shard].Count() == 0) continue;
     writers.emplace_back([this, shard, &writes, &outcomes] {
       rocksdb::WriteOptions sync;
       sync.sync = true;
       outcomes[shard] = FromRocks(shards_[shard]->Write(sync, &writes[shard]),
-                                  absl::StrCat("writing shard ", shard));
+                                  absl::StrCat("writing shard ", ShardPath(shard)));
+      write_failed_[shard] = outcomes[shard].ok() ? 0 : 1;
     });
   }
   for (std::thread& t : writers) t.join();
@@ -515,6 +720,10 @@ absl::Status TokenStore::ForEachDecodedDocument(
     fn(id, std::move(doc));
   }
   return FromRocks(it->status(), absl::StrCat("iterating shard ", shard));
+}
+
+std::string TokenStore::ShardPath(int shard) const {
+  return absl::StrCat(dir_, "/", ShardDirName(shard, num_shards()));
 }
 
 absl::Status TokenStore::CheckShard(int shard) const {

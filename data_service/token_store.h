@@ -63,6 +63,20 @@ struct WriteResult {
   int64_t duplicates = 0;
 };
 
+// How a store is opened. The defaults suit servers and ingestion.
+struct StoreOptions {
+  // Opens without writing anything to disk; AddDocuments answers
+  // FAILED_PRECONDITION.
+  bool read_only = false;
+  // If opening for writing fails because the disk is full, opens read-only
+  // instead (and says so on stderr), so the store can still be streamed;
+  // AddDocuments then answers RESOURCE_EXHAUSTED.
+  bool read_only_if_disk_full = true;
+  // The RocksDB environment of every shard; null: the default one. Tests
+  // pass one whose disk fills up.
+  rocksdb::Env* env = nullptr;
+};
+
 struct ShardStats {
   int64_t documents = 0;
   int64_t tokens = 0;
@@ -71,9 +85,13 @@ struct ShardStats {
 class TokenStore {
  public:
   // Creates a new store in `dir` (made if missing); fails with
-  // ALREADY_EXISTS if `dir` already holds a store.
+  // ALREADY_EXISTS if `dir` already holds a store, and with
+  // FAILED_PRECONDITION naming what is there if `dir` holds anything but
+  // the empty shards of an interrupted Create of the same store (another
+  // store's shards without store.json, documents, unrelated files).
   static absl::StatusOr<std::unique_ptr<TokenStore>> Create(const std::string& dir,
-                                                            const StoreMetadata& metadata);
+                                                            const StoreMetadata& metadata,
+                                                            const StoreOptions& options = {});
   // Opens an existing store. Fails with FAILED_PRECONDITION, naming both
   // values, if the store was built with another tokenizer fingerprint or
   // another shard count. `shards` lists the shards to open (empty: all), so
@@ -81,9 +99,11 @@ class TokenStore {
   static absl::StatusOr<std::unique_ptr<TokenStore>> Open(const std::string& dir,
                                                           absl::string_view tokenizer_fingerprint,
                                                           int num_shards,
-                                                          absl::Span<const int> shards = {});
+                                                          absl::Span<const int> shards = {},
+                                                          const StoreOptions& options = {});
 
-  // The metadata of the store in `dir`; NOT_FOUND if there is none.
+  // The metadata of the store in `dir`; NOT_FOUND if there is no
+  // store.json, DATA_LOSS naming the directory's contents if it is damaged.
   static absl::StatusOr<StoreMetadata> ReadMetadata(const std::string& dir);
 
   TokenStore(const TokenStore&) = delete;
@@ -96,7 +116,9 @@ class TokenStore {
   // document is durable. A failure while writing may leave other shards'
   // parts written, but never a partial document. A document of a shard
   // this store did not open is FAILED_PRECONDITION, before anything is
-  // written.
+  // written. A write that finds the disk full is RESOURCE_EXHAUSTED naming
+  // the shard's path; documents of earlier OK returns stay readable, and
+  // the next call retries (RocksDB resumes once space is freed).
   absl::StatusOr<WriteResult> AddDocuments(absl::Span<const Document> batch);
 
   // NOT_FOUND if absent; DATA_LOSS naming the id if the value is corrupt.
@@ -122,6 +144,10 @@ class TokenStore {
   // The shards this object opened, ascending.
   const std::vector<int>& open_shards() const { return open_shards_; }
   bool owns_all_shards() const { return static_cast<int>(open_shards_.size()) == num_shards(); }
+  // Whether the store was opened read-only, asked for or for a full disk.
+  bool read_only() const { return !read_only_reason_.empty(); }
+  // Why the store is read-only; empty if it is writable.
+  const std::string& read_only_reason() const { return read_only_reason_; }
 
   // Content id of a token sequence (see the layout above).
   static std::string DocumentId(absl::Span<const int32_t> tokens);
@@ -132,14 +158,22 @@ class TokenStore {
 
  private:
   TokenStore(std::string dir, StoreMetadata metadata,
-             std::vector<std::unique_ptr<rocksdb::DB>> shards);
+             std::vector<std::unique_ptr<rocksdb::DB>> shards, std::string read_only_reason,
+             bool disk_full);
   absl::Status CheckShard(int shard) const;
+  std::string ShardPath(int shard) const;
 
   const std::string dir_;
   const StoreMetadata metadata_;
   // One per shard of the store; null for shards not opened.
   std::vector<std::unique_ptr<rocksdb::DB>> shards_;
   std::vector<int> open_shards_;
+  // Per shard, under write_mu_: its last write failed, so it must be resumed before the
+  // next (bytes, not bools: the shards are written from parallel threads).
+  std::vector<uint8_t> write_failed_;
+  const std::string read_only_reason_;
+  // Read-only because the disk was full when the store was opened.
+  const bool disk_full_;
   // Serialises AddDocuments so duplicate counts are exact.
   absl::Mutex write_mu_;
 };

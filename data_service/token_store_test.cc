@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/crc32c.h"
 #include "gtest/gtest.h"
@@ -252,6 +254,130 @@ TEST(TokenStoreTest, ReopenKeepsEverything) {
   absl::StatusOr<WriteResult> again = (*store)->AddDocuments(docs);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->duplicates, 30);
+}
+
+// Files in a directory, recursively.
+int CountFiles(const std::string& dir) {
+  int files = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+    if (entry.is_regular_file()) ++files;
+  }
+  return files;
+}
+
+// Every open used to leave one more empty WAL and one more old info log per
+// shard (210 files after 100 opens). Now a shard holds CURRENT, IDENTITY,
+// LOCK, a MANIFEST, two OPTIONS files, LOG and at most two old ones, one WAL,
+// and a few table files (10 files after this test).
+constexpr int kMaxFilesPerShard = 16;
+
+TEST(TokenStoreTest, OpeningAndClosingLeaksNoFiles) {
+  const std::string dir = FreshDir("no_leak");
+  constexpr int kShards = 2;
+  {
+    auto store = CreateOrDie(dir, kShards);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->AddDocuments(MakeDocs(20, 1)).ok());
+  }
+  int64_t added = 20;
+  for (int i = 0; i < 50; ++i) {
+    auto store = TokenStore::Open(dir, kFingerprint, kShards);
+    ASSERT_TRUE(store.ok()) << store.status();
+    // The first 25 opens only read; then every other one writes.
+    if (i >= 25 && i % 2 == 0) {
+      ASSERT_TRUE((*store)->AddDocuments(MakeDocs(1, 100 + i)).ok());
+      ++added;
+    }
+  }
+  for (int shard = 0; shard < kShards; ++shard) {
+    const std::string path = dir + "/" + TokenStore::ShardDirName(shard, kShards);
+    EXPECT_LE(CountFiles(path), kMaxFilesPerShard) << path;
+  }
+  auto store = TokenStore::Open(dir, kFingerprint, kShards);
+  ASSERT_TRUE(store.ok()) << store.status();
+  int64_t documents = 0;
+  for (int shard = 0; shard < kShards; ++shard)
+    documents += (*store)->GetShardStats(shard)->documents;
+  EXPECT_EQ(documents, added);
+}
+
+void WriteText(const std::string& path, const std::string& text) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path) << text;
+}
+
+TEST(TokenStoreTest, ShardsWithoutStoreJsonAreNotReplacedByANewStore) {
+  const std::string dir = FreshDir("lost_store_json");
+  {
+    auto store = CreateOrDie(dir, 3);
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->AddDocuments(MakeDocs(10, 2)).ok());
+  }
+  std::filesystem::remove(dir + "/store.json");
+  EXPECT_EQ(TokenStore::ReadMetadata(dir).status().code(), absl::StatusCode::kNotFound);
+  // Another shard count: the old shards are named, nothing is created.
+  absl::StatusOr<std::unique_ptr<TokenStore>> other = TokenStore::Create(dir, Meta(4));
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition) << other.status();
+  EXPECT_TRUE(absl::StrContains(other.status().message(), "shard-00000-of-00003"))
+      << other.status();
+  EXPECT_FALSE(std::filesystem::exists(dir + "/shard-00000-of-00004"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/store.json"));
+  // The same shard count: the shards hold documents, so this is no
+  // interrupted Create to finish.
+  absl::StatusOr<std::unique_ptr<TokenStore>> same = TokenStore::Create(dir, Meta(3));
+  EXPECT_EQ(same.status().code(), absl::StatusCode::kFailedPrecondition) << same.status();
+  EXPECT_TRUE(absl::StrContains(same.status().message(), "holds documents")) << same.status();
+  EXPECT_FALSE(std::filesystem::exists(dir + "/store.json"));
+}
+
+TEST(TokenStoreTest, InterruptedCreateIsFinished) {
+  const std::string dir = FreshDir("interrupted_create");
+  { ASSERT_NE(CreateOrDie(dir, 2), nullptr); }
+  std::filesystem::remove(dir + "/store.json");
+  EXPECT_NE(CreateOrDie(dir, 2), nullptr);
+}
+
+TEST(TokenStoreTest, DamagedStoreJsonIsAnErrorNamingTheShards) {
+  const std::string dir = FreshDir("damaged_store_json");
+  { ASSERT_NE(CreateOrDie(dir, 2), nullptr); }
+  for (const std::string& text :
+       {std::string(""), std::string("{\"num_shards\": 2"), std::string("[1, 2]")}) {
+    WriteText(dir + "/store.json", text);
+    absl::StatusOr<StoreMetadata> meta = TokenStore::ReadMetadata(dir);
+    EXPECT_EQ(meta.status().code(), absl::StatusCode::kDataLoss) << text;
+    EXPECT_TRUE(absl::StrContains(meta.status().message(), "store.json")) << meta.status();
+    EXPECT_TRUE(absl::StrContains(meta.status().message(), "shard-00001-of-00002"))
+        << meta.status();
+    EXPECT_EQ(TokenStore::Open(dir, kFingerprint, 2).status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_EQ(TokenStore::Create(dir, Meta(2)).status().code(), absl::StatusCode::kAlreadyExists);
+  }
+}
+
+TEST(TokenStoreTest, MissingShardDirectoryIsDataLoss) {
+  const std::string dir = FreshDir("missing_shard");
+  { ASSERT_NE(CreateOrDie(dir, 2), nullptr); }
+  std::filesystem::remove_all(dir + "/shard-00001-of-00002");
+  absl::StatusOr<std::unique_ptr<TokenStore>> store = TokenStore::Open(dir, kFingerprint, 2);
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss) << store.status();
+  EXPECT_TRUE(absl::StrContains(store.status().message(), "shard-00001-of-00002 is missing"))
+      << store.status();
+  EXPECT_FALSE(std::filesystem::exists(dir + "/shard-00001-of-00002"));
+}
+
+TEST(TokenStoreTest, DirectoryOfOtherFilesIsRefused) {
+  const std::string dir = FreshDir("not_a_store");
+  WriteText(dir + "/passwd", "root:x:0:0\n");
+  WriteText(dir + "/conf.d/x.conf", "x\n");
+  absl::StatusOr<std::unique_ptr<TokenStore>> store = TokenStore::Create(dir, Meta(2));
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition) << store.status();
+  EXPECT_TRUE(absl::StrContains(store.status().message(), "passwd")) << store.status();
+  EXPECT_TRUE(absl::StrContains(store.status().message(), "conf.d")) << store.status();
+  EXPECT_FALSE(std::filesystem::exists(dir + "/store.json"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/shard-00000-of-00002"));
+  // An empty directory is fine.
+  const std::string empty = FreshDir("empty_dir");
+  std::filesystem::create_directories(empty);
+  EXPECT_NE(CreateOrDie(empty, 2), nullptr);
 }
 
 TEST(TokenStoreTest, CreateAndOpenAreExplicit) {

@@ -162,6 +162,7 @@ TEST(TrainerTest, PruningKeepsLatestAndTheResumedCheckpoint) {
   auto data = MakeData("prune_store");
   TrainerOptions o = Options("prune");
   o.run.set_checkpoint_interval(2);  // step-2, 4, 6, 8
+  o.run.set_keep_checkpoints(0);     // all of them
   auto first = Trainer::Create(&backend, data.get(), o);
   ASSERT_TRUE(first.ok()) << first.status();
   ASSERT_TRUE((*first)->Run().ok());

@@ -53,7 +53,11 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
   model->options_ = std::move(options);
   int32_t max_id = -1;
   for (const auto& [token, id] : vocab) {
-    if (id < 0) return absl::InvalidArgumentError(absl::StrCat("BPE: negative id for ", token));
+    // Bounded before the tables below are sized by the largest id.
+    if (id < 0 || id > kMaxTokenId) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("BPE: vocab id ", id, " of \"", token, "\" is not in 0..", kMaxTokenId));
+    }
     max_id = std::max(max_id, id);
   }
   model->id_to_token_.resize(max_id + 1);
@@ -62,6 +66,17 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
   model->vocab_.reserve(vocab.size());
   for (const auto& [token, id] : vocab) {
     if (!IsValidUtf8(token)) return absl::InvalidArgumentError("BPE: token is not UTF-8");
+    // One token per id and one id per token: otherwise encoding and decoding
+    // disagree about what an id means.
+    if (model->has_token_[id]) {
+      return absl::InvalidArgumentError(absl::StrCat("BPE: vocab id ", id, " is given to both \"",
+                                                     model->id_to_token_[id], "\" and \"", token,
+                                                     "\""));
+    }
+    if (!model->vocab_.emplace(token, id).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("BPE: token \"", token, "\" appears twice in the vocab"));
+    }
     model->id_to_token_[id] = std::string(token);
     model->has_token_[id] = true;
     if (!token.empty()) {
@@ -75,7 +90,6 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
         }
       }
     }
-    model->vocab_.emplace(token, id);
   }
   if (!model->options_.unk_token.empty()) {
     model->unk_id_ = model->TokenToId(model->options_.unk_token);
@@ -93,6 +107,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
   struct Resolved {
     int32_t left = -1, right = -1, merged = -1;
     char32_t last = 0, first = 0;
+    std::string joined;  // Set only when `merged` is missing, for the error.
   };
   std::vector<Resolved> resolved(merges.size());
   constexpr size_t kBlock = 1 << 14;
@@ -103,7 +118,6 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
         const std::string& prefix = m.options_.continuing_subword_prefix;
         for (size_t i = block * kBlock; i < std::min(merges.size(), (block + 1) * kBlock); ++i) {
           const auto& [left, right] = merges[i];
-          if (left.empty() || right.empty()) continue;
           // The right part of a merge drops the continuing-subword prefix.
           joined.assign(left.data(), left.size());
           if (!prefix.empty() && absl::StartsWith(right, prefix)) {
@@ -115,6 +129,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
           r.left = m.TokenToId(left);
           r.right = m.TokenToId(right);
           r.merged = m.TokenToId(joined);
+          if (r.merged < 0) r.joined = joined;
           r.last = LastCodePoint(left);
           r.first = FirstCodePoint(right);
         }
@@ -122,7 +137,12 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
   model->merges_.reserve(merges.size());
   for (size_t rank = 0; rank < resolved.size(); ++rank) {
     const Resolved& r = resolved[rank];
-    if (r.left < 0 || r.right < 0 || r.merged < 0) continue;
+    if (r.left < 0 || r.right < 0 || r.merged < 0) {
+      const auto& [left, right] = merges[rank];
+      const absl::string_view missing = r.left < 0 ? left : r.right < 0 ? right : r.joined;
+      return absl::InvalidArgumentError(absl::StrCat("BPE: merge ", rank, " \"", left, " ", right,
+                                                     "\": \"", missing, "\" is not in the vocab"));
+    }
     const uint64_t key =
         (uint64_t{static_cast<uint32_t>(r.left)} << 32) | static_cast<uint32_t>(r.right);
     model->merges_.try_emplace(key, Merge{static_cast<int32_t>(rank), r.merged});

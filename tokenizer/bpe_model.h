@@ -28,8 +28,14 @@ struct BpeOptions {
 
 class BpeModel {
  public:
-  // `merges` in rank order. Merges whose parts or result are not in the
-  // vocabulary are skipped (they can never apply). The views need only live
+  // The largest id a vocabulary may hold: ids index a table, so an id of
+  // 2·10^9 would allocate gigabytes. 2^24 tokens is 64 times Gemma 3's.
+  static constexpr int32_t kMaxTokenId = (1 << 24) - 1;
+
+  // `merges` in rank order. INVALID_ARGUMENT naming the token or merge for a
+  // negative id or one above kMaxTokenId, two tokens with one id, a token
+  // listed twice, or a merge whose parts or result are not in the vocabulary
+  // (as Hugging Face's tokenizers refuses them). The views need only live
   // during the call.
   static absl::StatusOr<std::unique_ptr<BpeModel>> Create(
       const std::vector<std::pair<absl::string_view, int32_t>>& vocab,

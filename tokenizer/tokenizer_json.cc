@@ -313,9 +313,10 @@ absl::StatusOr<std::unique_ptr<BpeModel>> ParseModel(const element& e) {
   vocab.reserve(vocab_object.size());
   for (auto field : vocab_object) {
     int64_t id;
-    if (field.value.get(id) != simdjson::SUCCESS || id < 0 || id > INT32_MAX) {
-      return Invalid("model",
-                     absl::StrCat("vocab id of \"", Sv(field.key), "\" is not a valid id"));
+    if (field.value.get(id) != simdjson::SUCCESS || id < 0 || id > BpeModel::kMaxTokenId) {
+      return Invalid("model", absl::StrCat("vocab id of \"", Sv(field.key), "\" (",
+                                           simdjson::to_string(field.value), ") is not in 0..",
+                                           BpeModel::kMaxTokenId));
     }
     vocab.emplace_back(Sv(field.key), static_cast<int32_t>(id));
   }
@@ -426,9 +427,13 @@ absl::StatusOr<Tokenizer::Components> ParsePadded(const char* data, size_t size)
       if (item.get(t) != simdjson::SUCCESS) return Invalid("added_tokens", "items must be objects");
       AddedToken token;
       MAXIMUS_ASSIGN_OR_RETURN(int64_t id, OptInt(t, "id", "added_tokens", -1));
-      if (id < 0 || id > INT32_MAX) return Invalid("added_tokens", "every token needs an id");
-      token.id = static_cast<int32_t>(id);
       MAXIMUS_ASSIGN_OR_RETURN(token.content, OptString(t, "content", "added_tokens"));
+      // The tokenizer's vocabulary size is the largest id + 1: bounded as the model's ids.
+      if (id < 0 || id > BpeModel::kMaxTokenId) {
+        return Invalid("added_tokens", absl::StrCat("the id of \"", token.content, "\" (", id,
+                                                    ") is not in 0..", BpeModel::kMaxTokenId));
+      }
+      token.id = static_cast<int32_t>(id);
       MAXIMUS_ASSIGN_OR_RETURN(token.special, OptBool(t, "special", "added_tokens", false));
       MAXIMUS_ASSIGN_OR_RETURN(token.normalized,
                                OptBool(t, "normalized", "added_tokens", !token.special));

@@ -228,5 +228,39 @@ TEST(TokenizerTest, UnsupportedComponentsAreNamed) {
                "<u>");
 }
 
+// A vocabulary that cannot mean one thing is refused at load, naming what is
+// wrong, rather than encoding or decoding inconsistently later.
+TEST(TokenizerTest, InconsistentVocabulariesAreRefused) {
+  auto expect_invalid = [](const std::string& vocab, const std::string& merges,
+                           const std::vector<std::string>& needles, const std::string& added = "") {
+    const std::string json =
+        absl::StrCat(R"({"added_tokens": [)", added, R"(], "model": {"type": "BPE", "vocab": {)",
+                     vocab, R"(}, "merges": [)", merges, "]}}");
+    auto t = Tokenizer::FromJson(json);
+    ASSERT_FALSE(t.ok()) << json;
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument) << t.status();
+    for (const std::string& needle : needles) {
+      EXPECT_THAT(t.status().message(), HasSubstr(needle)) << json;
+    }
+  };
+  // Two tokens with one id.
+  expect_invalid(R"("a": 0, "b": 1, "ab": 1)", R"("a b")", {"id 1", "\"b\"", "\"ab\""});
+  // One token twice.
+  expect_invalid(R"("a": 0, "b": 1, "a": 2)", "", {"\"a\" appears twice"});
+  // A merge whose result is not in the vocabulary, and one whose part is not.
+  expect_invalid(R"("a": 0, "b": 1, "c": 2, "ab": 3)", R"("a b", "b c")",
+                 {"merge 1 \"b c\"", "\"bc\" is not in the vocab"});
+  expect_invalid(R"("a": 0, "b": 1, "ab": 2)", R"(["a", "x"])", {"\"x\" is not in the vocab"});
+  // An id that would size a table of 2 billion entries.
+  expect_invalid(R"("a": 0, "huge": 2000000000)", "", {"\"huge\"", "2000000000"});
+  expect_invalid(R"("a": 0)", "", {"\"<big>\"", "2000000000"},
+                 R"({"id": 2000000000, "content": "<big>", "special": true})");
+  // The consistent vocabulary loads.
+  auto fine = Tokenizer::FromJson(
+      R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}})");
+  ASSERT_TRUE(fine.ok()) << fine.status();
+  EXPECT_EQ((*fine)->vocab_size(), 3);
+}
+
 }  // namespace
 }  // namespace maximus::tokenizer

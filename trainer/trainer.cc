@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -255,6 +256,17 @@ absl::Status Trainer::Save(int64_t step) {
   const std::string dir = absl::StrFormat("%s/step-%08d", checkpoint_root_, step);
   MAXIMUS_RETURN_IF_ERROR(SaveCheckpoint(dir, *model_, m_, v_, state));
   if (options_.run.keep_checkpoints() > 0) {
+    // Never pruned: the checkpoint `latest` names (the one just written) and
+    // the one this run resumed from, whose name is its step. A run resumed
+    // from an older checkpoint saves below newer ones of the abandoned run;
+    // pruning by name alone would delete what `latest` names.
+    std::set<std::string> protected_names = {std::filesystem::path(dir).filename().string()};
+    if (absl::StatusOr<std::string> latest = ResolveCheckpointDir(checkpoint_root_); latest.ok()) {
+      protected_names.insert(std::filesystem::path(*latest).filename().string());
+    }
+    if (!options_.run.resume().empty()) {
+      protected_names.insert(absl::StrFormat("step-%08d", start_step_));
+    }
     // Names sort by step (zero-padded); the newest are kept.
     std::vector<std::string> saved;
     std::error_code ec;
@@ -262,13 +274,14 @@ absl::Status Trainer::Save(int64_t step) {
       const std::string name = entry.path().filename().string();
       if (entry.is_directory() && name.rfind("step-", 0) == 0 &&
           name.find('.') == std::string::npos) {
-        saved.push_back(entry.path().string());
+        saved.push_back(name);
       }
     }
     std::sort(saved.begin(), saved.end());
     for (size_t i = 0; i + static_cast<size_t>(options_.run.keep_checkpoints()) < saved.size();
          ++i) {
-      std::filesystem::remove_all(saved[i], ec);
+      if (protected_names.count(saved[i])) continue;
+      std::filesystem::remove_all(checkpoint_root_ + "/" + saved[i], ec);
     }
   }
   absl::MutexLock lock(&mu_);

@@ -157,6 +157,39 @@ TEST(TrainerTest, ForeignCheckpointsAreRefused) {
             absl::StatusCode::kNotFound);
 }
 
+TEST(TrainerTest, PruningKeepsLatestAndTheResumedCheckpoint) {
+  CpuBackend backend;
+  auto data = MakeData("prune_store");
+  TrainerOptions o = Options("prune");
+  o.run.set_checkpoint_interval(2);  // step-2, 4, 6, 8
+  o.run.set_keep_checkpoints(0);     // all of them
+  auto first = Trainer::Create(&backend, data.get(), o);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE((*first)->Run().ok());
+  const std::string root = o.run.out_dir() + "/checkpoints";
+  ASSERT_TRUE(std::filesystem::exists(root + "/step-00000008"));
+
+  // Back to step 4 in the same directory, keeping one checkpoint: the save
+  // at step 5 sorts below step-6 and step-8 of the abandoned run.
+  TrainerOptions again = o;
+  again.run.set_resume(root + "/step-00000004");
+  again.run.set_keep_checkpoints(1);
+  again.run.set_stop_at_step(5);
+  auto resumed = Trainer::Create(&backend, data.get(), again);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  ASSERT_TRUE((*resumed)->Run().ok());
+  std::ifstream latest_file(root + "/latest");
+  std::string latest;
+  latest_file >> latest;
+  EXPECT_EQ(latest, "step-00000005");
+  EXPECT_TRUE(std::filesystem::exists(root + "/step-00000005/checkpoint.json"));
+  EXPECT_TRUE(std::filesystem::exists(root + "/step-00000004/checkpoint.json"));
+  EXPECT_FALSE(std::filesystem::exists(root + "/step-00000002"));
+  auto dir = ResolveCheckpointDir(o.run.out_dir());
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  EXPECT_EQ(std::filesystem::path(*dir).filename(), "step-00000005");
+}
+
 TEST(TrainerTest, LearnsAndWritesItsOutputs) {
   CpuBackend backend;
   auto data = MakeData("learn_store");

@@ -1,5 +1,6 @@
 #include "trainer/io/hf_import.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -112,6 +113,14 @@ absl::Status LoadHfWeights(const std::string& dir, Model& model) {
       return refuse(absl::StrCat("tensor ", p.name, " has shape [",
                                  absl::StrJoin(found->shape, ", "), "], the config asks for [",
                                  absl::StrJoin(p.shape, ", "), "]"));
+    }
+    // A NaN or infinity would surface steps later as a diverging loss; here
+    // it is what it is, a damaged file.
+    for (size_t i = 0; i < found->data.size(); ++i) {
+      if (!std::isfinite(found->data[i])) {
+        return absl::DataLossError(absl::StrCat(dir, ": tensor ", p.name, " holds ", found->data[i],
+                                                " at index ", i, ": the weights are corrupt"));
+      }
     }
     backend->CopyFromHost(found->data.data(), p.size(), p.value->data());
     if (&p == &model.embedding()) embedding_tensor = found;

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <string>
@@ -255,6 +256,23 @@ TEST(HfIoTest, RefusesMissingWrongOrUntiedTensors) {
                  {{"model.layers.0.self_attn.o_proj.bias", {16}, bias.data()}});
     ExpectRefused(dir, backend, "model.layers.0.self_attn.o_proj.bias");
   }
+}
+
+TEST(HfIoTest, NonFiniteWeightsAreCorruptionNamingTheTensor) {
+  // A Hugging Face folder has no checksums of ours; a NaN or an infinity in
+  // it is still refused at load, not found steps later as a diverging loss.
+  CpuBackend backend;
+  std::unique_ptr<Model> model = RandomModel(backend);
+  Parameter& target = model->parameters()[5];
+  std::vector<float> values = Values(backend, target);
+  values[3] = std::numeric_limits<float>::infinity();
+  backend.CopyFromHost(values.data(), target.size(), target.value->data());
+  const std::string dir = HfDir("non_finite", SmallConfig());
+  WriteTensors(backend, *model, dir + "/model.safetensors", TensorDType::kBF16);
+  absl::StatusOr<std::unique_ptr<Model>> loaded = LoadHfModel(dir, &backend);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kDataLoss) << loaded.status();
+  EXPECT_NE(loaded.status().message().find(target.name), std::string::npos) << loaded.status();
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -32,6 +33,10 @@ absl::Status Refuse(absl::string_view key, absl::string_view why) {
 absl::Status ReadInteger(const json& j, const char* key, int64_t* field) {
   if (!j.contains(key)) return absl::OkStatus();  // Gemma3TextConfig's default
   if (!j[key].is_number_integer()) return Refuse(key, "must be an integer");
+  if (j[key].is_number_unsigned() &&
+      j[key].get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return Refuse(key, absl::StrCat("is out of range: ", j[key].dump()));
+  }
   *field = j[key].get<int64_t>();
   return absl::OkStatus();
 }
@@ -97,10 +102,9 @@ std::string ModelConfigToHfConfigJson(const ModelConfig& c) {
       {"hidden_activation", std::string(ActivationName(c.activation))},
       // transformers types it as an int (and refuses 64.0); a fractional
       // value, which it cannot hold, is written as it is.
-      {"query_pre_attn_scalar",
-       c.query_pre_attn_scalar == std::floor(c.query_pre_attn_scalar)
-           ? json(static_cast<int64_t>(c.query_pre_attn_scalar))
-           : json(ShortestDecimal(c.query_pre_attn_scalar))},
+      {"query_pre_attn_scalar", c.query_pre_attn_scalar == std::floor(c.query_pre_attn_scalar)
+                                    ? json(static_cast<int64_t>(c.query_pre_attn_scalar))
+                                    : json(ShortestDecimal(c.query_pre_attn_scalar))},
       {"sliding_window", sliding_window},
       {"layer_types", layer_types},
       {"rope_parameters",
@@ -199,6 +203,11 @@ absl::StatusOr<ModelConfig> ModelConfigFromHfConfigJson(absl::string_view text) 
   for (const char* key : {"sliding_window_pattern", "_sliding_window_pattern"}) {
     if (absl::Status s = ReadInteger(j, key, &c.sliding_window_pattern); !s.ok()) return s;
   }
+  // Bounded before the loop below makes a list of this many layer kinds.
+  if (c.layers < 1 || c.layers > kMaxLayers) {
+    return Refuse("num_hidden_layers",
+                  absl::StrCat("must be in 1..", kMaxLayers, ", not ", c.layers));
+  }
   if (c.sliding_window_pattern <= 0) {
     return Refuse("sliding_window_pattern", "must be positive");
   }
@@ -275,7 +284,7 @@ absl::StatusOr<ModelConfig> ModelConfigFromHfConfigJson(absl::string_view text) 
     return s;
   }
   if (absl::Status s = ValidateModelConfig(c); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("config.json: ", s.message()));
+    return absl::Status(s.code(), absl::StrCat("config.json: ", s.message()));
   }
   return c;
 }

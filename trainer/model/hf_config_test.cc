@@ -172,6 +172,11 @@ TEST(HfConfigTest, RefusesWhatTheModelCannotCompute) {
   ExpectRefused(with("sliding_window", nullptr), "sliding_window");
   ExpectRefused(with("hidden_size", "64"), "hidden_size");
   ExpectRefused(with("layer_types", {"full_attention", "local"}), "layer_types");
+  // Sizes are bounded before anything is made from them.
+  ExpectRefused(with("num_hidden_layers", 1000000000), "num_hidden_layers");
+  ExpectRefused(with("vocab_size", 2147483647), "vocab_size");
+  ExpectRefused(with("hidden_size", 1048576), "hidden");
+  ExpectRefused(with("intermediate_size", 18446744073709551615ull), "intermediate_size");
   json linear = base;
   linear["rope_parameters"]["full_attention"] = {
       {"rope_type", "linear"}, {"factor", 8.0}, {"rope_theta", 1e6}};

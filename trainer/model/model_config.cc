@@ -1,10 +1,15 @@
 #include "trainer/model/model_config.h"
 
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdint>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 
 namespace maximus::trainer {
@@ -44,20 +49,32 @@ absl::StatusOr<Activation> ParseActivation(absl::string_view name) {
 }
 
 absl::Status ValidateModelConfig(const ModelConfig& c) {
-  auto positive = [](absl::string_view field, int64_t v) -> absl::Status {
-    if (v > 0) return absl::OkStatus();
-    return absl::InvalidArgumentError(absl::StrCat("model ", field, " must be positive, not ", v));
+  if (c.name.size() > kMaxModelNameLength) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model name is longer than ", kMaxModelNameLength, " bytes"));
+  }
+  struct IntegerField {
+    absl::string_view name;
+    int64_t value;
+    int64_t min;
+    int64_t max;
   };
-  for (auto [field, value] : {std::pair<absl::string_view, int64_t>{"vocab_size", c.vocab_size},
-                              {"hidden", c.hidden},
-                              {"layers", c.layers},
-                              {"heads", c.heads},
-                              {"kv_heads", c.kv_heads},
-                              {"head_dim", c.head_dim},
-                              {"mlp_hidden", c.mlp_hidden},
-                              {"sliding_window_pattern", c.sliding_window_pattern},
-                              {"max_position_embeddings", c.max_position_embeddings}}) {
-    if (absl::Status s = positive(field, value); !s.ok()) return s;
+  // Each field within its bounds before any product of them is formed.
+  for (const IntegerField& f :
+       {IntegerField{"vocab_size", c.vocab_size, 1, kMaxVocabSize},
+        {"hidden", c.hidden, 1, kMaxHidden},
+        {"layers", c.layers, 1, kMaxLayers},
+        {"heads", c.heads, 1, kMaxHeads},
+        {"kv_heads", c.kv_heads, 1, kMaxHeads},
+        {"head_dim", c.head_dim, 1, kMaxHeadDim},
+        {"mlp_hidden", c.mlp_hidden, 1, kMaxMlpHidden},
+        {"sliding_window", c.sliding_window, 0, kMaxPositions},
+        {"sliding_window_pattern", c.sliding_window_pattern, 1, kMaxSlidingWindowPattern},
+        {"max_position_embeddings", c.max_position_embeddings, 1, kMaxPositions}}) {
+    if (f.value < f.min || f.value > f.max) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model ", f.name, " must be in ", f.min, "..", f.max, ", not ", f.value));
+    }
   }
   if (c.heads % c.kv_heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -67,16 +84,20 @@ absl::Status ValidateModelConfig(const ModelConfig& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("model head_dim must be even for rotary embeddings, not ", c.head_dim));
   }
-  for (auto [field, value] : {std::pair<absl::string_view, float>{"rope_theta", c.rope_theta},
-                              {"rope_local_theta", c.rope_local_theta},
-                              {"query_pre_attn_scalar", c.query_pre_attn_scalar}}) {
-    if (!(value > 0) || !std::isfinite(value)) {
-      return absl::InvalidArgumentError(absl::StrCat("model ", field, " must be positive"));
+  struct RealField {
+    absl::string_view name;
+    float value;
+    float max;
+  };
+  for (const RealField& f :
+       {RealField{"rope_theta", c.rope_theta, kMaxRopeTheta},
+        {"rope_local_theta", c.rope_local_theta, kMaxRopeTheta},
+        {"query_pre_attn_scalar", c.query_pre_attn_scalar, kMaxQueryPreAttnScalar},
+        {"norm_eps", c.norm_eps, kMaxNormEps}}) {
+    if (!(f.value > 0) || !(f.value <= f.max)) {  // NaN fails both.
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model ", f.name, " must be positive and at most ", f.max, ", not ", f.value));
     }
-  }
-  if (c.sliding_window < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("model sliding_window must be 0 (none) or positive, not ", c.sliding_window));
   }
   if (!c.layer_types.empty()) {
     if (static_cast<int64_t>(c.layer_types.size()) != c.layers) {
@@ -91,10 +112,41 @@ absl::Status ValidateModelConfig(const ModelConfig& c) {
       }
     }
   }
-  if (!(c.norm_eps > 0) || !std::isfinite(c.norm_eps)) {
-    return absl::InvalidArgumentError("model norm_eps must be positive");
-  }
   return absl::OkStatus();
+}
+
+uint64_t ModelMemoryBytes(const ModelConfig& c) {
+  // 128-bit products: exact for any int64 fields, so a config outside the
+  // bounds saturates instead of wrapping.
+  using u128 = unsigned __int128;
+  auto u = [](int64_t v) { return static_cast<u128>(v < 0 ? 0 : v); };
+  const u128 attention = u(c.hidden) * u(c.head_dim) * (u(c.heads) + u(c.kv_heads)) * 2;
+  const u128 mlp = 3 * u(c.hidden) * u(c.mlp_hidden);
+  const u128 norms = 4 * u(c.hidden) + 2 * u(c.head_dim);
+  const u128 parameters =
+      u(c.vocab_size) * u(c.hidden) + u(c.layers) * (attention + mlp + norms) + u(c.hidden);
+  // Value, gradient, exp_avg, exp_avg_sq (fp32) and the bf16 shadow.
+  const u128 bytes = parameters * (4 * sizeof(float) + 2);
+  return bytes > std::numeric_limits<uint64_t>::max() ? std::numeric_limits<uint64_t>::max()
+                                                      : static_cast<uint64_t>(bytes);
+}
+
+uint64_t PhysicalMemoryBytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0) return std::numeric_limits<uint64_t>::max();
+  const unsigned __int128 bytes = static_cast<unsigned __int128>(pages) * page;
+  return bytes > std::numeric_limits<uint64_t>::max() ? std::numeric_limits<uint64_t>::max()
+                                                      : static_cast<uint64_t>(bytes);
+}
+
+absl::Status ValidateModelFitsMemory(const ModelConfig& c, uint64_t memory_bytes) {
+  const uint64_t needed = ModelMemoryBytes(c);
+  if (needed <= memory_bytes) return absl::OkStatus();
+  constexpr double kGiB = 1ull << 30;
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "model of vocab_size %d, hidden %d, layers %d, mlp_hidden %d needs %.4g GiB for its "
+      "parameters, gradients and AdamW moments, more than the %.4g GiB of physical memory",
+      c.vocab_size, c.hidden, c.layers, c.mlp_hidden, needed / kGiB, memory_bytes / kGiB));
 }
 
 absl::StatusOr<ModelConfig> PresetModelConfig(absl::string_view name) {
@@ -195,6 +247,11 @@ absl::StatusOr<ModelConfig> ModelConfigFromJson(absl::string_view json) {
     auto integer = [&](int64_t* field) -> absl::Status {
       if (!value.is_number_integer()) {
         return absl::InvalidArgumentError(absl::StrCat("model ", key, " must be an integer"));
+      }
+      if (value.is_number_unsigned() &&
+          value.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("model ", key, " is out of range: ", value.dump()));
       }
       *field = value.get<int64_t>();
       return absl::OkStatus();

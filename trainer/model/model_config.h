@@ -56,9 +56,43 @@ struct ModelConfig {
   float RopeThetaOf(int64_t layer) const;
 };
 
-// INVALID_ARGUMENT naming the field: sizes positive, heads a multiple of
-// kv_heads, head_dim even, theta and eps positive, layer_types well formed.
+// Upper bounds of the config's fields, far above any Gemma 3 (hidden 5376,
+// 62 layers, vocabulary 262,144, 128K positions) yet low enough that every
+// size derived from them fits in 64 bits and a hostile file cannot ask for
+// an absurd allocation.
+inline constexpr int64_t kMaxVocabSize = int64_t{1} << 24;  // 16,777,216
+inline constexpr int64_t kMaxHidden = int64_t{1} << 16;     // 65,536
+inline constexpr int64_t kMaxLayers = 1024;
+inline constexpr int64_t kMaxHeads = 1024;  // heads and kv_heads
+inline constexpr int64_t kMaxHeadDim = 4096;
+inline constexpr int64_t kMaxMlpHidden = int64_t{1} << 18;  // 262,144
+inline constexpr int64_t kMaxPositions = int64_t{1}
+                                         << 24;  // sliding_window, max_position_embeddings
+inline constexpr int64_t kMaxSlidingWindowPattern = kMaxLayers;
+inline constexpr size_t kMaxModelNameLength = 256;
+inline constexpr float kMaxRopeTheta = 1e12f;
+inline constexpr float kMaxQueryPreAttnScalar = 1e9f;
+inline constexpr float kMaxNormEps = 1.0f;
+
+// INVALID_ARGUMENT naming the field: sizes positive and within the bounds
+// above, heads a multiple of kv_heads, head_dim even, theta and eps positive
+// and bounded, layer_types well formed.
 absl::Status ValidateModelConfig(const ModelConfig& config);
+
+// What Model::Create allocates for `config`'s parameters: every parameter's
+// value, gradient and two AdamW moments in fp32, plus a bf16 shadow (16 + 2
+// bytes each). Saturates at UINT64_MAX; exact for configs within the bounds.
+uint64_t ModelMemoryBytes(const ModelConfig& config);
+
+// The machine's physical memory, sysconf(_SC_PHYS_PAGES) pages; UINT64_MAX
+// when unknown.
+uint64_t PhysicalMemoryBytes();
+
+// RESOURCE_EXHAUSTED, with both sizes, when ModelMemoryBytes(config) exceeds
+// `memory_bytes`. Model::Create checks it against PhysicalMemoryBytes()
+// before allocating (a config alone may describe a model bigger than this
+// machine: reading it is fine).
+absl::Status ValidateModelFitsMemory(const ModelConfig& config, uint64_t memory_bytes);
 
 // Gemma 3's own shapes, all with the 262,144-token vocabulary:
 //   "270m": hidden 640, 18 layers, 4 heads, 1 KV head, head dim 256, MLP 2048,

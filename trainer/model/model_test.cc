@@ -227,6 +227,48 @@ TEST(ModelTest, PresetsAndConfigFiles) {
   EXPECT_NE(bad.status().message().find("kv_heads"), absl::string_view::npos);
 }
 
+// Sizes are range-checked before anything is allocated, naming the field.
+TEST(ModelTest, ConfigSizesAreBoundedBeforeAllocation) {
+  auto refused = [](const std::string& json, absl::StatusCode code, const std::string& field) {
+    auto c = ModelConfigFromJson(json);
+    ASSERT_FALSE(c.ok()) << json;
+    EXPECT_EQ(c.status().code(), code) << c.status();
+    EXPECT_NE(c.status().message().find(field), std::string::npos) << c.status();
+  };
+  const auto kInvalid = absl::StatusCode::kInvalidArgument;
+  refused(R"({"preset": "tiny", "layers": 1000000000})", kInvalid, "layers");
+  refused(R"({"hidden": 1048576, "vocab_size": 2147483647})", kInvalid, "vocab_size");
+  refused(R"({"hidden": 1048576})", kInvalid, "hidden");
+  refused(R"({"head_dim": 1000000})", kInvalid, "head_dim");
+  refused(R"({"mlp_hidden": 9223372036854775807})", kInvalid, "mlp_hidden");
+  refused(R"({"max_position_embeddings": 18446744073709551615})", kInvalid,
+          "max_position_embeddings");
+  refused(R"({"sliding_window": -1})", kInvalid, "sliding_window");
+  refused(R"({"rope_theta": 1e300})", kInvalid, "rope_theta");
+  refused(R"({"norm_eps": 2})", kInvalid, "norm_eps");
+
+  // Each field in range, but 2^24 x 2^16 embedding values alone are 2^40
+  // parameters: 18 TiB with gradients and moments. The config reads; the
+  // model is refused before anything is allocated.
+  ModelConfig huge;
+  huge.vocab_size = kMaxVocabSize;
+  huge.hidden = kMaxHidden;
+  EXPECT_EQ(ModelMemoryBytes(huge), static_cast<uint64_t>(huge.NumParameters()) * 18);
+  EXPECT_EQ(ValidateModelFitsMemory(huge, uint64_t{1} << 40).code(),
+            absl::StatusCode::kResourceExhausted);
+  ModelConfig wraps;
+  wraps.vocab_size = wraps.hidden = wraps.mlp_hidden = int64_t{1} << 40;  // Outside the bounds.
+  EXPECT_EQ(ModelMemoryBytes(wraps), UINT64_MAX);  // Saturates instead of wrapping.
+  CpuBackend backend;
+  EXPECT_TRUE(ValidateModelConfig(huge).ok());
+  const absl::Status too_big = Model::Create(&backend, huge).status();
+  EXPECT_EQ(too_big.code(), absl::StatusCode::kResourceExhausted) << too_big;
+  EXPECT_NE(too_big.message().find("physical memory"), std::string::npos) << too_big;
+  const ModelConfig tiny = *PresetModelConfig("tiny");
+  EXPECT_EQ(ModelMemoryBytes(tiny), static_cast<uint64_t>(tiny.NumParameters()) * 18);
+  EXPECT_TRUE(ValidateModelFitsMemory(tiny, PhysicalMemoryBytes()).ok());
+}
+
 TEST(ModelTest, PackedRowsBecomeInputsAndTargets) {
   const std::vector<int32_t> tokens = {1, 2, 3, 4, 5, 6, 7, 8};
   const std::vector<uint8_t> mask = {1, 1, 0, 1, 1, 0, 1, 1};

@@ -10,6 +10,7 @@
 #include <future>
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
 #include "base/sha256.h"
 #include "gtest/gtest.h"
 
@@ -203,13 +204,20 @@ TEST_F(TokenizerServiceTest, ADecodeLargerThanTheResponseLimitIsRefused) {
   DecodeRequest request;
   for (int i = 0; i < 250000; ++i) request.add_ids(longest);
   ASSERT_LT(request.ByteSizeLong(), 1u << 20);
+  // A client that takes any size, so that only the server's limit applies.
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  auto stub = TokenizerService::NewStub(grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials(), args));
   {
     grpc::ClientContext context;
     SetDeadline(&context);
     DecodeResponse response;
-    const grpc::Status status = stub_->Decode(&context, request, &response);
+    const grpc::Status status = stub->Decode(&context, request, &response);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
-    EXPECT_NE(status.error_message().find(std::to_string(kMaxResponseBytes)), std::string::npos)
+    EXPECT_NE(status.error_message().find(
+                  absl::StrCat("response limit of ", kMaxResponseBytes, " bytes")),
+              std::string::npos)
         << status.error_message();
     EXPECT_TRUE(response.text().empty());
   }
@@ -218,7 +226,7 @@ TEST_F(TokenizerServiceTest, ADecodeLargerThanTheResponseLimitIsRefused) {
   SetDeadline(&context);
   request.mutable_ids()->Truncate(3);
   DecodeResponse response;
-  const grpc::Status status = stub_->Decode(&context, request, &response);
+  const grpc::Status status = stub->Decode(&context, request, &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response.text(), *reference_->Decode({longest, longest, longest}));
 }

@@ -163,8 +163,8 @@ grpc::Status DataServiceImpl::IngestRaw(
     if (!grpc::SerializationTraits<IngestRequest>::Deserialize(&raw, &request).ok()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           absl::StrCat("message ", message, " (", bytes,
-                                       " bytes) does not parse as an IngestRequest; the ", message,
-                                       " before it are stored"));
+                                       " bytes) does not parse as an IngestRequest; the messages "
+                                       "before it are stored"));
     }
     absl::StatusOr<std::vector<Document>> documents = BuildDocuments(request, message);
     if (!documents.ok()) return ToGrpcStatus(documents.status());

@@ -81,9 +81,11 @@ class DataServiceImpl final : public DataService::Service {
     grpc::Status status_;
   };
 
-  // Ingest over raw messages: grpc::ServerReader<IngestRequest>::Read answers
-  // false both at the end of the stream and for a message that does not
-  // parse, and the second must end the call with an error.
+  // Ingest: each message is stored before the next is read, so a call that
+  // ends with an error naming "message N" has stored messages 0 .. N-1 (sent
+  // again, they count as duplicates). Read as raw messages: grpc::ServerReader<IngestRequest>::Read
+  // answers false both at the end of the stream and for a message that does not parse, and the
+  // second must end the call with an error.
   grpc::Status IngestRaw(grpc::ServerContext* context,
                          grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* stream);
   // Waits until `bytes` more fit in max_bytes_in_flight; CANCELLED or

@@ -49,8 +49,8 @@ int64_t TokenizerServiceImpl::PackedIdsBytes(const std::vector<int32_t>& ids) {
   return bytes;
 }
 
-absl::StatusOr<bool> TokenizerServiceImpl::DecodedTextMayExceedLimit(
-    absl::Span<const int32_t> ids, const DecodeOptions& options) const {
+bool TokenizerServiceImpl::DecodedTextMayExceedLimit(absl::Span<const int32_t> ids,
+                                                     const DecodeOptions& options) const {
   // Decoders only shrink token strings (byte-level maps a character to one
   // byte, metaspace its mark to a space, byte fallback <0xNN> to a byte)
   // and add at most a separator per token.
@@ -114,9 +114,7 @@ grpc::Status TokenizerServiceImpl::Decode(grpc::ServerContext*, const DecodeRequ
   if (grpc::Status size = CheckSize(*request); !size.ok()) return size;
   const DecodeOptions options{request->skip_special_tokens()};
   const absl::Span<const int32_t> ids(request->ids().data(), request->ids().size());
-  absl::StatusOr<bool> too_large = DecodedTextMayExceedLimit(ids, options);
-  if (!too_large.ok()) return rpc::ToGrpcStatus(too_large.status());
-  if (*too_large) {
+  if (DecodedTextMayExceedLimit(ids, options)) {
     return grpc::Status(
         grpc::StatusCode::RESOURCE_EXHAUSTED,
         absl::StrCat("text of ", ids.size(), " ids would take more than the response limit of ",

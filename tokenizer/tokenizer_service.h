@@ -52,8 +52,7 @@ class TokenizerServiceImpl final : public TokenizerService::Service {
   // Whether Decode(ids) may take more than the response limit. Cheap when an
   // upper bound of the text's size fits; otherwise measured slice by slice so
   // that memory stays near the limit.
-  absl::StatusOr<bool> DecodedTextMayExceedLimit(absl::Span<const int32_t> ids,
-                                                 const DecodeOptions& options) const;
+  bool DecodedTextMayExceedLimit(absl::Span<const int32_t> ids, const DecodeOptions& options) const;
 
   const Tokenizer* tokenizer_;
   int64_t max_request_bytes_;

@@ -1,5 +1,7 @@
 #include "data_service/data_service_impl.h"
 
+#include <grpcpp/support/method_handler.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <utility>
@@ -29,18 +31,72 @@ grpc::Status ShuttingDown() {
   return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
 }
 
+// Ingest's position among DataService's rpcs in proto/data.proto.
+constexpr int kIngestMethodIndex = 0;
+
+// How often a stream waiting for the byte budget looks for cancellation.
+constexpr absl::Duration kBudgetPoll = absl::Milliseconds(50);
+
+// An upper bound of a PackedBatch's serialized size.
+uint64_t PackedBatchBytesBound(const StreamBatchesRequest& request) {
+  const uint64_t tokens = uint64_t{request.batch_size()} * (uint64_t{request.seq_len()} + 1);
+  // Token ids, a loss-mask byte per token, and the cursor's selection and ids.
+  return tokens * (sizeof(int32_t) + 1) + 1024;
+}
+
 }  // namespace
 
 DataServiceImpl::DataServiceImpl(TokenStore* store, DocumentIndex* index,
                                  const tokenizer::Tokenizer* tokenizer, int32_t eos_id,
-                                 int64_t max_request_bytes, size_t chunk_bytes)
+                                 const Limits& limits)
     : store_(store),
       index_(index),
       tokenizer_(tokenizer),
       eos_id_(eos_id),
-      max_request_bytes_(max_request_bytes),
-      chunk_bytes_(chunk_bytes),
-      source_(store, index) {}
+      limits_(limits),
+      source_(store, index) {
+  MarkMethodStreamed(
+      kIngestMethodIndex,
+      new grpc::internal::BidiStreamingHandler<DataServiceImpl, grpc::ByteBuffer, grpc::ByteBuffer>(
+          [](DataServiceImpl* service, grpc::ServerContext* context,
+             grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* stream) {
+            return service->IngestRaw(context, stream);
+          },
+          this));
+}
+
+DataServiceImpl::StreamSlot::StreamSlot(DataServiceImpl* service) : service_(service) {
+  if (service_->active_streams_.fetch_add(1) >= service_->limits_.max_streams) {
+    status_ =
+        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                     absl::StrCat("this server already serves ", service_->limits_.max_streams,
+                                  " streams, its limit (max_streams); retry later"));
+  }
+}
+
+DataServiceImpl::StreamSlot::~StreamSlot() { service_->active_streams_.fetch_sub(1); }
+
+int64_t DataServiceImpl::bytes_in_flight() const {
+  absl::MutexLock lock(&budget_mutex_);
+  return bytes_in_flight_;
+}
+
+grpc::Status DataServiceImpl::AcquireBytes(grpc::ServerContext* context, int64_t bytes) {
+  absl::MutexLock lock(&budget_mutex_);
+  while (bytes_in_flight_ + bytes > limits_.max_bytes_in_flight) {
+    budget_freed_.WaitWithTimeout(&budget_mutex_, kBudgetPoll);
+    if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    if (stopping_) return ShuttingDown();
+  }
+  bytes_in_flight_ += bytes;
+  return grpc::Status::OK;
+}
+
+void DataServiceImpl::ReleaseBytes(int64_t bytes) {
+  absl::MutexLock lock(&budget_mutex_);
+  bytes_in_flight_ -= bytes;
+  budget_freed_.SignalAll();
+}
 
 absl::StatusOr<std::vector<Document>> DataServiceImpl::BuildDocuments(const IngestRequest& request,
                                                                       int64_t message) const {
@@ -88,17 +144,27 @@ absl::StatusOr<std::vector<Document>> DataServiceImpl::BuildDocuments(const Inge
   return documents;
 }
 
-grpc::Status DataServiceImpl::Ingest(grpc::ServerContext* context,
-                                     grpc::ServerReader<IngestRequest>* reader,
-                                     IngestResponse* response) {
-  IngestRequest request;
-  for (int64_t message = 0; reader->Read(&request); ++message) {
+grpc::Status DataServiceImpl::IngestRaw(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>* stream) {
+  StreamSlot slot(this);
+  if (!slot.status().ok()) return slot.status();
+  IngestResponse response;
+  grpc::ByteBuffer raw;
+  for (int64_t message = 0; stream->Read(&raw); ++message) {
     if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
-    const size_t bytes = request.ByteSizeLong();
-    if (static_cast<int64_t>(bytes) > max_request_bytes_) {
+    const size_t bytes = raw.Length();
+    if (static_cast<int64_t>(bytes) > limits_.max_request_bytes) {
       return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                           absl::StrCat("message ", message, " has ", bytes, " bytes; at most ",
-                                       max_request_bytes_, " per message"));
+                                       limits_.max_request_bytes, " per message"));
+    }
+    IngestRequest request;
+    if (!grpc::SerializationTraits<IngestRequest>::Deserialize(&raw, &request).ok()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("message ", message, " (", bytes,
+                                       " bytes) does not parse as an IngestRequest; the messages "
+                                       "before it are stored"));
     }
     absl::StatusOr<std::vector<Document>> documents = BuildDocuments(request, message);
     if (!documents.ok()) return ToGrpcStatus(documents.status());
@@ -110,11 +176,19 @@ grpc::Status DataServiceImpl::Ingest(grpc::ServerContext* context,
       RawId id;
       ParseHexId(written->ids[i], &id);
       index_->Add(id, (*documents)[i]);
-      response->set_tokens(response->tokens() + (*documents)[i].tokens.size());
+      response.set_tokens(response.tokens() + (*documents)[i].tokens.size());
     }
-    response->set_documents(response->documents() + documents->size());
-    response->set_added(response->added() + written->added);
-    response->set_duplicates(response->duplicates() + written->duplicates);
+    response.set_documents(response.documents() + documents->size());
+    response.set_added(response.added() + written->added);
+    response.set_duplicates(response.duplicates() + written->duplicates);
+  }
+  grpc::ByteBuffer raw_response;
+  bool own_buffer = false;
+  grpc::Status serialized =
+      grpc::SerializationTraits<IngestResponse>::Serialize(response, &raw_response, &own_buffer);
+  if (!serialized.ok()) return serialized;
+  if (!stream->Write(raw_response)) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
   }
   return grpc::Status::OK;
 }
@@ -122,6 +196,8 @@ grpc::Status DataServiceImpl::Ingest(grpc::ServerContext* context,
 grpc::Status DataServiceImpl::StreamBatches(grpc::ServerContext* context,
                                             const StreamBatchesRequest* request,
                                             grpc::ServerWriter<PackedBatch>* writer) {
+  StreamSlot slot(this);
+  if (!slot.status().ok()) return slot.status();
   if (!store_->owns_all_shards()) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         absl::StrCat("this server serves ", store_->open_shards().size(), " of ",
@@ -129,26 +205,59 @@ grpc::Status DataServiceImpl::StreamBatches(grpc::ServerContext* context,
                                      " shards; give the client every server's address, and it "
                                      "merges their StreamDocuments"));
   }
+  if (absl::Status s = ValidateStreamRequest(*request); !s.ok()) return ToGrpcStatus(s);
+  const uint64_t batch_bytes = PackedBatchBytesBound(*request);
+  if (batch_bytes > static_cast<uint64_t>(limits_.max_response_bytes)) {
+    return grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("a batch of batch_size * (seq_len + 1) = ", request->batch_size(), " * ",
+                     request->seq_len() + 1, " tokens takes up to ", batch_bytes,
+                     " bytes, over the response limit of ", limits_.max_response_bytes,
+                     " bytes (max_response_bytes)"));
+  }
+  // The batch and its serialized copy, which the transport holds until the
+  // client's flow-control window takes it.
+  const int64_t charge = 2 * static_cast<int64_t>(batch_bytes);
+  if (charge > limits_.max_bytes_in_flight) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("a batch in flight takes up to ", charge,
+                                     " bytes, over the server's limit of ",
+                                     limits_.max_bytes_in_flight, " (max_bytes_in_flight)"));
+  }
   absl::StatusOr<std::unique_ptr<BatchPacker>> packer =
       BatchPacker::Open(&source_, *request, eos_id_);
   if (!packer.ok()) return ToGrpcStatus(packer.status());
-  PackedBatch batch;
   for (;;) {
     if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
     if (stopping_) return ShuttingDown();
-    absl::StatusOr<bool> more = (*packer)->Next(&batch);
-    if (!more.ok()) return ToGrpcStatus(more.status());
-    if (!*more) return grpc::Status::OK;
-    // Blocks while the client's flow-control window is full.
-    if (!writer->Write(batch)) {
-      return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+    if (grpc::Status budget = AcquireBytes(context, charge); !budget.ok()) return budget;
+    grpc::Status status;
+    bool more = false;
+    {
+      // One batch at a time, freed before the budget is given back.
+      PackedBatch batch;
+      absl::StatusOr<bool> next = (*packer)->Next(&batch);
+      if (!next.ok()) {
+        status = ToGrpcStatus(next.status());
+      } else if (*next) {
+        more = true;
+        // Write blocks while the client's flow-control window is full, and
+        // fails once the call is cancelled or past its deadline.
+        if (!writer->Write(batch)) {
+          status = grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+        }
+      }
     }
+    ReleaseBytes(charge);
+    if (!status.ok() || !more) return status;
   }
 }
 
 grpc::Status DataServiceImpl::StreamDocuments(grpc::ServerContext* context,
                                               const StreamDocumentsRequest* request,
                                               grpc::ServerWriter<DocumentChunk>* writer) {
+  StreamSlot slot(this);
+  if (!slot.status().ok()) return slot.status();
   if (absl::Status s = ValidateSelection(request->selection()); !s.ok()) return ToGrpcStatus(s);
   EpochPosition from;
   if (!request->from_id().empty()) {
@@ -182,12 +291,18 @@ grpc::Status DataServiceImpl::StreamDocuments(grpc::ServerContext* context,
                                          doc.loss_mask.size());
     }
     const size_t bytes = chunk.tokens().size() + chunk.loss_masks().size();
-    if ((!*more && chunk.keys_size() > 0) || bytes >= chunk_bytes_) {
+    if ((!*more && chunk.keys_size() > 0) || bytes >= limits_.chunk_bytes) {
       if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
-      if (!writer->Write(chunk)) {
-        return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
-      }
-      chunk.Clear();
+      // The chunk and its serialized copy; a chunk larger than the whole
+      // budget (one huge document) waits until it has the budget alone.
+      const int64_t charge = std::min<int64_t>(2 * static_cast<int64_t>(chunk.ByteSizeLong()),
+                                               limits_.max_bytes_in_flight);
+      if (grpc::Status budget = AcquireBytes(context, charge); !budget.ok()) return budget;
+      const bool written = writer->Write(chunk);
+      // A fresh chunk: Clear() would keep the strings' capacity.
+      chunk = DocumentChunk();
+      ReleaseBytes(charge);
+      if (!written) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
     }
     if (!*more) return grpc::Status::OK;
   }
@@ -223,9 +338,14 @@ absl::StatusOr<std::unique_ptr<DataServer>> DataServer::Start(
   if (!index.ok()) return index.status();
   server->index_ = *std::move(index);
   server->tokenizer_ = std::move(tokenizer);
-  server->service_ = std::make_unique<DataServiceImpl>(
-      server->store_.get(), server->index_.get(), server->tokenizer_.get(), *eos,
-      options.max_request_bytes, options.chunk_bytes);
+  DataServiceImpl::Limits limits;
+  limits.max_request_bytes = options.max_request_bytes;
+  limits.max_response_bytes = options.max_response_bytes;
+  limits.max_streams = options.max_streams;
+  limits.max_bytes_in_flight = options.max_bytes_in_flight;
+  limits.chunk_bytes = options.chunk_bytes;
+  server->service_ = std::make_unique<DataServiceImpl>(server->store_.get(), server->index_.get(),
+                                                       server->tokenizer_.get(), *eos, limits);
   rpc::GrpcServer::Options grpc_options;
   grpc_options.address = options.address;
   grpc_options.security = options.security;
@@ -234,7 +354,8 @@ absl::StatusOr<std::unique_ptr<DataServer>> DataServer::Start(
   // Ingest message reaches the service and gets an error that names it.
   grpc_options.max_receive_message_bytes =
       static_cast<int>(std::min<int64_t>(INT32_MAX, options.max_request_bytes + (4 << 20)));
-  // Packed batches and document chunks grow with the caller's shapes.
+  // Packed batches are bounded by max_response_bytes, but a document chunk
+  // holds at least one whole document, which may be larger.
   grpc_options.max_send_message_bytes = INT32_MAX;
   grpc_options.shutdown_grace = options.shutdown_grace;
   server->grpc_server_ = std::make_unique<rpc::GrpcServer>(grpc_options);

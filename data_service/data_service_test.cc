@@ -1,9 +1,12 @@
 // DataService end to end: real servers on loopback ports over a real
 // RocksDB store with the real Gemma 3 tokenizer, against the embedded reader.
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -12,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "data_service/data_service_impl.h"
 #include "data_service/embedded_data_source.h"
 #include "data_service/remote_data_source.h"
@@ -41,11 +45,10 @@ class DataServiceTest : public ::testing::Test {
     docs_ = SyntheticDocuments(400, 120, kGemmaEos, 5, tokenizer_->vocab_size());
   }
 
-  std::unique_ptr<DataServer> StartServer(std::vector<int> shards = {}, int port = 0,
-                                          size_t chunk_bytes = 256 << 10,
-                                          rpc::ServerSecurity security = {}) {
+  std::unique_ptr<DataServer> StartServer(
+      std::vector<int> shards = {}, int port = 0, size_t chunk_bytes = 256 << 10,
+      const std::function<void(DataServer::Options*)>& adjust = [](DataServer::Options*) {}) {
     DataServer::Options options;
-    options.security = std::move(security);
     options.address = absl::StrCat("127.0.0.1:", port);
     options.data_dir = dir_;
     options.shards = std::move(shards);
@@ -53,6 +56,7 @@ class DataServiceTest : public ::testing::Test {
     options.max_request_bytes = 1 << 20;
     options.shutdown_grace = absl::Milliseconds(200);
     options.chunk_bytes = chunk_bytes;
+    adjust(&options);
     auto server = DataServer::Start(tokenizer_, options);
     EXPECT_TRUE(server.ok()) << server.status();
     return server.ok() ? *std::move(server) : nullptr;
@@ -67,19 +71,24 @@ class DataServiceTest : public ::testing::Test {
         grpc::CreateChannel(Address(server), grpc::InsecureChannelCredentials()));
   }
 
+  // docs_[start, start + 50) as token documents.
+  IngestRequest IngestMessage(size_t start) const {
+    IngestRequest request;
+    for (size_t i = start; i < std::min(docs_.size(), start + 50); ++i) {
+      TokenSequence* tokens = request.add_documents()->mutable_tokens();
+      tokens->mutable_ids()->Add(docs_[i].tokens.begin(), docs_[i].tokens.end());
+      tokens->set_loss_mask(std::string(docs_[i].loss_mask.begin(), docs_[i].loss_mask.end()));
+    }
+    return request;
+  }
+
   // Ingests docs_ as token documents, 50 per message.
   IngestResponse IngestAll(DataService::Stub* stub) {
     grpc::ClientContext context;
     IngestResponse response;
     auto writer = stub->Ingest(&context, &response);
     for (size_t start = 0; start < docs_.size(); start += 50) {
-      IngestRequest request;
-      for (size_t i = start; i < std::min(docs_.size(), start + 50); ++i) {
-        TokenSequence* tokens = request.add_documents()->mutable_tokens();
-        tokens->mutable_ids()->Add(docs_[i].tokens.begin(), docs_[i].tokens.end());
-        tokens->set_loss_mask(std::string(docs_[i].loss_mask.begin(), docs_[i].loss_mask.end()));
-      }
-      EXPECT_TRUE(writer->Write(request));
+      EXPECT_TRUE(writer->Write(IngestMessage(start)));
     }
     writer->WritesDone();
     const grpc::Status status = writer->Finish();
@@ -227,6 +236,166 @@ TEST_F(DataServiceTest, BadIngestMessagesNameTheDocumentAndStoreNothing) {
   EXPECT_EQ(server->documents(), 0);
 }
 
+// Polls `condition` for up to 10 s.
+bool Eventually(const std::function<bool()>& condition) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!condition()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return true;
+}
+
+TEST_F(DataServiceTest, AMalformedIngestMessageIsInvalidArgumentNamingIt) {
+  std::unique_ptr<DataServer> server = StartServer();
+  ASSERT_NE(server, nullptr);
+  // Message 1 is cut inside a length-delimited field; a typed stub cannot
+  // send it, so the call goes through the generic stub.
+  std::vector<std::string> messages = {IngestMessage(0).SerializeAsString(), "\x0a\x05ab",
+                                       IngestMessage(50).SerializeAsString()};
+  grpc::GenericStub generic(
+      grpc::CreateChannel(Address(*server), grpc::InsecureChannelCredentials()));
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call =
+      generic.PrepareCall(&context, "/maximus.data.DataService/Ingest", &cq);
+  auto await = [&cq](intptr_t want) {
+    void* tag = nullptr;
+    bool ok = false;
+    EXPECT_TRUE(cq.Next(&tag, &ok));
+    EXPECT_EQ(tag, reinterpret_cast<void*>(want));
+    return ok;
+  };
+  call->StartCall(reinterpret_cast<void*>(1));
+  ASSERT_TRUE(await(1));
+  for (size_t i = 0; i < messages.size(); ++i) {
+    grpc::Slice slice(messages[i]);
+    grpc::ByteBuffer raw(&slice, 1);
+    call->Write(raw, reinterpret_cast<void*>(2));
+    // A write after the server ended the call fails.
+    if (!await(2)) break;
+  }
+  call->WritesDone(reinterpret_cast<void*>(3));
+  await(3);
+  // No response comes with an error (Finish would wait for one unread).
+  grpc::ByteBuffer response;
+  call->Read(&response, reinterpret_cast<void*>(5));
+  EXPECT_FALSE(await(5));
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(4));
+  ASSERT_TRUE(await(4));
+  cq.Shutdown();
+  void* tag;
+  bool ok;
+  while (cq.Next(&tag, &ok)) {
+  }
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_NE(status.error_message().find("message 1 "), std::string::npos) << status.error_message();
+  // Each message is stored before the next is read: message 0's documents
+  // are in, message 2's never were.
+  EXPECT_EQ(server->documents(), 50);
+  // The server stays up.
+  EXPECT_EQ(IngestAll(Stub(*server).get()).documents(), static_cast<int64_t>(docs_.size()));
+}
+
+TEST_F(DataServiceTest, StreamsBeyondMaxStreamsAreRefused) {
+  Populate();
+  std::unique_ptr<DataServer> server =
+      StartServer({}, 0, 256 << 10, [](DataServer::Options* o) { o->max_streams = 2; });
+  ASSERT_NE(server, nullptr);
+  auto stub = Stub(*server);
+  grpc::ClientContext contexts[3];
+  std::unique_ptr<grpc::ClientReader<PackedBatch>> readers[3];
+  PackedBatch batch;
+  for (int i = 0; i < 2; ++i) {
+    readers[i] = stub->StreamBatches(&contexts[i], Request(7, 0, 1));
+    ASSERT_TRUE(readers[i]->Read(&batch));
+  }
+  EXPECT_EQ(server->active_streams(), 2);
+  readers[2] = stub->StreamBatches(&contexts[2], Request(7, 0, 1));
+  const bool got = readers[2]->Read(&batch);
+  EXPECT_FALSE(got);
+  // Else the stream goes on, and Finish would wait for it.
+  if (got) contexts[2].TryCancel();
+  const grpc::Status refused = readers[2]->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_NE(refused.error_message().find("2 streams, its limit (max_streams)"), std::string::npos)
+      << refused.error_message();
+  // The open streams go on.
+  for (int i = 0; i < 2; ++i) EXPECT_TRUE(readers[i]->Read(&batch));
+  for (int i = 0; i < 2; ++i) {
+    contexts[i].TryCancel();
+    readers[i]->Finish();
+  }
+  EXPECT_TRUE(Eventually([&] { return server->active_streams() == 0; }));
+}
+
+TEST_F(DataServiceTest, ACancelledStreamEndsOnTheServerWhileWaitingForTheByteBudget) {
+  Populate();
+  // Room for one batch in flight: a stream whose client does not read
+  // holds it (its Write blocks on flow control), and a second waits.
+  std::unique_ptr<DataServer> server = StartServer(
+      {}, 0, 256 << 10, [](DataServer::Options* o) { o->max_bytes_in_flight = 1 << 20; });
+  ASSERT_NE(server, nullptr);
+  auto stub = Stub(*server);
+  StreamBatchesRequest request = Request(7, 0, 1);
+  request.set_seq_len(4095);
+  request.set_batch_size(16);
+  grpc::ClientContext unread_context;
+  auto unread = stub->StreamBatches(&unread_context, request);
+  // Its client's flow-control window fills, and its Write blocks holding
+  // the budget.
+  ASSERT_TRUE(Eventually([&] {
+    for (int i = 0; i < 30; ++i) {
+      if (server->bytes_in_flight() == 0) return false;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return true;
+  }));
+  grpc::ClientContext waiting_context;
+  auto waiting = stub->StreamBatches(&waiting_context, request);
+  ASSERT_TRUE(Eventually([&] { return server->active_streams() == 2; }));
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_LE(server->bytes_in_flight(), 1 << 20);
+  waiting_context.TryCancel();
+  EXPECT_TRUE(Eventually([&] { return server->active_streams() == 1; }));
+  unread_context.TryCancel();
+  EXPECT_TRUE(Eventually([&] { return server->active_streams() == 0; }));
+  EXPECT_EQ(server->bytes_in_flight(), 0);
+  EXPECT_EQ(waiting->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(unread->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+TEST_F(DataServiceTest, ABatchLargerThanTheResponseLimitIsRefused) {
+  Populate();
+  std::unique_ptr<DataServer> server = StartServer(
+      {}, 0, 256 << 10, [](DataServer::Options* o) { o->max_response_bytes = 1 << 20; });
+  ASSERT_NE(server, nullptr);
+  auto stub = Stub(*server);
+  StreamBatchesRequest request = Request(7, 0, 1);
+  request.set_seq_len(65535);
+  request.set_batch_size(8);
+  grpc::ClientContext context;
+  auto reader = stub->StreamBatches(&context, request);
+  PackedBatch batch;
+  const bool got = reader->Read(&batch);
+  EXPECT_FALSE(got);
+  // Else the stream goes on, and Finish would wait for it.
+  if (got) context.TryCancel();
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_NE(status.error_message().find("batch_size * (seq_len + 1) = 8 * 65536"),
+            std::string::npos)
+      << status.error_message();
+  // A batch within the limit streams.
+  grpc::ClientContext small_context;
+  auto small = stub->StreamBatches(&small_context, Request(7, 0, 1));
+  EXPECT_TRUE(small->Read(&batch));
+  small_context.TryCancel();
+  small->Finish();
+}
+
 TEST_F(DataServiceTest, RemoteStreamEqualsEmbeddedStream) {
   Populate();
   const StreamBatchesRequest request = Request(7, 1, 2);
@@ -268,7 +437,8 @@ TEST_F(DataServiceTest, TlsAndTokenGuardTheRemoteSource) {
   security.tls_cert_pem = certificates->server_cert_pem;
   security.tls_key_pem = certificates->server_key_pem;
   security.token = "data-token";
-  std::unique_ptr<DataServer> server = StartServer({}, 0, 256 << 10, security);
+  std::unique_ptr<DataServer> server =
+      StartServer({}, 0, 256 << 10, [&](DataServer::Options* o) { o->security = security; });
   ASSERT_NE(server, nullptr);
 
   RemoteDataSource::Options options;

@@ -9,8 +9,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "proto/common.grpc.pb.h"
 #include "proto/tokenizer.grpc.pb.h"
 #include "rpc/grpc_server.h"
@@ -21,9 +24,14 @@ namespace maximus::tokenizer {
 class TokenizerServiceImpl final : public TokenizerService::Service {
  public:
   // `max_request_bytes`: larger requests (and stream messages) are rejected
-  // with INVALID_ARGUMENT.
-  TokenizerServiceImpl(const Tokenizer* tokenizer, int64_t max_request_bytes)
-      : tokenizer_(tokenizer), max_request_bytes_(max_request_bytes) {}
+  // with INVALID_ARGUMENT. `max_response_bytes`: a call whose response (or
+  // stream message) would be larger ends with RESOURCE_EXHAUSTED, before the
+  // response is built where its size can be bounded in advance (Decode).
+  TokenizerServiceImpl(const Tokenizer* tokenizer, int64_t max_request_bytes,
+                       int64_t max_response_bytes)
+      : tokenizer_(tokenizer),
+        max_request_bytes_(max_request_bytes),
+        max_response_bytes_(max_response_bytes) {}
 
   grpc::Status Encode(grpc::ServerContext* context, const EncodeRequest* request,
                       EncodeResponse* response) override;
@@ -37,9 +45,18 @@ class TokenizerServiceImpl final : public TokenizerService::Service {
 
  private:
   grpc::Status CheckSize(const google::protobuf::Message& request) const;
+  // RESOURCE_EXHAUSTED naming `field` when `bytes` exceed the response limit.
+  grpc::Status CheckResponseSize(absl::string_view field, int64_t bytes) const;
+  // The serialized size of `ids` as a packed repeated int32 field.
+  static int64_t PackedIdsBytes(const std::vector<int32_t>& ids);
+  // Whether Decode(ids) may take more than the response limit. Cheap when an
+  // upper bound of the text's size fits; otherwise measured slice by slice so
+  // that memory stays near the limit.
+  bool DecodedTextMayExceedLimit(absl::Span<const int32_t> ids, const DecodeOptions& options) const;
 
   const Tokenizer* tokenizer_;
   int64_t max_request_bytes_;
+  int64_t max_response_bytes_;
 };
 
 // A running server: the tokenizer, its service and the gRPC server.
@@ -51,6 +68,9 @@ class TokenizerServer {
     int64_t max_request_bytes = 256 << 20;
     // TLS and bearer token; empty: plaintext, no token.
     rpc::ServerSecurity security;
+    // Larger responses (or stream messages) are refused with
+    // RESOURCE_EXHAUSTED; a few ids may decode to much text.
+    int64_t max_response_bytes = 64 << 20;
   };
   static absl::StatusOr<std::unique_ptr<TokenizerServer>> Start(
       std::unique_ptr<Tokenizer> tokenizer, const Options& options);

@@ -10,13 +10,15 @@
 #include <future>
 #include <sstream>
 
-#include "gtest/gtest.h"
+#include "absl/strings/str_cat.h"
 #include "base/sha256.h"
+#include "gtest/gtest.h"
 
 namespace maximus::tokenizer {
 namespace {
 
 constexpr char kGemma[] = "external/tokenizers/gemma3/tokenizer.json";
+constexpr int64_t kMaxResponseBytes = 4 << 20;
 
 class TokenizerServiceTest : public ::testing::Test {
  protected:
@@ -26,6 +28,7 @@ class TokenizerServiceTest : public ::testing::Test {
     TokenizerServer::Options options;
     options.address = "127.0.0.1:0";
     options.max_request_bytes = 1 << 20;
+    options.max_response_bytes = kMaxResponseBytes;
     auto server = TokenizerServer::Start(*std::move(tokenizer), options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = server->release();
@@ -186,6 +189,46 @@ TEST_F(TokenizerServiceTest, BadRequestsAreInvalidArgument) {
                     &raw_response, [&](grpc::Status s) { done.set_value(s); });
   EXPECT_FALSE(done.get_future().get().ok());
   EXPECT_TRUE(Encode("still serving", &encoded).ok());
+}
+
+TEST_F(TokenizerServiceTest, ADecodeLargerThanTheResponseLimitIsRefused) {
+  // The vocabulary's longest token (a run of newlines or spaces), repeated
+  // in a request under the request limit, decodes to several times the
+  // response limit.
+  int32_t longest = 0;
+  for (int32_t id = 0; id < reference_->vocab_size(); ++id) {
+    const std::string* token = reference_->IdToToken(id);
+    if (token != nullptr && token->size() > reference_->IdToToken(longest)->size()) longest = id;
+  }
+  ASSERT_GE(reference_->IdToToken(longest)->size(), 16u);
+  DecodeRequest request;
+  for (int i = 0; i < 250000; ++i) request.add_ids(longest);
+  ASSERT_LT(request.ByteSizeLong(), 1u << 20);
+  // A client that takes any size, so that only the server's limit applies.
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  auto stub = TokenizerService::NewStub(grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials(), args));
+  {
+    grpc::ClientContext context;
+    SetDeadline(&context);
+    DecodeResponse response;
+    const grpc::Status status = stub->Decode(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+    EXPECT_NE(status.error_message().find(
+                  absl::StrCat("response limit of ", kMaxResponseBytes, " bytes")),
+              std::string::npos)
+        << status.error_message();
+    EXPECT_TRUE(response.text().empty());
+  }
+  // The server stays up and serves a small call.
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  request.mutable_ids()->Truncate(3);
+  DecodeResponse response;
+  const grpc::Status status = stub->Decode(&context, request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.text(), *reference_->Decode({longest, longest, longest}));
 }
 
 TEST_F(TokenizerServiceTest, ReflectionListsTheServices) {

@@ -28,6 +28,11 @@ ABSL_FLAG(std::string, listen, "", "HOST:PORT (or PORT) to listen on; overrides 
 ABSL_FLAG(int, shards, 0, "Shard count: of a new store (0: 4), or checked against an existing one");
 ABSL_FLAG(std::string, serve_shards, "all", "Shards to serve, e.g. 0,1 or 4-7");
 ABSL_FLAG(int64_t, max_request_mb, 64, "Largest Ingest message accepted, MiB");
+ABSL_FLAG(int64_t, max_response_mb, 64,
+          "Largest StreamBatches message sent, MiB; larger batches are RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, max_streams, 128, "Streaming calls served at once; more are RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, max_bytes_in_flight_mb, 1024,
+          "Stream messages built but not yet sent, all streams together, MiB");
 ABSL_FLAG(int64_t, cache_mb, 4096,
           "Serve documents from memory when the served shards take at most this many MiB");
 
@@ -71,6 +76,23 @@ int main(int argc, char** argv) {
     absl::FPrintF(stderr, "server: %s\n", cache_bytes.status().message());
     return 2;
   }
+  absl::StatusOr<int64_t> max_response_bytes = maximus::rpc::MebibytesFlag(
+      "max_response_mb", absl::GetFlag(FLAGS_max_response_mb), 1, kMaxRequestMebibytes);
+  if (!max_response_bytes.ok()) {
+    absl::FPrintF(stderr, "server: %s\n", max_response_bytes.status().message());
+    return 2;
+  }
+  absl::StatusOr<int64_t> max_bytes_in_flight = maximus::rpc::MebibytesFlag(
+      "max_bytes_in_flight_mb", absl::GetFlag(FLAGS_max_bytes_in_flight_mb), 1, kMaxCacheMebibytes);
+  if (!max_bytes_in_flight.ok()) {
+    absl::FPrintF(stderr, "server: %s\n", max_bytes_in_flight.status().message());
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_max_streams) < 1 || absl::GetFlag(FLAGS_max_streams) > 100000) {
+    absl::FPrintF(stderr, "server: --max_streams: %d is not in [1, 100000]\n",
+                  absl::GetFlag(FLAGS_max_streams));
+    return 2;
+  }
   if (absl::GetFlag(FLAGS_shards) < 0) {
     absl::FPrintF(stderr, "server: --shards: %d is negative\n", absl::GetFlag(FLAGS_shards));
     return 2;
@@ -93,6 +115,9 @@ int main(int argc, char** argv) {
   options.num_shards = absl::GetFlag(FLAGS_shards);
   options.max_request_bytes = *max_request_bytes;
   options.cache_bytes = *cache_bytes;
+  options.max_response_bytes = *max_response_bytes;
+  options.max_streams = static_cast<int>(absl::GetFlag(FLAGS_max_streams));
+  options.max_bytes_in_flight = *max_bytes_in_flight;
   options.security = *std::move(security);
   auto server = maximus::data::DataServer::Start(
       std::shared_ptr<const maximus::tokenizer::Tokenizer>(*std::move(tokenizer)), options);

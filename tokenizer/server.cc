@@ -20,6 +20,8 @@ ABSL_FLAG(int, port, 50051, "TCP port (0: any free port, printed on start)");
 ABSL_FLAG(std::string, host, maximus::rpc::kLoopbackHost, "Host to listen on, with --port");
 ABSL_FLAG(std::string, listen, "", "HOST:PORT (or PORT) to listen on; overrides --host and --port");
 ABSL_FLAG(int64_t, max_request_mb, 256, "Largest request (or stream message) accepted, MiB");
+ABSL_FLAG(int64_t, max_response_mb, 64,
+          "Largest response (or stream message) sent, MiB; larger ones are RESOURCE_EXHAUSTED");
 
 // Below gRPC's 2 GiB message bound, with room for the transport's margin.
 constexpr int64_t kMaxRequestMebibytes = 2000;
@@ -47,6 +49,12 @@ int main(int argc, char** argv) {
     absl::FPrintF(stderr, "server: %s\n", max_request_bytes.status().message());
     return 2;
   }
+  absl::StatusOr<int64_t> max_response_bytes = maximus::rpc::MebibytesFlag(
+      "max_response_mb", absl::GetFlag(FLAGS_max_response_mb), 1, kMaxRequestMebibytes);
+  if (!max_response_bytes.ok()) {
+    absl::FPrintF(stderr, "server: %s\n", max_response_bytes.status().message());
+    return 2;
+  }
   absl::StatusOr<maximus::rpc::ServerSecurity> security = maximus::rpc::ServerSecurityFromFlags();
   if (!security.ok()) {
     absl::FPrintF(stderr, "server: %s\n", security.status().message());
@@ -64,6 +72,7 @@ int main(int argc, char** argv) {
   maximus::tokenizer::TokenizerServer::Options options;
   options.address = *address;
   options.max_request_bytes = *max_request_bytes;
+  options.max_response_bytes = *max_response_bytes;
   options.security = *std::move(security);
   auto server = maximus::tokenizer::TokenizerServer::Start(*std::move(tokenizer), options);
   if (!server.ok()) {

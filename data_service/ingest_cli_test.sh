@@ -69,4 +69,10 @@ expect_usage --data_dir="${store}" --tokenizer="${json}" --format=csv "${in}"
 expect_usage --data_dir="${store}" --tokenizer="${json}" --no_such_flag "${in}"
 expect_usage --data_dir="${store}" --tokenizer="${json}" --shards=many "${in}"
 expect_usage --data_dir="${store}" --tokenizer="${json}" --shards=-1 "${in}"
+# --help lists ingest's own flags (it was an unknown flag).
+help="$("${ingest}" --help 2>&1 || true)"
+for flag in data_dir tokenizer shards text_split strict; do
+  grep -q -- "--${flag}" <<<"${help}" || fail "--help does not list --${flag}"
+done
+grep -q "unknown flag" <<<"${help}" && fail "--help is an unknown flag"
 echo "ingest_cli_test: all passed"

@@ -16,6 +16,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -66,6 +67,12 @@ std::string CheckFlags(int argc, char** argv) {
     arg.remove_prefix(arg[1] == '-' ? 2 : 1);
     const size_t eq = arg.find('=');
     const absl::string_view name = arg.substr(0, eq);
+    // absl's usage flags (--help, --helpfull, --version ...) are handled by
+    // ParseCommandLine itself.
+    if (name == "help" || absl::StartsWith(name, "help") || name == "version" ||
+        name == "only_check_args") {
+      continue;
+    }
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     if (flag == nullptr && absl::StartsWith(name, "no")) {
       absl::CommandLineFlag* negated = absl::FindCommandLineFlag(name.substr(2));
@@ -106,6 +113,12 @@ int Fail(const absl::Status& status) {
 
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
+  // --help lists this program's flags.
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "ingest_main");
+  };
+  absl::SetFlagsUsageConfig(usage);
   if (std::string problem = CheckFlags(argc, argv); !problem.empty()) return UsageError(problem);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
 

@@ -18,6 +18,8 @@ void Fill(const std::vector<int32_t>& ids, TokenSequence* sequence) {
 
 // Ids decoded at a time when measuring a text that may be too large.
 constexpr size_t kMeasureSliceIds = 1 << 16;
+// Response bytes allowed per id of a Decode call: bounds the ids of one call.
+constexpr int64_t kResponseBytesPerDecodedId = 16;
 
 }  // namespace
 
@@ -114,6 +116,17 @@ grpc::Status TokenizerServiceImpl::Decode(grpc::ServerContext*, const DecodeRequ
   if (grpc::Status size = CheckSize(*request); !size.ok()) return size;
   const DecodeOptions options{request->skip_special_tokens()};
   const absl::Span<const int32_t> ids(request->ids().data(), request->ids().size());
+  // Decoding holds each id's token string until the text is joined (about
+  // 40 bytes an id), so the ids of one call are bounded too, by the response
+  // limit: however short the text, memory stays a small multiple of it.
+  const int64_t max_ids = std::max<int64_t>(1, max_response_bytes_ / kResponseBytesPerDecodedId);
+  if (static_cast<int64_t>(ids.size()) > max_ids) {
+    return grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("DecodeRequest.ids holds ", ids.size(), " ids; at most ", max_ids,
+                     " per call (the response limit of ", max_response_bytes_, " bytes / ",
+                     kResponseBytesPerDecodedId, "); split the request"));
+  }
   if (DecodedTextMayExceedLimit(ids, options)) {
     return grpc::Status(
         grpc::StatusCode::RESOURCE_EXHAUSTED,

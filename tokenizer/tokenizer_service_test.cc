@@ -231,6 +231,38 @@ TEST_F(TokenizerServiceTest, ADecodeLargerThanTheResponseLimitIsRefused) {
   EXPECT_EQ(response.text(), *reference_->Decode({longest, longest, longest}));
 }
 
+// Decoding holds every id's token string at once: the ids of one call are
+// bounded by the response limit even when the text itself would fit.
+TEST_F(TokenizerServiceTest, ADecodeOfTooManyIdsIsRefusedEvenIfItsTextFits) {
+  int32_t one_byte = -1;
+  for (int32_t id = 0; id < reference_->vocab_size() && one_byte < 0; ++id) {
+    const std::string* token = reference_->IdToToken(id);
+    if (token != nullptr && token->size() == 1 && (*token)[0] >= 'a' && (*token)[0] <= 'z') {
+      one_byte = id;
+    }
+  }
+  ASSERT_GE(one_byte, 0);
+  const int64_t max_ids = kMaxResponseBytes / 16;
+  DecodeRequest request;
+  for (int64_t i = 0; i < max_ids + 1; ++i) request.add_ids(one_byte);
+  ASSERT_LT(static_cast<int64_t>(request.ids_size()), kMaxResponseBytes);  // The text fits.
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  DecodeResponse response;
+  grpc::Status status = stub_->Decode(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_NE(status.error_message().find(absl::StrCat("DecodeRequest.ids holds ", max_ids + 1)),
+            std::string::npos)
+      << status.error_message();
+  // At the bound it decodes.
+  request.mutable_ids()->Truncate(max_ids);
+  grpc::ClientContext at_bound;
+  SetDeadline(&at_bound);
+  status = stub_->Decode(&at_bound, request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(static_cast<int64_t>(response.text().size()), max_ids);
+}
+
 TEST_F(TokenizerServiceTest, ReflectionListsTheServices) {
   // ServerReflectionRequest{list_services: ""} over the generic bidi stub.
   grpc::GenericStub generic(channel_);

@@ -274,6 +274,23 @@ grpc::Status DataServiceImpl::StreamDocuments(grpc::ServerContext* context,
   if (!reader.ok()) return ToGrpcStatus(reader.status());
   DocumentChunk chunk;
   SequencedDocument doc;
+  // Sends the chunk, within the byte budget, and starts a fresh one.
+  auto send = [&]() -> grpc::Status {
+    if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    // The chunk and its serialized copy; a chunk larger than the whole
+    // budget (one huge document) waits until it has the budget alone.
+    const int64_t charge = std::min<int64_t>(2 * static_cast<int64_t>(chunk.ByteSizeLong()),
+                                             limits_.max_bytes_in_flight);
+    if (grpc::Status budget = AcquireBytes(context, charge); !budget.ok()) return budget;
+    const bool written = writer->Write(chunk);
+    // A fresh chunk: Clear() would keep the strings' capacity.
+    chunk = DocumentChunk();
+    ReleaseBytes(charge);
+    if (!written) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+    return grpc::Status::OK;
+  };
+  // Per document: its tokens, its mask, and its key, id and length fields.
+  constexpr int64_t kDocumentOverhead = 64;
   for (;;) {
     // A failed Write below notices a cancelled call; IsCancelled polls the
     // call's completion queue, too slow to ask per document.
@@ -281,6 +298,20 @@ grpc::Status DataServiceImpl::StreamDocuments(grpc::ServerContext* context,
     absl::StatusOr<bool> more = (*reader)->Next(&doc);
     if (!more.ok()) return ToGrpcStatus(more.status());
     if (*more) {
+      const int64_t doc_bytes =
+          static_cast<int64_t>(doc.tokens.size() * sizeof(int32_t) + doc.loss_mask.size()) +
+          kDocumentOverhead;
+      // A message holds whole documents, so one document bounds a message.
+      if (doc_bytes > limits_.max_response_bytes) {
+        return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                            absl::StrCat("document ", doc.key, " of ", doc.tokens.size(),
+                                         " tokens takes more than the response limit of ",
+                                         limits_.max_response_bytes, " bytes (--max_response_mb)"));
+      }
+      if (chunk.keys_size() > 0 &&
+          static_cast<int64_t>(chunk.ByteSizeLong()) + doc_bytes > limits_.max_response_bytes) {
+        if (grpc::Status sent = send(); !sent.ok()) return sent;
+      }
       chunk.add_keys(doc.key);
       chunk.mutable_ids()->append(IdBytes(doc.id).data(), sizeof(RawId));
       chunk.add_lengths(static_cast<uint32_t>(doc.tokens.size()));
@@ -292,17 +323,7 @@ grpc::Status DataServiceImpl::StreamDocuments(grpc::ServerContext* context,
     }
     const size_t bytes = chunk.tokens().size() + chunk.loss_masks().size();
     if ((!*more && chunk.keys_size() > 0) || bytes >= limits_.chunk_bytes) {
-      if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
-      // The chunk and its serialized copy; a chunk larger than the whole
-      // budget (one huge document) waits until it has the budget alone.
-      const int64_t charge = std::min<int64_t>(2 * static_cast<int64_t>(chunk.ByteSizeLong()),
-                                               limits_.max_bytes_in_flight);
-      if (grpc::Status budget = AcquireBytes(context, charge); !budget.ok()) return budget;
-      const bool written = writer->Write(chunk);
-      // A fresh chunk: Clear() would keep the strings' capacity.
-      chunk = DocumentChunk();
-      ReleaseBytes(charge);
-      if (!written) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+      if (grpc::Status sent = send(); !sent.ok()) return sent;
     }
     if (!*more) return grpc::Status::OK;
   }

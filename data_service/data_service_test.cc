@@ -396,6 +396,34 @@ TEST_F(DataServiceTest, ABatchLargerThanTheResponseLimitIsRefused) {
   small->Finish();
 }
 
+// StreamDocuments sends whole documents: one larger than the response limit
+// is refused by name rather than sent as an unbounded message.
+TEST_F(DataServiceTest, ADocumentLargerThanTheResponseLimitIsRefused) {
+  Populate();
+  int64_t longest = 0;
+  for (const auto& doc : docs_) longest = std::max<int64_t>(longest, doc.tokens.size());
+  std::unique_ptr<DataServer> server = StartServer({}, 0, 256 << 10, [&](DataServer::Options* o) {
+    o->max_response_bytes = longest * 4 / 2;  // The longest document cannot fit.
+  });
+  ASSERT_NE(server, nullptr);
+  auto stub = Stub(*server);
+  StreamDocumentsRequest request;
+  request.mutable_selection()->set_split(SPLIT_TRAIN);
+  request.mutable_selection()->set_world_size(1);
+  grpc::ClientContext context;
+  auto reader = stub->StreamDocuments(&context, request);
+  DocumentChunk chunk;
+  int64_t bytes_read = 0;
+  while (reader->Read(&chunk)) {
+    bytes_read = std::max<int64_t>(bytes_read, chunk.ByteSizeLong());
+  }
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_NE(status.error_message().find("takes more than the response limit"), std::string::npos)
+      << status.error_message();
+  EXPECT_LE(bytes_read, longest * 4 / 2) << "a message over the limit was sent";
+}
+
 TEST_F(DataServiceTest, RemoteStreamEqualsEmbeddedStream) {
   Populate();
   const StreamBatchesRequest request = Request(7, 1, 2);

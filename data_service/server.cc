@@ -58,36 +58,22 @@ int main(int argc, char** argv) {
     absl::FPrintF(stderr, "server: --serve_shards: %s\n", shards.status().message());
     return 2;
   }
-  absl::StatusOr<std::string> address = maximus::rpc::ListenAddress(
-      absl::GetFlag(FLAGS_listen), absl::GetFlag(FLAGS_port), absl::GetFlag(FLAGS_host));
-  if (!address.ok()) {
-    absl::FPrintF(stderr, "server: %s\n", address.status().message());
-    return 2;
-  }
-  absl::StatusOr<int64_t> max_request_bytes = maximus::rpc::MebibytesFlag(
-      "max_request_mb", absl::GetFlag(FLAGS_max_request_mb), 1, kMaxRequestMebibytes);
-  if (!max_request_bytes.ok()) {
-    absl::FPrintF(stderr, "server: %s\n", max_request_bytes.status().message());
-    return 2;
-  }
-  absl::StatusOr<int64_t> cache_bytes =
-      maximus::rpc::MebibytesFlag("cache_mb", absl::GetFlag(FLAGS_cache_mb), 0, kMaxCacheMebibytes);
-  if (!cache_bytes.ok()) {
-    absl::FPrintF(stderr, "server: %s\n", cache_bytes.status().message());
-    return 2;
-  }
-  absl::StatusOr<int64_t> max_response_bytes = maximus::rpc::MebibytesFlag(
-      "max_response_mb", absl::GetFlag(FLAGS_max_response_mb), 1, kMaxRequestMebibytes);
-  if (!max_response_bytes.ok()) {
-    absl::FPrintF(stderr, "server: %s\n", max_response_bytes.status().message());
-    return 2;
-  }
-  absl::StatusOr<int64_t> max_bytes_in_flight = maximus::rpc::MebibytesFlag(
-      "max_bytes_in_flight_mb", absl::GetFlag(FLAGS_max_bytes_in_flight_mb), 1, kMaxCacheMebibytes);
-  if (!max_bytes_in_flight.ok()) {
-    absl::FPrintF(stderr, "server: %s\n", max_bytes_in_flight.status().message());
-    return 2;
-  }
+  const std::string address = maximus::rpc::FlagValueOrExit(
+      "server", maximus::rpc::ListenAddress(absl::GetFlag(FLAGS_listen), absl::GetFlag(FLAGS_port),
+                                            absl::GetFlag(FLAGS_host)));
+  const int64_t max_request_bytes = maximus::rpc::FlagValueOrExit(
+      "server", maximus::rpc::MebibytesFlag("max_request_mb", absl::GetFlag(FLAGS_max_request_mb),
+                                            1, kMaxRequestMebibytes));
+  const int64_t cache_bytes = maximus::rpc::FlagValueOrExit(
+      "server", maximus::rpc::MebibytesFlag("cache_mb", absl::GetFlag(FLAGS_cache_mb), 0,
+                                            kMaxCacheMebibytes));
+  const int64_t max_response_bytes = maximus::rpc::FlagValueOrExit(
+      "server", maximus::rpc::MebibytesFlag("max_response_mb", absl::GetFlag(FLAGS_max_response_mb),
+                                            1, kMaxRequestMebibytes));
+  const int64_t max_bytes_in_flight = maximus::rpc::FlagValueOrExit(
+      "server", maximus::rpc::MebibytesFlag("max_bytes_in_flight_mb",
+                                            absl::GetFlag(FLAGS_max_bytes_in_flight_mb), 1,
+                                            kMaxCacheMebibytes));
   if (absl::GetFlag(FLAGS_max_streams) < 1 || absl::GetFlag(FLAGS_max_streams) > 100000) {
     absl::FPrintF(stderr, "server: --max_streams: %d is not in [1, 100000]\n",
                   absl::GetFlag(FLAGS_max_streams));
@@ -97,11 +83,8 @@ int main(int argc, char** argv) {
     absl::FPrintF(stderr, "server: --shards: %d is negative\n", absl::GetFlag(FLAGS_shards));
     return 2;
   }
-  absl::StatusOr<maximus::rpc::ServerSecurity> security = maximus::rpc::ServerSecurityFromFlags();
-  if (!security.ok()) {
-    absl::FPrintF(stderr, "server: %s\n", security.status().message());
-    return 2;
-  }
+  maximus::rpc::ServerSecurity security =
+      maximus::rpc::FlagValueOrExit("server", maximus::rpc::ServerSecurityFromFlags());
   const absl::Time start = absl::Now();
   auto tokenizer = maximus::tokenizer::Tokenizer::FromFile(absl::GetFlag(FLAGS_tokenizer));
   if (!tokenizer.ok()) {
@@ -109,16 +92,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   maximus::data::DataServer::Options options;
-  options.address = *address;
+  options.address = address;
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.shards = *shards;
   options.num_shards = absl::GetFlag(FLAGS_shards);
-  options.max_request_bytes = *max_request_bytes;
-  options.cache_bytes = *cache_bytes;
-  options.max_response_bytes = *max_response_bytes;
+  options.max_request_bytes = max_request_bytes;
+  options.cache_bytes = cache_bytes;
+  options.max_response_bytes = max_response_bytes;
   options.max_streams = static_cast<int>(absl::GetFlag(FLAGS_max_streams));
-  options.max_bytes_in_flight = *max_bytes_in_flight;
-  options.security = *std::move(security);
+  options.max_bytes_in_flight = max_bytes_in_flight;
+  options.security = std::move(security);
   auto server = maximus::data::DataServer::Start(
       std::shared_ptr<const maximus::tokenizer::Tokenizer>(*std::move(tokenizer)), options);
   if (!server.ok()) {

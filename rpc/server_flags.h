@@ -8,10 +8,14 @@
 #define MAXIMUS_RPC_SERVER_FLAGS_H_
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
+#include <utility>
 
 #include "absl/flags/declare.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "rpc/server_security.h"
 
@@ -43,6 +47,18 @@ std::string SecurityNote(const ServerSecurity& security);
 // `main_file` (e.g. "tokenizer/server.cc") and the shared server flags.
 // Before absl::ParseCommandLine.
 void SetServerUsage(absl::string_view usage, absl::string_view main_file);
+
+// The value of a flag check, or: prints "<program>: <message>" and exits with
+// status 2 (a usage error). For a program's checks at start, before it has
+// anything to clean up.
+template <typename T>
+T FlagValueOrExit(absl::string_view program, absl::StatusOr<T> value) {
+  if (!value.ok()) {
+    absl::FPrintF(stderr, "%s: %s\n", program, value.status().message());
+    std::exit(2);
+  }
+  return *std::move(value);
+}
 
 }  // namespace maximus::rpc
 

@@ -37,29 +37,17 @@ int main(int argc, char** argv) {
     absl::FPrintF(stderr, "server: --tokenizer=PATH is required\n");
     return 2;
   }
-  absl::StatusOr<std::string> address = maximus::rpc::ListenAddress(
-      absl::GetFlag(FLAGS_listen), absl::GetFlag(FLAGS_port), absl::GetFlag(FLAGS_host));
-  if (!address.ok()) {
-    absl::FPrintF(stderr, "server: %s\n", address.status().message());
-    return 2;
-  }
-  absl::StatusOr<int64_t> max_request_bytes = maximus::rpc::MebibytesFlag(
-      "max_request_mb", absl::GetFlag(FLAGS_max_request_mb), 1, kMaxRequestMebibytes);
-  if (!max_request_bytes.ok()) {
-    absl::FPrintF(stderr, "server: %s\n", max_request_bytes.status().message());
-    return 2;
-  }
-  absl::StatusOr<int64_t> max_response_bytes = maximus::rpc::MebibytesFlag(
-      "max_response_mb", absl::GetFlag(FLAGS_max_response_mb), 1, kMaxRequestMebibytes);
-  if (!max_response_bytes.ok()) {
-    absl::FPrintF(stderr, "server: %s\n", max_response_bytes.status().message());
-    return 2;
-  }
-  absl::StatusOr<maximus::rpc::ServerSecurity> security = maximus::rpc::ServerSecurityFromFlags();
-  if (!security.ok()) {
-    absl::FPrintF(stderr, "server: %s\n", security.status().message());
-    return 2;
-  }
+  const std::string address = maximus::rpc::FlagValueOrExit(
+      "server", maximus::rpc::ListenAddress(absl::GetFlag(FLAGS_listen), absl::GetFlag(FLAGS_port),
+                                            absl::GetFlag(FLAGS_host)));
+  const int64_t max_request_bytes = maximus::rpc::FlagValueOrExit(
+      "server", maximus::rpc::MebibytesFlag("max_request_mb", absl::GetFlag(FLAGS_max_request_mb),
+                                            1, kMaxRequestMebibytes));
+  const int64_t max_response_bytes = maximus::rpc::FlagValueOrExit(
+      "server", maximus::rpc::MebibytesFlag("max_response_mb", absl::GetFlag(FLAGS_max_response_mb),
+                                            1, kMaxRequestMebibytes));
+  maximus::rpc::ServerSecurity security =
+      maximus::rpc::FlagValueOrExit("server", maximus::rpc::ServerSecurityFromFlags());
   const absl::Time start = absl::Now();
   auto tokenizer = maximus::tokenizer::Tokenizer::FromFile(path);
   if (!tokenizer.ok()) {
@@ -70,10 +58,10 @@ int main(int argc, char** argv) {
   const std::string fingerprint = (*tokenizer)->fingerprint();
   const int vocab_size = (*tokenizer)->vocab_size();
   maximus::tokenizer::TokenizerServer::Options options;
-  options.address = *address;
-  options.max_request_bytes = *max_request_bytes;
-  options.max_response_bytes = *max_response_bytes;
-  options.security = *std::move(security);
+  options.address = address;
+  options.max_request_bytes = max_request_bytes;
+  options.max_response_bytes = max_response_bytes;
+  options.security = std::move(security);
   auto server = maximus::tokenizer::TokenizerServer::Start(*std::move(tokenizer), options);
   if (!server.ok()) {
     absl::FPrintF(stderr, "server: %s\n", server.status().ToString());

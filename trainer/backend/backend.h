@@ -29,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "kernels/attention_shape.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/gated_activation.h"
 #include "kernels/gemm.h"
@@ -94,33 +95,7 @@ struct DeviceBatch {
   int64_t tokens() const { return rows * seq; }
 };
 
-// Causal attention of `batch` sequences. Query i of a sequence sits at
-// position query_offset + i and sees keys j with j <= query_offset + i and,
-// when window > 0, query_offset + i - j < window (a sliding window that
-// includes the query's own position, as transformers' Gemma 3). Keys number
-// query_offset + queries (query_offset > 0 when decoding with a KV cache).
-// Head h of the queries reads key/value head h / (heads / kv_heads).
-// q: [batch, queries, heads, head_dim]; k, v: [batch, keys, kv_heads,
-// head_dim] (keys row stride key_stride rows, for a cache longer than used);
-// out: like q.
-struct AttentionShape {
-  int64_t batch = 0;
-  int64_t queries = 0;
-  int64_t query_offset = 0;
-  int64_t key_stride = 0;  // Rows per sequence in k and v; 0: query_offset + queries.
-  int64_t heads = 0;
-  int64_t kv_heads = 0;
-  int64_t head_dim = 0;
-  int64_t window = 0;  // 0: every earlier key.
-  float scale = 1.0f;  // Multiplies q·k.
-
-  int64_t keys() const { return query_offset + queries; }
-  int64_t KeyStride() const { return key_stride != 0 ? key_stride : keys(); }
-  // The first key position query position `position` sees.
-  int64_t FirstVisibleKey(int64_t position) const {
-    return window > 0 && position + 1 > window ? position + 1 - window : 0;
-  }
-};
+using kernels::AttentionShape;
 
 // What an attention forward keeps for its backward, sized and owned by the
 // backend: the probabilities for the CPU reference, the log-sum-exp of each

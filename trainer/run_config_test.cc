@@ -184,6 +184,9 @@ void Change(RunConfig* c, const FieldDescriptor* field) {
     case FieldDescriptor::CPPTYPE_ENUM:
       r->SetEnumValue(c, field, r->GetEnumValue(*c, field) == 1 ? 2 : 1);
       break;
+    case FieldDescriptor::CPPTYPE_BOOL:
+      r->SetBool(c, field, !r->GetBool(*c, field));
+      break;
     default:
       FAIL() << "unexpected field type of " << field->name();
   }

@@ -80,6 +80,7 @@ absl::Status Trainer::Setup() {
   absl::StatusOr<std::unique_ptr<Model>> model = Model::Create(backend_, o.model);
   if (!model.ok()) return model.status();
   model_ = *std::move(model);
+  model_->SetActivationCheckpointing(run.activation_checkpointing());
   // The AdamW moments live in the model's arena; per-parameter views for
   // checkpoints.
   ParameterArena& arena = model_->arena();

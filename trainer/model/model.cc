@@ -38,6 +38,9 @@ struct Model::Activations {
   };
   static Layer NewLayer(Backend* backend, const ModelConfig& config, int64_t rows, int64_t seq,
                         bool for_backward);
+  // A layer that owns only its input and attention state and views `shared`'s
+  // other buffers (activation checkpointing: they are recomputed).
+  static Layer ViewOf(Backend* backend, const Layer& shared, int64_t n, int64_t d);
 
   int64_t rows = 0;
   int64_t seq = 0;
@@ -160,6 +163,39 @@ Model::Activations::Layer Model::Activations::NewLayer(Backend* backend, const M
   return l;
 }
 
+namespace {
+
+std::unique_ptr<Buffer> ViewBuffer(const std::unique_ptr<Buffer>& b) {
+  if (b == nullptr) return nullptr;
+  return std::make_unique<BufferView>(const_cast<void*>(b->raw()), b->size(), b->dtype());
+}
+
+}  // namespace
+
+Model::Activations::Layer Model::Activations::ViewOf(Backend* backend, const Layer& shared,
+                                                     int64_t n, int64_t d) {
+  Layer l;
+  for (auto [to, from] : {std::pair{&l.n1, &shared.n1},         {&l.rstd1, &shared.rstd1},
+                          {&l.q_pre, &shared.q_pre},           {&l.k_pre, &shared.k_pre},
+                          {&l.rstd_q, &shared.rstd_q},         {&l.rstd_k, &shared.rstd_k},
+                          {&l.q, &shared.q},                   {&l.k, &shared.k},
+                          {&l.v, &shared.v},                   {&l.ao, &shared.ao},
+                          {&l.o, &shared.o},                   {&l.rstd_po, &shared.rstd_po},
+                          {&l.x_mid, &shared.x_mid},           {&l.n2, &shared.n2},
+                          {&l.rstd2, &shared.rstd2},           {&l.gate, &shared.gate},
+                          {&l.up, &shared.up},                 {&l.act, &shared.act},
+                          {&l.down, &shared.down},             {&l.rstd_pf, &shared.rstd_pf}}) {
+    *to = ViewBuffer(*from);
+  }
+  l.x_in = backend->Allocate(n * d);
+  return l;
+}
+
+void Model::SetActivationCheckpointing(bool on) {
+  if (on != checkpointing_) acts_.reset();
+  checkpointing_ = on;
+}
+
 Model::Activations* Model::ActivationsFor(int64_t rows, int64_t seq) {
   if (acts_ != nullptr && acts_->rows == rows && acts_->seq == seq) return acts_.get();
   acts_ = std::make_unique<Activations>();
@@ -170,7 +206,12 @@ Model::Activations* Model::ActivationsFor(int64_t rows, int64_t seq) {
                 kv_dim = config_.kv_heads * config_.head_dim, f = config_.mlp_hidden;
   auto alloc = [this](int64_t size) { return backend_->Allocate(size); };
   for (int64_t l = 0; l < config_.layers; ++l) {
-    a.layers.push_back(Activations::NewLayer(backend_, config_, rows, seq, /*for_backward=*/true));
+    if (checkpointing_ && l > 0) {
+      a.layers.push_back(Activations::ViewOf(backend_, a.layers[0], n, d));
+    } else {
+      a.layers.push_back(
+          Activations::NewLayer(backend_, config_, rows, seq, /*for_backward=*/true));
+    }
     a.layers.back().attention = backend_->NewAttentionState(AttentionShapeOf(l, rows, seq, 0, 0));
   }
   a.x = alloc(n * d);
@@ -252,58 +293,68 @@ AttentionShape Model::AttentionShapeOf(int64_t layer, int64_t rows, int64_t seq,
 
 absl::Status Model::Forward(const DeviceBatch& batch, Activations* acts, Decoder* decoder,
                             float* final_out) {
+  const int64_t n = batch.rows * batch.seq, d = config_.hidden;
+  const float eps = config_.norm_eps;
+  Backend* b = backend_;
+  // Decoding keeps no activations: one layer's worth of scratch, reused.
+  Activations* a = acts != nullptr ? acts : decoder->scratch_.get();
+  float* x = a->x->data();  // the residual stream
+  b->Embed(batch.inputs, n, embedding().value->data(), d, std::sqrt(static_cast<float>(d)), x);
+  for (int64_t layer = 0; layer < config_.layers; ++layer) {
+    MAXIMUS_RETURN_IF_ERROR(LayerForward(layer, batch, acts, decoder, x, /*recompute=*/false));
+  }
+  const Parameter& final_norm = parameters_.back();
+  if (acts != nullptr) b->Copy(x, n * d, a->final_in->data());
+  b->RmsNorm(x, final_norm.value->data(), n, d, eps, acts != nullptr ? a->final->data() : final_out,
+             a->rstd_final->data());
+  return absl::OkStatus();
+}
+
+absl::Status Model::LayerForward(int64_t layer, const DeviceBatch& batch, Activations* acts,
+                                 Decoder* decoder, float* x, bool recompute) {
   const int64_t rows = batch.rows, seq = batch.seq;
   const int64_t n = rows * seq, d = config_.hidden, hd = config_.head_dim,
                 kv_dim = config_.kv_heads * hd, f = config_.mlp_hidden;
   const int64_t offset = decoder != nullptr ? decoder->position_ : 0;
   const float eps = config_.norm_eps;
   Backend* b = backend_;
-  // Decoding keeps no activations: one layer's worth of scratch, reused.
   Activations* a = acts != nullptr ? acts : decoder->scratch_.get();
-  float* x = a->x->data();          // the residual stream
   float* normed = a->dtmp->data();  // a post-norm output before it joins the stream
-  b->Embed(batch.inputs, n, embedding().value->data(), d, std::sqrt(static_cast<float>(d)), x);
-  for (int64_t layer = 0; layer < config_.layers; ++layer) {
-    Activations::Layer& l = a->layers[acts != nullptr ? layer : 0];
-    Parameter* p = &parameters_[1 + layer * kLayerParams];
-    const float theta = config_.RopeThetaOf(layer);
-    const AttentionShape shape = AttentionShapeOf(layer, rows, seq, offset,
-                                                  decoder != nullptr ? decoder->max_positions_ : 0);
-    if (acts != nullptr) b->Copy(x, n * d, l.x_in->data());
-    b->RmsNorm(x, p[kPreAttnNorm].value->data(), n, d, eps, l.n1->data(), l.rstd1->data());
-    // Keys and values go straight into the decoder's cache.
-    float* k_pre =
-        decoder != nullptr ? decoder->keys_[layer]->data() + offset * kv_dim : l.k_pre->data();
-    float* k = decoder != nullptr ? k_pre : l.k->data();
-    float* v = decoder != nullptr ? decoder->values_[layer]->data() + offset * kv_dim : l.v->data();
-    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n1->data(), p[kQProj], n, l.q_pre->data()));
-    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n1->data(), p[kKProj], n, k_pre));
-    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n1->data(), p[kVProj], n, v));
-    b->RmsNorm(l.q_pre->data(), p[kQNorm].value->data(), n * config_.heads, hd, eps, l.q->data(),
-               l.rstd_q->data());
-    b->RmsNorm(k_pre, p[kKNorm].value->data(), n * config_.kv_heads, hd, eps, k, l.rstd_k->data());
-    b->Rope(l.q->data(), rows, seq, config_.heads, hd, offset, theta, false);
-    b->Rope(k, rows, seq, config_.kv_heads, hd, offset, theta, false);
-    MAXIMUS_RETURN_IF_ERROR(b->CausalAttention(
-        shape, l.q->data(), decoder != nullptr ? decoder->keys_[layer]->data() : k,
-        decoder != nullptr ? decoder->values_[layer]->data() : v, l.ao->data(),
-        acts != nullptr ? l.attention.get() : nullptr));
-    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.ao->data(), p[kOProj], n, l.o->data()));
-    b->RmsNorm(l.o->data(), p[kPostAttnNorm].value->data(), n, d, eps, normed, l.rstd_po->data());
-    b->Add(x, normed, n * d, l.x_mid->data());
-    b->RmsNorm(l.x_mid->data(), p[kPreFfNorm].value->data(), n, d, eps, l.n2->data(),
-               l.rstd2->data());
-    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n2->data(), p[kGateProj], n, l.gate->data()));
-    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n2->data(), p[kUpProj], n, l.up->data()));
-    b->GatedActivation(config_.activation, l.gate->data(), l.up->data(), n * f, l.act->data());
-    MAXIMUS_RETURN_IF_ERROR(Linear(b, l.act->data(), p[kDownProj], n, l.down->data()));
-    b->RmsNorm(l.down->data(), p[kPostFfNorm].value->data(), n, d, eps, normed, l.rstd_pf->data());
-    b->Add(l.x_mid->data(), normed, n * d, x);
-  }
-  const Parameter& final_norm = parameters_.back();
-  if (acts != nullptr) b->Copy(x, n * d, a->final_in->data());
-  b->RmsNorm(x, final_norm.value->data(), n, d, eps, acts != nullptr ? a->final->data() : final_out,
-             a->rstd_final->data());
+  Activations::Layer& l = a->layers[acts != nullptr ? layer : 0];
+  Parameter* p = &parameters_[1 + layer * kLayerParams];
+  const float theta = config_.RopeThetaOf(layer);
+  const AttentionShape shape = AttentionShapeOf(layer, rows, seq, offset,
+                                                decoder != nullptr ? decoder->max_positions_ : 0);
+  if (acts != nullptr && x != l.x_in->data() && !recompute) b->Copy(x, n * d, l.x_in->data());
+  b->RmsNorm(x, p[kPreAttnNorm].value->data(), n, d, eps, l.n1->data(), l.rstd1->data());
+  // Keys and values go straight into the decoder's cache.
+  float* k_pre =
+      decoder != nullptr ? decoder->keys_[layer]->data() + offset * kv_dim : l.k_pre->data();
+  float* k = decoder != nullptr ? k_pre : l.k->data();
+  float* v = decoder != nullptr ? decoder->values_[layer]->data() + offset * kv_dim : l.v->data();
+  MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n1->data(), p[kQProj], n, l.q_pre->data()));
+  MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n1->data(), p[kKProj], n, k_pre));
+  MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n1->data(), p[kVProj], n, v));
+  b->RmsNorm(l.q_pre->data(), p[kQNorm].value->data(), n * config_.heads, hd, eps, l.q->data(),
+             l.rstd_q->data());
+  b->RmsNorm(k_pre, p[kKNorm].value->data(), n * config_.kv_heads, hd, eps, k, l.rstd_k->data());
+  b->Rope(l.q->data(), rows, seq, config_.heads, hd, offset, theta, false);
+  b->Rope(k, rows, seq, config_.kv_heads, hd, offset, theta, false);
+  MAXIMUS_RETURN_IF_ERROR(b->CausalAttention(
+      shape, l.q->data(), decoder != nullptr ? decoder->keys_[layer]->data() : k,
+      decoder != nullptr ? decoder->values_[layer]->data() : v, l.ao->data(),
+      acts != nullptr ? l.attention.get() : nullptr));
+  MAXIMUS_RETURN_IF_ERROR(Linear(b, l.ao->data(), p[kOProj], n, l.o->data()));
+  b->RmsNorm(l.o->data(), p[kPostAttnNorm].value->data(), n, d, eps, normed, l.rstd_po->data());
+  b->Add(x, normed, n * d, l.x_mid->data());
+  b->RmsNorm(l.x_mid->data(), p[kPreFfNorm].value->data(), n, d, eps, l.n2->data(),
+             l.rstd2->data());
+  MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n2->data(), p[kGateProj], n, l.gate->data()));
+  MAXIMUS_RETURN_IF_ERROR(Linear(b, l.n2->data(), p[kUpProj], n, l.up->data()));
+  b->GatedActivation(config_.activation, l.gate->data(), l.up->data(), n * f, l.act->data());
+  MAXIMUS_RETURN_IF_ERROR(Linear(b, l.act->data(), p[kDownProj], n, l.down->data()));
+  b->RmsNorm(l.down->data(), p[kPostFfNorm].value->data(), n, d, eps, normed, l.rstd_pf->data());
+  b->Add(l.x_mid->data(), normed, n * d, x);
   return absl::OkStatus();
 }
 
@@ -321,6 +372,13 @@ absl::Status Model::Backward(const DeviceBatch& batch, Activations* a, const flo
     Activations::Layer& l = a->layers[layer];
     Parameter* p = &parameters_[1 + layer * kLayerParams];
     const float theta = config_.RopeThetaOf(layer);
+    if (checkpointing_) {
+      // The shared buffers hold another layer's activations: recompute this
+      // one's from its input (a->x is free once the forward is done).
+      b->Copy(l.x_in->data(), n * d, a->x->data());
+      MAXIMUS_RETURN_IF_ERROR(
+          LayerForward(layer, batch, a, nullptr, a->x->data(), /*recompute=*/true));
+    }
     // x_out = x_mid + PostFfNorm(down(act(gate(n2)) ⊙ up(n2))), n2 = PreFfNorm(x_mid).
     b->RmsNormBackward(l.down->data(), p[kPostFfNorm].value->data(), l.rstd_pf->data(), dx, n, d,
                        dtmp, p[kPostFfNorm].grad->data());

@@ -68,6 +68,12 @@ class Model {
   Parameter& embedding() { return parameters_[0]; }
 
   void ZeroGrads();
+  // Activation checkpointing: the forward keeps only each layer's input, and
+  // the backward recomputes a layer's activations before its gradients (one
+  // more forward of the layers; activation memory of one layer instead of
+  // all). Off by default.
+  void SetActivationCheckpointing(bool on);
+  bool activation_checkpointing() const { return checkpointing_; }
   // Forward pass and loss; with `backward`, parameter gradients += the
   // gradient of this batch's mean loss.
   absl::StatusOr<LossOutput> Step(const TokenBatch& batch, const LossSettings& loss, bool backward);
@@ -111,6 +117,12 @@ class Model {
   absl::Status Forward(const DeviceBatch& batch, Activations* acts, Decoder* decoder,
                        float* final_out);
   absl::Status Backward(const DeviceBatch& batch, Activations* acts, const float* grad_final);
+  // One layer: the residual stream x (input and output) through attention and
+  // the MLP, its activations into acts (or the decoder's scratch); saves x as
+  // the layer's input unless `recompute` (the backward of checkpointing,
+  // which starts from that saved input).
+  absl::Status LayerForward(int64_t layer, const DeviceBatch& batch, Activations* acts,
+                            Decoder* decoder, float* x, bool recompute);
   // Decoding scratch for n tokens: one layer, no backward state.
   std::unique_ptr<Activations> NewScratch(int64_t n);
   // The attention of `layer` over rows x seq queries from position `offset`.
@@ -125,6 +137,7 @@ class Model {
   std::unique_ptr<ParameterArena> arena_;
   std::vector<Parameter> parameters_;
   std::unique_ptr<Activations> acts_;
+  bool checkpointing_ = false;
 };
 
 // Splits packed rows of seq + 1 tokens (a data_service batch) into inputs

@@ -118,6 +118,39 @@ TEST(ModelTest, WholeModelGradientsWithMaxis) {
   CheckWholeModel(loss, /*mask=*/false);
 }
 
+// Checkpointing recomputes the same activations in the same order: the loss
+// and every gradient have the same bits as with every activation kept.
+TEST(ModelTest, ActivationCheckpointingGivesTheSameGradients) {
+  CpuBackend backend;
+  LossSettings loss;
+  loss.kind = LossKind::kCrossEntropy;
+  const TokenBatch batch = RandomBatch(2, 7, 48, 5, /*mask=*/true);
+  std::vector<std::vector<float>> grads;
+  std::vector<double> losses;
+  for (bool checkpointing : {false, true}) {
+    auto model = Model::Create(&backend, SmallConfig());
+    ASSERT_TRUE(model.ok()) << model.status();
+    (*model)->Initialize(7);
+    Perturb(**model, backend);
+    (*model)->SetActivationCheckpointing(checkpointing);
+    (*model)->ZeroGrads();
+    auto out = (*model)->Step(batch, loss, true);
+    ASSERT_TRUE(out.ok()) << out.status();
+    losses.push_back(out->loss);
+    ParameterArena& arena = (*model)->arena();
+    grads.emplace_back(arena.size());
+    backend.CopyToHost(arena.grads().data(), arena.size(), grads.back().data());
+  }
+  EXPECT_EQ(losses[0], losses[1]);
+  ASSERT_EQ(grads[0].size(), grads[1].size());
+  int64_t nonzero = 0;
+  for (size_t i = 0; i < grads[0].size(); ++i) {
+    ASSERT_EQ(grads[0][i], grads[1][i]) << "gradient element " << i;
+    nonzero += grads[0][i] != 0.0f;
+  }
+  EXPECT_GT(nonzero, static_cast<int64_t>(grads[0].size() / 2));
+}
+
 TEST(ModelTest, IncrementalDecodingEqualsTheFullForward) {
   CpuBackend backend;
   auto model = Model::Create(&backend, SmallConfig());

@@ -3,12 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "base/thread_pool.h"
+#include "kernels/attention.h"
 #include "kernels/cpu_parallel.h"
 #include "kernels/gated_activation.h"
 #include "kernels/random.h"
@@ -32,13 +32,12 @@ class HostBuffer : public Buffer {
   std::vector<unsigned char> bytes_;
 };
 
-// The probabilities of every visible key (zeros elsewhere) and scratch for
-// the backward's dS, [batch, heads, queries, keys].
+// The log-sum-exp of each query row, [batch, heads, queries]: all the
+// backward needs besides the forward's inputs and output.
 class CpuAttentionState : public AttentionState {
  public:
-  explicit CpuAttentionState(int64_t n) : probs(n), ds(n) {}
-  std::vector<float> probs;
-  std::vector<float> ds;
+  explicit CpuAttentionState(int64_t n) : lse(n) {}
+  std::vector<float> lse;
 };
 
 // Calls fn(begin, end) over [0, n) in contiguous blocks on the shared pool;
@@ -56,17 +55,6 @@ void ParallelRanges(int64_t n, int64_t min_block, Fn&& fn) {
     const int64_t end = n * static_cast<int64_t>(b + 1) / blocks;
     fn(begin, end);
   });
-}
-
-float Dot(const float* a, const float* b, int64_t n) {
-  float sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
-  return sum;
-}
-
-// y += alpha * x.
-void Axpy(float alpha, const float* x, int64_t n, float* y) {
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
 }  // namespace
@@ -245,111 +233,21 @@ void CpuBackend::Rope(float* x, int64_t batch, int64_t seq, int64_t heads, int64
 }
 
 std::unique_ptr<AttentionState> CpuBackend::NewAttentionState(const AttentionShape& s) {
-  return std::make_unique<CpuAttentionState>(s.batch * s.heads * s.queries * s.keys());
+  return std::make_unique<CpuAttentionState>(s.batch * s.heads * s.queries);
 }
 
 absl::Status CpuBackend::CausalAttention(const AttentionShape& s, const float* q, const float* k,
                                          const float* v, float* out, AttentionState* state) {
-  const int64_t keys = s.keys(), hd = s.head_dim, group = s.heads / s.kv_heads;
-  const int64_t q_row = s.heads * hd, kv_row = s.kv_heads * hd;
-  float* probs = state != nullptr ? static_cast<CpuAttentionState*>(state)->probs.data() : nullptr;
-  // One task per (sequence, head, query): every row is independent.
-  ParallelRanges(s.batch * s.heads * s.queries, 4, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> scratch;  // Grows once; decoding allocates nothing.
-    if (probs == nullptr && static_cast<int64_t>(scratch.size()) < keys) scratch.resize(keys);
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t i = task % s.queries, h = (task / s.queries) % s.heads,
-                    b = task / (s.queries * s.heads), g = h / group;
-      const float* qi = q + (b * s.queries + i) * q_row + h * hd;
-      const float* kb = k + b * s.KeyStride() * kv_row + g * hd;
-      const float* vb = v + b * s.KeyStride() * kv_row + g * hd;
-      float* row = probs != nullptr ? probs + task * keys : scratch.data();
-      const int64_t position = s.query_offset + i;
-      const int64_t first = s.FirstVisibleKey(position);
-      float max = -std::numeric_limits<float>::infinity();
-      for (int64_t j = first; j <= position; ++j) {
-        row[j] = s.scale * Dot(qi, kb + j * kv_row, hd);
-        max = std::max(max, row[j]);
-      }
-      double sum = 0;
-      for (int64_t j = first; j <= position; ++j) {
-        row[j] = std::exp(row[j] - max);
-        sum += row[j];
-      }
-      const float inv = static_cast<float>(1.0 / sum);
-      float* o = out + (b * s.queries + i) * q_row + h * hd;
-      std::fill(o, o + hd, 0.0f);
-      for (int64_t j = first; j <= position; ++j) {
-        row[j] *= inv;
-        Axpy(row[j], vb + j * kv_row, hd, o);
-      }
-      if (probs != nullptr) {
-        std::fill(row, row + first, 0.0f);
-        std::fill(row + position + 1, row + keys, 0.0f);
-      }
-    }
-  });
-  return absl::OkStatus();
+  float* lse = state != nullptr ? static_cast<CpuAttentionState*>(state)->lse.data() : nullptr;
+  return kernels::CausalAttention(s, q, k, v, out, lse);
 }
 
 absl::Status CpuBackend::CausalAttentionBackward(const AttentionShape& s, const float* q,
                                                  const float* k, const float* v, const float* out,
                                                  const AttentionState& state, const float* dout,
                                                  float* dq, float* dk, float* dv) {
-  if (s.query_offset != 0) {
-    return absl::InvalidArgumentError("attention backward needs query_offset 0");
-  }
-  const int64_t keys = s.keys(), hd = s.head_dim, group = s.heads / s.kv_heads;
-  const int64_t q_row = s.heads * hd, kv_row = s.kv_heads * hd;
-  auto& cpu_state = const_cast<CpuAttentionState&>(static_cast<const CpuAttentionState&>(state));
-  const float* probs = cpu_state.probs.data();
-  float* ds_all = cpu_state.ds.data();
-  // dS = scale · P ⊙ (dP − Σ_j P dP) with dP = dO Vᵀ, and dQ = dS K, row by row.
-  ParallelRanges(s.batch * s.heads * s.queries, 4, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t i = task % s.queries, h = (task / s.queries) % s.heads,
-                    b = task / (s.queries * s.heads), g = h / group;
-      const float* doi = dout + (b * s.queries + i) * q_row + h * hd;
-      const float* kb = k + b * s.KeyStride() * kv_row + g * hd;
-      const float* vb = v + b * s.KeyStride() * kv_row + g * hd;
-      const float* p = probs + task * keys;
-      float* ds = ds_all + task * keys;
-      const int64_t first = s.FirstVisibleKey(i);
-      double dot = 0;
-      for (int64_t j = first; j <= i; ++j) {
-        ds[j] = Dot(doi, vb + j * kv_row, hd);
-        dot += double{p[j]} * ds[j];
-      }
-      float* dqi = dq + (b * s.queries + i) * q_row + h * hd;
-      std::fill(dqi, dqi + hd, 0.0f);
-      for (int64_t j = first; j <= i; ++j) {
-        ds[j] = s.scale * p[j] * (ds[j] - static_cast<float>(dot));
-        Axpy(ds[j], kb + j * kv_row, hd, dqi);
-      }
-    }
-  });
-  // dK[j] = Σ_h Σ_i dS[h, i, j] q[i, h] and dV[j] = Σ_h Σ_i P[h, i, j] dO[i, h]
-  // over the heads h of j's group, one task per (sequence, KV head, key).
-  ParallelRanges(s.batch * s.kv_heads * keys, 4, [&](int64_t begin, int64_t end) {
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t j = task % keys, g = (task / keys) % s.kv_heads, b = task / (keys * s.kv_heads);
-      float* dkj = dk + (b * s.KeyStride() + j) * kv_row + g * hd;
-      float* dvj = dv + (b * s.KeyStride() + j) * kv_row + g * hd;
-      std::fill(dkj, dkj + hd, 0.0f);
-      std::fill(dvj, dvj + hd, 0.0f);
-      const int64_t last = s.window > 0 ? std::min(s.queries, j + s.window) : s.queries;
-      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
-        const int64_t head_task = (b * s.heads + h) * s.queries;
-        for (int64_t i = j; i < last; ++i) {
-          const int64_t row = (head_task + i) * keys + j;
-          const int64_t at = (b * s.queries + i) * q_row + h * hd;
-          Axpy(ds_all[row], q + at, hd, dkj);
-          Axpy(probs[row], dout + at, hd, dvj);
-        }
-      }
-    }
-  });
-  return absl::OkStatus();
+  const float* lse = static_cast<const CpuAttentionState&>(state).lse.data();
+  return kernels::CausalAttentionBackward(s, q, k, v, out, lse, dout, dq, dk, dv);
 }
 
 void CpuBackend::GatedActivation(kernels::Activation activation, const float* gate, const float* up,

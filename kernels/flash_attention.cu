@@ -1,0 +1,678 @@
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cmath>
+#include <cstdint>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/attention.h"
+#include "kernels/cuda_status.h"
+#include "kernels/flash_attention_cuda.h"
+
+namespace maximus::kernels {
+namespace {
+
+// Every kernel runs 256 threads as a 16 × 16 grid: thread (ty, tx) owns tile
+// rows ty, ty + 16, ... and columns tx, tx + 16, ...; the 16 threads of a
+// row group are 16 consecutive lanes of one warp, so row reductions are
+// shuffles within a half-warp.
+constexpr int kThreads = 256;
+constexpr int kSide = 16;
+
+// The shape, as the kernels read it.
+struct Params {
+  const float* q;
+  const float* k;
+  const float* v;
+  const float* out;
+  const float* lse;
+  const float* dout;
+  float* delta;
+  float* out_w;
+  float* lse_w;
+  float* dq;
+  float* dk;
+  float* dv;
+  int64_t batch, queries, query_offset, key_stride, keys;
+  int heads, kv_heads, head_dim;
+  int64_t window;
+  float scale;
+};
+
+// Shared-memory rows of a head_dim-wide tile are kD + 1 floats apart, so the
+// 16 different rows that a half-warp reads at one column fall in 16 banks.
+template <int kD>
+constexpr int RowStride() {
+  return kD + 1;
+}
+
+// tile[r][c] = src[(row0 + r) * row_stride + c] for rows below `rows` and
+// columns below head_dim; zero elsewhere (padding must not add to dot
+// products).
+template <int kD, int kRows>
+__device__ __forceinline__ void LoadTile(float* tile, const float* __restrict__ src,
+                                         int64_t row_stride, int64_t row0, int64_t rows,
+                                         int head_dim) {
+  for (int idx = threadIdx.x; idx < kRows * kD; idx += kThreads) {
+    const int r = idx / kD, c = idx % kD;
+    const int64_t row = row0 + r;
+    tile[r * RowStride<kD>() + c] =
+        row < rows && c < head_dim ? __ldg(src + row * row_stride + c) : 0.0f;
+  }
+}
+
+// Sum and max over the 16 lanes of a row group (xor butterflies give every
+// lane the same bits).
+__device__ __forceinline__ float RowSum(float x) {
+#pragma unroll
+  for (int offset = kSide / 2; offset > 0; offset /= 2) {
+    x += __shfl_xor_sync(0xffffffffu, x, offset);
+  }
+  return x;
+}
+__device__ __forceinline__ float RowMax(float x) {
+#pragma unroll
+  for (int offset = kSide / 2; offset > 0; offset /= 2) {
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
+  }
+  return x;
+}
+
+// Whether the query at `position` sees key `key`.
+__device__ __forceinline__ bool Visible(int64_t position, int64_t key, int64_t window) {
+  return key <= position && (window == 0 || position - key < window);
+}
+
+// The first key tile and last key tile (inclusive) that the query positions
+// [first_position, last_position] see.
+__device__ __forceinline__ void KeyTileRange(int64_t first_position, int64_t last_position,
+                                             int64_t window, int tile, int64_t* begin,
+                                             int64_t* end) {
+  const int64_t first_key =
+      window > 0 && first_position + 1 > window ? first_position + 1 - window : 0;
+  *begin = first_key / tile;
+  *end = last_position / tile;
+}
+
+// Forward: one block per (query tile, sequence, head). Q stays in shared
+// memory; key/value tiles stream through it with the online softmax
+// (running max m and sum l per row, O rescaled when m grows).
+template <int kD, int kBq, int kBk>
+__global__ void __launch_bounds__(kThreads) ForwardKernel(Params p) {
+  constexpr int kS = RowStride<kD>();
+  constexpr int kRows = kBq / kSide, kCols = kBk / kSide, kDims = kD / kSide;
+  extern __shared__ float smem[];
+  float* q_tile = smem;                // [kBq][kS]
+  float* k_tile = q_tile + kBq * kS;   // [kBk][kS]
+  float* v_tile = k_tile + kBk * kS;   // [kBk][kS]
+  float* p_tile = v_tile + kBk * kS;   // [kBq][kBk + 1]
+
+  const int64_t q_tiles = (p.queries + kBq - 1) / kBq;
+  const int64_t heads_total = p.batch * p.heads;
+  // The last query tiles see the most keys: start them first.
+  const int64_t qt = q_tiles - 1 - static_cast<int64_t>(blockIdx.x) / heads_total;
+  const int64_t bh = static_cast<int64_t>(blockIdx.x) % heads_total;
+  const int64_t b = bh / p.heads;
+  const int h = static_cast<int>(bh % p.heads);
+  const int g = h / (p.heads / p.kv_heads);
+  const int tx = threadIdx.x % kSide, ty = threadIdx.x / kSide;
+  const int64_t q_row = static_cast<int64_t>(p.heads) * p.head_dim;
+  const int64_t kv_row = static_cast<int64_t>(p.kv_heads) * p.head_dim;
+  const float* q_base = p.q + b * p.queries * q_row + h * p.head_dim;
+  const float* k_base = p.k + b * p.key_stride * kv_row + g * p.head_dim;
+  const float* v_base = p.v + b * p.key_stride * kv_row + g * p.head_dim;
+
+  const int64_t row0 = qt * kBq;
+  LoadTile<kD, kBq>(q_tile, q_base, q_row, row0, p.queries, p.head_dim);
+
+  int64_t position[kRows];
+  bool row_valid[kRows];
+  float m[kRows], l[kRows], o[kRows][kDims];
+#pragma unroll
+  for (int a = 0; a < kRows; ++a) {
+    const int64_t i = row0 + ty + kSide * a;
+    row_valid[a] = i < p.queries;
+    position[a] = p.query_offset + i;
+    m[a] = -INFINITY;
+    l[a] = 0.0f;
+#pragma unroll
+    for (int e = 0; e < kDims; ++e) o[a][e] = 0.0f;
+  }
+
+  const int64_t last_row = (row0 + kBq < p.queries ? row0 + kBq : p.queries) - 1;
+  int64_t kt_begin, kt_end;
+  KeyTileRange(p.query_offset + row0, p.query_offset + last_row, p.window, kBk, &kt_begin,
+               &kt_end);
+  for (int64_t kt = kt_begin; kt <= kt_end; ++kt) {
+    const int64_t key0 = kt * kBk;
+    __syncthreads();  // The previous tile's readers are done.
+    LoadTile<kD, kBk>(k_tile, k_base, kv_row, key0, p.keys, p.head_dim);
+    LoadTile<kD, kBk>(v_tile, v_base, kv_row, key0, p.keys, p.head_dim);
+    __syncthreads();
+
+    float s[kRows][kCols];
+#pragma unroll
+    for (int a = 0; a < kRows; ++a) {
+#pragma unroll
+      for (int c = 0; c < kCols; ++c) s[a][c] = 0.0f;
+    }
+#pragma unroll 4
+    for (int d = 0; d < kD; ++d) {
+      float qa[kRows], kc[kCols];
+#pragma unroll
+      for (int a = 0; a < kRows; ++a) qa[a] = q_tile[(ty + kSide * a) * kS + d];
+#pragma unroll
+      for (int c = 0; c < kCols; ++c) kc[c] = k_tile[(tx + kSide * c) * kS + d];
+#pragma unroll
+      for (int a = 0; a < kRows; ++a) {
+#pragma unroll
+        for (int c = 0; c < kCols; ++c) s[a][c] = fmaf(qa[a], kc[c], s[a][c]);
+      }
+    }
+
+#pragma unroll
+    for (int a = 0; a < kRows; ++a) {
+      float row_max = -INFINITY;
+#pragma unroll
+      for (int c = 0; c < kCols; ++c) {
+        const int64_t key = key0 + tx + kSide * c;
+        s[a][c] = row_valid[a] && Visible(position[a], key, p.window) ? s[a][c] * p.scale
+                                                                      : -INFINITY;
+        row_max = fmaxf(row_max, s[a][c]);
+      }
+      const float m_new = fmaxf(m[a], RowMax(row_max));
+      // A row that has seen no key yet keeps l = 0 and O = 0 (exp(-inf) = 0).
+      const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+      const float alpha = __expf(m[a] - m_use);
+      float row_sum = 0.0f;
+#pragma unroll
+      for (int c = 0; c < kCols; ++c) {
+        const float e = __expf(s[a][c] - m_use);
+        row_sum += e;
+        p_tile[(ty + kSide * a) * (kBk + 1) + tx + kSide * c] = e;
+      }
+      l[a] = l[a] * alpha + RowSum(row_sum);
+      m[a] = m_new;
+#pragma unroll
+      for (int e = 0; e < kDims; ++e) o[a][e] *= alpha;
+    }
+    __syncthreads();
+
+#pragma unroll 2
+    for (int j = 0; j < kBk; ++j) {
+      float pa[kRows], ve[kDims];
+#pragma unroll
+      for (int a = 0; a < kRows; ++a) pa[a] = p_tile[(ty + kSide * a) * (kBk + 1) + j];
+#pragma unroll
+      for (int e = 0; e < kDims; ++e) ve[e] = v_tile[j * kS + tx + kSide * e];
+#pragma unroll
+      for (int a = 0; a < kRows; ++a) {
+#pragma unroll
+        for (int e = 0; e < kDims; ++e) o[a][e] = fmaf(pa[a], ve[e], o[a][e]);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int a = 0; a < kRows; ++a) {
+    if (!row_valid[a]) continue;
+    const int64_t i = row0 + ty + kSide * a;
+    const float inv = 1.0f / l[a];
+    float* out_row = p.out_w + (b * p.queries + i) * q_row + h * p.head_dim;
+#pragma unroll
+    for (int e = 0; e < kDims; ++e) {
+      const int c = tx + kSide * e;
+      if (c < p.head_dim) out_row[c] = o[a][e] * inv;
+    }
+    if (p.lse_w != nullptr && tx == 0) {
+      p.lse_w[(b * p.heads + h) * p.queries + i] = m[a] + logf(l[a]);
+    }
+  }
+}
+
+// delta[row] = Σ_c dout·out over the row's head_dim, one warp per row of
+// [batch, heads, queries].
+__global__ void __launch_bounds__(kThreads) DeltaKernel(Params p) {
+  const int64_t rows = p.batch * p.heads * p.queries;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * (kThreads / 32) + threadIdx.x / 32;
+  if (row >= rows) return;
+  const int lane = threadIdx.x % 32;
+  const int64_t i = row % p.queries, h = (row / p.queries) % p.heads, b = row / (p.queries * p.heads);
+  const int64_t at = ((b * p.queries + i) * p.heads + h) * p.head_dim;
+  float sum = 0.0f;
+  for (int c = lane; c < p.head_dim; c += 32) sum = fmaf(p.dout[at + c], p.out[at + c], sum);
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+  if (lane == 0) p.delta[row] = sum;
+}
+
+// dQ: one block per (query tile, sequence, head). Q, dO, lse and delta of the
+// tile stay in shared memory and registers; for every visible key tile,
+// P = exp(scale·QKᵀ − lse), dS = scale·P ⊙ (dO Vᵀ − delta), dQ += dS K.
+template <int kD, int kBq, int kBk>
+__global__ void __launch_bounds__(kThreads) DqKernel(Params p) {
+  constexpr int kS = RowStride<kD>();
+  constexpr int kRows = kBq / kSide, kCols = kBk / kSide, kDims = kD / kSide;
+  extern __shared__ float smem[];
+  float* q_tile = smem;                // [kBq][kS]
+  float* do_tile = q_tile + kBq * kS;  // [kBq][kS]
+  float* k_tile = do_tile + kBq * kS;  // [kBk][kS]
+  float* v_tile = k_tile + kBk * kS;   // [kBk][kS]
+  float* ds_tile = v_tile + kBk * kS;  // [kBq][kBk + 1]
+
+  const int64_t q_tiles = (p.queries + kBq - 1) / kBq;
+  const int64_t heads_total = p.batch * p.heads;
+  const int64_t qt = q_tiles - 1 - static_cast<int64_t>(blockIdx.x) / heads_total;
+  const int64_t bh = static_cast<int64_t>(blockIdx.x) % heads_total;
+  const int64_t b = bh / p.heads;
+  const int h = static_cast<int>(bh % p.heads);
+  const int g = h / (p.heads / p.kv_heads);
+  const int tx = threadIdx.x % kSide, ty = threadIdx.x / kSide;
+  const int64_t q_row = static_cast<int64_t>(p.heads) * p.head_dim;
+  const int64_t kv_row = static_cast<int64_t>(p.kv_heads) * p.head_dim;
+  const int64_t head_offset = b * p.queries * q_row + h * p.head_dim;
+  const float* k_base = p.k + b * p.key_stride * kv_row + g * p.head_dim;
+  const float* v_base = p.v + b * p.key_stride * kv_row + g * p.head_dim;
+
+  const int64_t row0 = qt * kBq;
+  LoadTile<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim);
+  LoadTile<kD, kBq>(do_tile, p.dout + head_offset, q_row, row0, p.queries, p.head_dim);
+
+  bool row_valid[kRows];
+  float row_lse[kRows], row_delta[kRows], dq[kRows][kDims];
+#pragma unroll
+  for (int a = 0; a < kRows; ++a) {
+    const int64_t i = row0 + ty + kSide * a;
+    row_valid[a] = i < p.queries;
+    const int64_t stat = (b * p.heads + h) * p.queries + i;
+    row_lse[a] = row_valid[a] ? p.lse[stat] : 0.0f;
+    row_delta[a] = row_valid[a] ? p.delta[stat] : 0.0f;
+#pragma unroll
+    for (int e = 0; e < kDims; ++e) dq[a][e] = 0.0f;
+  }
+
+  const int64_t last_row = (row0 + kBq < p.queries ? row0 + kBq : p.queries) - 1;
+  int64_t kt_begin, kt_end;
+  KeyTileRange(row0, last_row, p.window, kBk, &kt_begin, &kt_end);
+  for (int64_t kt = kt_begin; kt <= kt_end; ++kt) {
+    const int64_t key0 = kt * kBk;
+    __syncthreads();
+    LoadTile<kD, kBk>(k_tile, k_base, kv_row, key0, p.keys, p.head_dim);
+    LoadTile<kD, kBk>(v_tile, v_base, kv_row, key0, p.keys, p.head_dim);
+    __syncthreads();
+
+    float s[kRows][kCols], dp[kRows][kCols];
+#pragma unroll
+    for (int a = 0; a < kRows; ++a) {
+#pragma unroll
+      for (int c = 0; c < kCols; ++c) s[a][c] = dp[a][c] = 0.0f;
+    }
+#pragma unroll 4
+    for (int d = 0; d < kD; ++d) {
+      float qa[kRows], da[kRows], kc[kCols], vc[kCols];
+#pragma unroll
+      for (int a = 0; a < kRows; ++a) {
+        qa[a] = q_tile[(ty + kSide * a) * kS + d];
+        da[a] = do_tile[(ty + kSide * a) * kS + d];
+      }
+#pragma unroll
+      for (int c = 0; c < kCols; ++c) {
+        kc[c] = k_tile[(tx + kSide * c) * kS + d];
+        vc[c] = v_tile[(tx + kSide * c) * kS + d];
+      }
+#pragma unroll
+      for (int a = 0; a < kRows; ++a) {
+#pragma unroll
+        for (int c = 0; c < kCols; ++c) {
+          s[a][c] = fmaf(qa[a], kc[c], s[a][c]);
+          dp[a][c] = fmaf(da[a], vc[c], dp[a][c]);
+        }
+      }
+    }
+#pragma unroll
+    for (int a = 0; a < kRows; ++a) {
+      const int64_t i = row0 + ty + kSide * a;
+#pragma unroll
+      for (int c = 0; c < kCols; ++c) {
+        const int64_t key = key0 + tx + kSide * c;
+        float ds = 0.0f;
+        if (row_valid[a] && Visible(i, key, p.window)) {
+          const float prob = __expf(s[a][c] * p.scale - row_lse[a]);
+          ds = p.scale * prob * (dp[a][c] - row_delta[a]);
+        }
+        ds_tile[(ty + kSide * a) * (kBk + 1) + tx + kSide * c] = ds;
+      }
+    }
+    __syncthreads();
+
+#pragma unroll 2
+    for (int j = 0; j < kBk; ++j) {
+      float da[kRows], ke[kDims];
+#pragma unroll
+      for (int a = 0; a < kRows; ++a) da[a] = ds_tile[(ty + kSide * a) * (kBk + 1) + j];
+#pragma unroll
+      for (int e = 0; e < kDims; ++e) ke[e] = k_tile[j * kS + tx + kSide * e];
+#pragma unroll
+      for (int a = 0; a < kRows; ++a) {
+#pragma unroll
+        for (int e = 0; e < kDims; ++e) dq[a][e] = fmaf(da[a], ke[e], dq[a][e]);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int a = 0; a < kRows; ++a) {
+    if (!row_valid[a]) continue;
+    const int64_t i = row0 + ty + kSide * a;
+    float* dq_row = p.dq + head_offset + i * q_row;
+#pragma unroll
+    for (int e = 0; e < kDims; ++e) {
+      const int c = tx + kSide * e;
+      if (c < p.head_dim) dq_row[c] = dq[a][e];
+    }
+  }
+}
+
+// dK and dV: one block per (key tile, sequence, KV head), looping over the
+// heads of the group and the query tiles that see the key tile, in a fixed
+// order. Scores are computed transposed (keys as rows) so that each thread
+// accumulates the dK and dV rows of its own keys.
+template <int kD, int kBk, int kBq>
+__global__ void __launch_bounds__(kThreads) DkDvKernel(Params p) {
+  constexpr int kS = RowStride<kD>();
+  constexpr int kRows = kBk / kSide, kCols = kBq / kSide, kDims = kD / kSide;
+  extern __shared__ float smem[];
+  float* k_tile = smem;                  // [kBk][kS]
+  float* v_tile = k_tile + kBk * kS;     // [kBk][kS]
+  float* q_tile = v_tile + kBk * kS;     // [kBq][kS]
+  float* do_tile = q_tile + kBq * kS;    // [kBq][kS]
+  float* p_tile = do_tile + kBq * kS;    // [kBk][kBq + 1], P transposed
+  float* ds_tile = p_tile + kBk * (kBq + 1);  // [kBk][kBq + 1], dS transposed
+  float* lse_tile = ds_tile + kBk * (kBq + 1);  // [kBq]
+  float* delta_tile = lse_tile + kBq;           // [kBq]
+
+  const int64_t groups_total = p.batch * p.kv_heads;
+  // The first key tiles are seen by the most queries: start them first.
+  const int64_t kt = static_cast<int64_t>(blockIdx.x) / groups_total;
+  const int64_t bg = static_cast<int64_t>(blockIdx.x) % groups_total;
+  const int64_t b = bg / p.kv_heads;
+  const int g = static_cast<int>(bg % p.kv_heads);
+  const int group = p.heads / p.kv_heads;
+  const int tx = threadIdx.x % kSide, ty = threadIdx.x / kSide;
+  const int64_t q_row = static_cast<int64_t>(p.heads) * p.head_dim;
+  const int64_t kv_row = static_cast<int64_t>(p.kv_heads) * p.head_dim;
+  const int64_t kv_offset = b * p.key_stride * kv_row + g * p.head_dim;
+
+  const int64_t key0 = kt * kBk;
+  LoadTile<kD, kBk>(k_tile, p.k + kv_offset, kv_row, key0, p.keys, p.head_dim);
+  LoadTile<kD, kBk>(v_tile, p.v + kv_offset, kv_row, key0, p.keys, p.head_dim);
+
+  int64_t key[kRows];
+  float dk[kRows][kDims], dv[kRows][kDims];
+#pragma unroll
+  for (int a = 0; a < kRows; ++a) {
+    key[a] = key0 + ty + kSide * a;
+#pragma unroll
+    for (int e = 0; e < kDims; ++e) dk[a][e] = dv[a][e] = 0.0f;
+  }
+
+  // Queries that see a key of [key0, last_key]: from key0 to last_key + window - 1.
+  const int64_t last_key = (key0 + kBk < p.keys ? key0 + kBk : p.keys) - 1;
+  const int64_t last_query =
+      p.window > 0 && last_key + p.window - 1 < p.queries - 1 ? last_key + p.window - 1
+                                                              : p.queries - 1;
+  const int64_t qt_begin = key0 / kBq, qt_end = last_query / kBq;
+  for (int hh = 0; hh < group; ++hh) {
+    const int h = g * group + hh;
+    const int64_t head_offset = b * p.queries * q_row + h * p.head_dim;
+    const int64_t stat_offset = (b * p.heads + h) * p.queries;
+    for (int64_t qt = qt_begin; qt <= qt_end; ++qt) {
+      const int64_t row0 = qt * kBq;
+      __syncthreads();
+      LoadTile<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim);
+      LoadTile<kD, kBq>(do_tile, p.dout + head_offset, q_row, row0, p.queries, p.head_dim);
+      for (int r = threadIdx.x; r < kBq; r += kThreads) {
+        const bool valid = row0 + r < p.queries;
+        lse_tile[r] = valid ? p.lse[stat_offset + row0 + r] : 0.0f;
+        delta_tile[r] = valid ? p.delta[stat_offset + row0 + r] : 0.0f;
+      }
+      __syncthreads();
+
+      float s[kRows][kCols], dp[kRows][kCols];
+#pragma unroll
+      for (int a = 0; a < kRows; ++a) {
+#pragma unroll
+        for (int c = 0; c < kCols; ++c) s[a][c] = dp[a][c] = 0.0f;
+      }
+#pragma unroll 4
+      for (int d = 0; d < kD; ++d) {
+        float ka[kRows], va[kRows], qc[kCols], dc[kCols];
+#pragma unroll
+        for (int a = 0; a < kRows; ++a) {
+          ka[a] = k_tile[(ty + kSide * a) * kS + d];
+          va[a] = v_tile[(ty + kSide * a) * kS + d];
+        }
+#pragma unroll
+        for (int c = 0; c < kCols; ++c) {
+          qc[c] = q_tile[(tx + kSide * c) * kS + d];
+          dc[c] = do_tile[(tx + kSide * c) * kS + d];
+        }
+#pragma unroll
+        for (int a = 0; a < kRows; ++a) {
+#pragma unroll
+          for (int c = 0; c < kCols; ++c) {
+            s[a][c] = fmaf(ka[a], qc[c], s[a][c]);
+            dp[a][c] = fmaf(va[a], dc[c], dp[a][c]);
+          }
+        }
+      }
+#pragma unroll
+      for (int a = 0; a < kRows; ++a) {
+#pragma unroll
+        for (int c = 0; c < kCols; ++c) {
+          const int col = tx + kSide * c;
+          const int64_t i = row0 + col;
+          float prob = 0.0f, ds = 0.0f;
+          if (key[a] < p.keys && i < p.queries && Visible(i, key[a], p.window)) {
+            prob = __expf(s[a][c] * p.scale - lse_tile[col]);
+            ds = p.scale * prob * (dp[a][c] - delta_tile[col]);
+          }
+          p_tile[(ty + kSide * a) * (kBq + 1) + col] = prob;
+          ds_tile[(ty + kSide * a) * (kBq + 1) + col] = ds;
+        }
+      }
+      __syncthreads();
+
+#pragma unroll 2
+      for (int i = 0; i < kBq; ++i) {
+        float pa[kRows], da[kRows], qe[kDims], de[kDims];
+#pragma unroll
+        for (int a = 0; a < kRows; ++a) {
+          pa[a] = p_tile[(ty + kSide * a) * (kBq + 1) + i];
+          da[a] = ds_tile[(ty + kSide * a) * (kBq + 1) + i];
+        }
+#pragma unroll
+        for (int e = 0; e < kDims; ++e) {
+          qe[e] = q_tile[i * kS + tx + kSide * e];
+          de[e] = do_tile[i * kS + tx + kSide * e];
+        }
+#pragma unroll
+        for (int a = 0; a < kRows; ++a) {
+#pragma unroll
+          for (int e = 0; e < kDims; ++e) {
+            dv[a][e] = fmaf(pa[a], de[e], dv[a][e]);
+            dk[a][e] = fmaf(da[a], qe[e], dk[a][e]);
+          }
+        }
+      }
+    }
+  }
+
+#pragma unroll
+  for (int a = 0; a < kRows; ++a) {
+    if (key[a] >= p.keys) continue;
+    const int64_t at = kv_offset + key[a] * kv_row;
+#pragma unroll
+    for (int e = 0; e < kDims; ++e) {
+      const int c = tx + kSide * e;
+      if (c < p.head_dim) {
+        p.dk[at + c] = dk[a][e];
+        p.dv[at + c] = dv[a][e];
+      }
+    }
+  }
+}
+
+// Tile sizes per padded head dimension. Forward and dQ: 64 query rows (32 at
+// head_dim 256, to keep two query-sized tiles in shared memory) against 32
+// keys; dK/dV: 32 keys against 32 queries.
+template <int kD>
+struct Tiles {
+  static constexpr int kForwardQ = 64;
+  static constexpr int kForwardK = 32;
+  static constexpr int kDqQ = kD >= 256 ? 32 : 64;
+  static constexpr int kDqK = 32;
+  static constexpr int kDkDvK = 32;
+  static constexpr int kDkDvQ = 32;
+};
+
+template <int kD>
+constexpr size_t ForwardSmem() {
+  using T = Tiles<kD>;
+  return sizeof(float) * ((T::kForwardQ + 2 * T::kForwardK) * RowStride<kD>() +
+                          T::kForwardQ * (T::kForwardK + 1));
+}
+template <int kD>
+constexpr size_t DqSmem() {
+  using T = Tiles<kD>;
+  return sizeof(float) *
+         (2 * (T::kDqQ + T::kDqK) * RowStride<kD>() + T::kDqQ * (T::kDqK + 1));
+}
+template <int kD>
+constexpr size_t DkDvSmem() {
+  using T = Tiles<kD>;
+  return sizeof(float) * (2 * (T::kDkDvK + T::kDkDvQ) * RowStride<kD>() +
+                          2 * T::kDkDvK * (T::kDkDvQ + 1) + 2 * T::kDkDvQ);
+}
+
+// The most dynamic shared memory a block may opt into on sm_90 (227 KB).
+constexpr size_t kMaxSmem = 227 * 1024;
+static_assert(ForwardSmem<256>() <= kMaxSmem && DqSmem<256>() <= kMaxSmem &&
+                  DkDvSmem<256>() <= kMaxSmem,
+              "tiles exceed shared memory");
+
+template <typename Kernel>
+absl::Status Launch(Kernel kernel, int64_t blocks, size_t smem, cudaStream_t stream,
+                    const Params& params, const char* what) {
+  if (blocks > INT_MAX) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", blocks, " blocks is too many"));
+  }
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  kernel<<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(params);
+  return CudaStatus(cudaGetLastError(), what);
+}
+
+template <int kD>
+absl::Status Forward(const Params& params, cudaStream_t stream) {
+  using T = Tiles<kD>;
+  const int64_t q_tiles = (params.queries + T::kForwardQ - 1) / T::kForwardQ;
+  return Launch(ForwardKernel<kD, T::kForwardQ, T::kForwardK>,
+                q_tiles * params.batch * params.heads, ForwardSmem<kD>(), stream, params,
+                "flash attention forward");
+}
+
+template <int kD>
+absl::Status Backward(const Params& params, cudaStream_t stream) {
+  using T = Tiles<kD>;
+  const int64_t q_tiles = (params.queries + T::kDqQ - 1) / T::kDqQ;
+  const int64_t k_tiles = (params.keys + T::kDkDvK - 1) / T::kDkDvK;
+  if (absl::Status status = Launch(DkDvKernel<kD, T::kDkDvK, T::kDkDvQ>,
+                                   k_tiles * params.batch * params.kv_heads, DkDvSmem<kD>(),
+                                   stream, params, "flash attention dK dV");
+      !status.ok()) {
+    return status;
+  }
+  return Launch(DqKernel<kD, T::kDqQ, T::kDqK>, q_tiles * params.batch * params.heads,
+                DqSmem<kD>(), stream, params, "flash attention dQ");
+}
+
+absl::Status CheckShape(const AttentionShape& shape) {
+  if (absl::Status status = ValidateAttentionShape(shape); !status.ok()) return status;
+  if (shape.head_dim > 256) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("flash attention supports head_dim up to 256, not ", shape.head_dim));
+  }
+  if (shape.heads > INT_MAX / 2 || shape.kv_heads > INT_MAX / 2) {
+    return absl::InvalidArgumentError("flash attention: too many heads");
+  }
+  return absl::OkStatus();
+}
+
+Params MakeParams(const AttentionShape& shape) {
+  Params p{};
+  p.batch = shape.batch;
+  p.queries = shape.queries;
+  p.query_offset = shape.query_offset;
+  p.key_stride = shape.KeyStride();
+  p.keys = shape.keys();
+  p.heads = static_cast<int>(shape.heads);
+  p.kv_heads = static_cast<int>(shape.kv_heads);
+  p.head_dim = static_cast<int>(shape.head_dim);
+  p.window = shape.window;
+  p.scale = shape.scale;
+  return p;
+}
+
+}  // namespace
+
+absl::Status FlashAttentionForwardCuda(const AttentionShape& shape, const float* q,
+                                       const float* k, const float* v, float* out, float* lse,
+                                       cudaStream_t stream) {
+  if (absl::Status status = CheckShape(shape); !status.ok()) return status;
+  if (shape.batch == 0 || shape.queries == 0) return absl::OkStatus();
+  Params p = MakeParams(shape);
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.out_w = out;
+  p.lse_w = lse;
+  if (shape.head_dim <= 32) return Forward<32>(p, stream);
+  if (shape.head_dim <= 64) return Forward<64>(p, stream);
+  if (shape.head_dim <= 128) return Forward<128>(p, stream);
+  return Forward<256>(p, stream);
+}
+
+absl::Status FlashAttentionBackwardCuda(const AttentionShape& shape, const float* q,
+                                        const float* k, const float* v, const float* out,
+                                        const float* lse, const float* dout, float* dq, float* dk,
+                                        float* dv, float* delta_workspace, cudaStream_t stream) {
+  if (absl::Status status = CheckShape(shape); !status.ok()) return status;
+  if (shape.query_offset != 0) {
+    return absl::InvalidArgumentError("attention backward needs query_offset 0");
+  }
+  if (shape.batch == 0 || shape.queries == 0) return absl::OkStatus();
+  Params p = MakeParams(shape);
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.out = out;
+  p.lse = lse;
+  p.dout = dout;
+  p.delta = delta_workspace;
+  p.dq = dq;
+  p.dk = dk;
+  p.dv = dv;
+  const int64_t rows = shape.batch * shape.heads * shape.queries;
+  constexpr int kRowsPerBlock = kThreads / 32;
+  const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
+  if (blocks > INT_MAX) return absl::InvalidArgumentError("flash attention: too many rows");
+  DeltaKernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  if (shape.head_dim <= 32) return Backward<32>(p, stream);
+  if (shape.head_dim <= 64) return Backward<64>(p, stream);
+  if (shape.head_dim <= 128) return Backward<128>(p, stream);
+  return Backward<256>(p, stream);
+}
+
+}  // namespace maximus::kernels

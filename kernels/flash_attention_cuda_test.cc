@@ -1,0 +1,190 @@
+// The CUDA flash attention against the CPU reference (kernels/attention.h):
+// forward output and log-sum-exp, and the backward's dq, dk and dv, on random
+// non-zero inputs; the backward is deterministic to the bit.
+
+#include "kernels/flash_attention_cuda.h"
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "kernels/attention.h"
+#include "kernels/device_buffer.h"
+#include "kernels/gpu_test_util.h"
+#include "kernels/test_util.h"
+
+namespace maximus::kernels {
+namespace {
+
+using testing::RandomNormal;
+using testing::RelativeError;
+
+// fp32 throughout; only the order of summation (and __expf) differs.
+constexpr double kTolerance = 1e-4;
+
+AttentionShape Shape(int64_t batch, int64_t queries, int64_t heads, int64_t kv_heads,
+                     int64_t head_dim, int64_t window) {
+  AttentionShape s;
+  s.batch = batch;
+  s.queries = queries;
+  s.heads = heads;
+  s.kv_heads = kv_heads;
+  s.head_dim = head_dim;
+  s.window = window;
+  s.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  return s;
+}
+
+AttentionShape Decoding(int64_t window) {
+  AttentionShape s = Shape(3, 1, 4, 1, 64, window);
+  s.query_offset = 37;
+  s.key_stride = 64;
+  return s;
+}
+
+std::string Label(const AttentionShape& s) {
+  return absl::StrCat("batch ", s.batch, " queries ", s.queries, " offset ", s.query_offset,
+                      " stride ", s.key_stride, " heads ", s.heads, "/", s.kv_heads, " hd ",
+                      s.head_dim, " window ", s.window);
+}
+
+template <typename T>
+std::vector<T> Download(const DeviceBuffer<T>& buffer) {
+  auto host = buffer.ToHost();
+  EXPECT_TRUE(host.ok()) << host.status();
+  return host.ok() ? *std::move(host) : std::vector<T>();
+}
+
+DeviceBuffer<float> Upload(const std::vector<float>& host) {
+  auto buffer = DeviceBuffer<float>::FromHost(host);
+  EXPECT_TRUE(buffer.ok()) << buffer.status();
+  return buffer.ok() ? *std::move(buffer) : DeviceBuffer<float>();
+}
+
+// Allocated and poisoned with NaN, to show any element left unwritten.
+DeviceBuffer<float> Poisoned(size_t n) {
+  auto buffer = DeviceBuffer<float>::Allocate(n);
+  EXPECT_TRUE(buffer.ok()) << buffer.status();
+  if (!buffer.ok()) return DeviceBuffer<float>();
+  EXPECT_TRUE(buffer->FillBytes(0xff).ok());
+  return *std::move(buffer);
+}
+
+void CheckShape(const AttentionShape& s, uint64_t seed) {
+  SCOPED_TRACE(Label(s));
+  const size_t q_size = s.batch * s.queries * s.heads * s.head_dim;
+  const size_t kv_size = s.batch * s.KeyStride() * s.kv_heads * s.head_dim;
+  const size_t rows = s.batch * s.heads * s.queries;
+  const std::vector<float> q = RandomNormal(q_size, seed), k = RandomNormal(kv_size, seed + 1),
+                           v = RandomNormal(kv_size, seed + 2),
+                           dout = RandomNormal(q_size, seed + 3);
+  std::vector<float> want_out(q_size), want_lse(rows);
+  ASSERT_TRUE(
+      CausalAttention(s, q.data(), k.data(), v.data(), want_out.data(), want_lse.data()).ok());
+
+  DeviceBuffer<float> dq_in = Upload(q), dk_in = Upload(k), dv_in = Upload(v),
+                      d_dout = Upload(dout);
+  DeviceBuffer<float> out = Poisoned(q_size), lse = Poisoned(rows);
+  ASSERT_TRUE(FlashAttentionForwardCuda(s, dq_in.data(), dk_in.data(), dv_in.data(), out.data(),
+                                        lse.data())
+                  .ok());
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const std::vector<float> got_out = Download(out);
+  EXPECT_LE(RelativeError(got_out, want_out), kTolerance) << "out";
+  EXPECT_LE(RelativeError(Download(lse), want_lse), kTolerance) << "lse";
+
+  // Without lse (decoding) the output is the same.
+  DeviceBuffer<float> out2 = Poisoned(q_size);
+  ASSERT_TRUE(FlashAttentionForwardCuda(s, dq_in.data(), dk_in.data(), dv_in.data(), out2.data(),
+                                        nullptr)
+                  .ok());
+  EXPECT_EQ(Download(out2), got_out);
+
+  DeviceBuffer<float> dq = Poisoned(q_size), dk = Poisoned(kv_size), dv = Poisoned(kv_size),
+                      delta = Poisoned(rows);
+  if (s.query_offset != 0) {
+    EXPECT_FALSE(FlashAttentionBackwardCuda(s, dq_in.data(), dk_in.data(), dv_in.data(),
+                                            out.data(), lse.data(), d_dout.data(), dq.data(),
+                                            dk.data(), dv.data(), delta.data())
+                     .ok());
+    return;
+  }
+  std::vector<float> want_dq(q_size), want_dk(kv_size), want_dv(kv_size);
+  ASSERT_TRUE(CausalAttentionBackward(s, q.data(), k.data(), v.data(), want_out.data(),
+                                      want_lse.data(), dout.data(), want_dq.data(),
+                                      want_dk.data(), want_dv.data())
+                  .ok());
+  ASSERT_TRUE(FlashAttentionBackwardCuda(s, dq_in.data(), dk_in.data(), dv_in.data(), out.data(),
+                                         lse.data(), d_dout.data(), dq.data(), dk.data(),
+                                         dv.data(), delta.data())
+                  .ok());
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const std::vector<float> got_dq = Download(dq), got_dk = Download(dk), got_dv = Download(dv);
+  EXPECT_LE(RelativeError(got_dq, want_dq), kTolerance) << "dq";
+  EXPECT_LE(RelativeError(got_dk, want_dk), kTolerance) << "dk";
+  EXPECT_LE(RelativeError(got_dv, want_dv), kTolerance) << "dv";
+
+  // A second run gives the same bits.
+  DeviceBuffer<float> dq2 = Poisoned(q_size), dk2 = Poisoned(kv_size), dv2 = Poisoned(kv_size);
+  ASSERT_TRUE(FlashAttentionBackwardCuda(s, dq_in.data(), dk_in.data(), dv_in.data(), out.data(),
+                                         lse.data(), d_dout.data(), dq2.data(), dk2.data(),
+                                         dv2.data(), delta.data())
+                  .ok());
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(Download(dq2), got_dq) << "dq differs between runs";
+  EXPECT_EQ(Download(dk2), got_dk) << "dk differs between runs";
+  EXPECT_EQ(Download(dv2), got_dv) << "dv differs between runs";
+}
+
+TEST(FlashAttentionCudaTest, ConformanceShape) {
+  MAXIMUS_SKIP_WITHOUT_GPU();
+  for (int64_t window : {0, 3}) {
+    AttentionShape s = Shape(2, 7, 4, 2, 6, window);
+    s.scale = 0.4f;
+    CheckShape(s, 10 + window);
+  }
+}
+
+TEST(FlashAttentionCudaTest, HeadDim64) {
+  MAXIMUS_SKIP_WITHOUT_GPU();
+  CheckShape(Shape(2, 300, 4, 1, 64, 0), 20);
+  CheckShape(Shape(2, 300, 4, 1, 64, 128), 30);
+}
+
+TEST(FlashAttentionCudaTest, HeadDim256Windowed) {
+  MAXIMUS_SKIP_WITHOUT_GPU();
+  CheckShape(Shape(1, 1000, 4, 1, 256, 512), 40);
+}
+
+TEST(FlashAttentionCudaTest, OddHeadDims) {
+  MAXIMUS_SKIP_WITHOUT_GPU();
+  CheckShape(Shape(1, 130, 2, 2, 100, 0), 50);  // Padded to 128.
+  CheckShape(Shape(2, 50, 3, 1, 1, 0), 60);
+  CheckShape(Shape(1, 97, 2, 1, 33, 17), 70);   // Padded to 64.
+  CheckShape(Shape(1, 70, 2, 1, 160, 0), 80);   // Padded to 256.
+}
+
+TEST(FlashAttentionCudaTest, Decoding) {
+  MAXIMUS_SKIP_WITHOUT_GPU();
+  CheckShape(Decoding(0), 90);
+  CheckShape(Decoding(16), 100);
+  AttentionShape chunk = Shape(2, 5, 4, 2, 32, 0);  // A few queries after a cache.
+  chunk.query_offset = 60;
+  chunk.key_stride = 80;
+  CheckShape(chunk, 110);
+}
+
+TEST(FlashAttentionCudaTest, RejectsBadShapes) {
+  MAXIMUS_SKIP_WITHOUT_GPU();
+  float* none = nullptr;
+  EXPECT_FALSE(FlashAttentionForwardCuda(Shape(1, 4, 2, 1, 257, 0), none, none, none, none, none)
+                   .ok());
+  EXPECT_FALSE(
+      FlashAttentionForwardCuda(Shape(1, 4, 3, 2, 64, 0), none, none, none, none, none).ok());
+}
+
+}  // namespace
+}  // namespace maximus::kernels

@@ -20,7 +20,8 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "trainer/backend/cpu/cpu_backend.h"
+#include "base/status_macros.h"
+#include "trainer/backend/select_backend.h"
 #include "trainer/run_config.h"
 #include "trainer/run_setup.h"
 #include "trainer/trainer.h"
@@ -54,6 +55,7 @@ ABSL_FLAG(std::string, data, "", "Embedded store (default runs/store) or host:po
 ABSL_FLAG(std::string, tokenizer, "", "tokenizer.json (default: Gemma 3)");
 ABSL_FLAG(std::string, out_dir, "", "Where both runs write (default runs/bench_quality)");
 ABSL_FLAG(uint64_t, seed, Defaults().seed(), "Seed of both runs");
+ABSL_FLAG(std::string, backend, "auto", maximus::trainer::kBackendFlagHelp);
 
 namespace maximus::trainer {
 namespace {
@@ -65,8 +67,9 @@ struct RunResult {
 };
 
 absl::StatusOr<RunResult> TrainOnce(data::DataSource* data, TrainerOptions options) {
-  CpuBackend backend;
-  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(&backend, data, options);
+  MAXIMUS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
+                           MakeBackend(absl::GetFlag(FLAGS_backend)));
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(backend.get(), data, options);
   if (!trainer.ok()) return trainer.status();
   const auto start = std::chrono::steady_clock::now();
   if (absl::Status s = (*trainer)->Run(); !s.ok()) return s;

@@ -22,7 +22,7 @@
 #include "base/status_macros.h"
 #include "rpc/grpc_server.h"
 #include "rpc/server_flags.h"
-#include "trainer/backend/cpu/cpu_backend.h"
+#include "trainer/backend/select_backend.h"
 #include "trainer/io/hf_import.h"
 #include "trainer/model/inference.h"
 #include "trainer/run_config.h"
@@ -65,7 +65,9 @@ ABSL_FLAG(int64_t, maxis_candidates, Defaults().maxis_candidates(), "MAXIS: cand
 ABSL_FLAG(double, maxis_aux_weight, Defaults().maxis_aux_weight(),
           "MAXIS: weight of the auxiliary loss");
 ABSL_FLAG(std::string, attention, Defaults().attention(), "Attention: standard (causal softmax)");
-ABSL_FLAG(std::string, backend, Defaults().backend(), "Backend: cpu");
+ABSL_FLAG(std::string, backend, Defaults().backend(), maximus::trainer::kBackendFlagHelp);
+ABSL_FLAG(bool, activation_checkpointing, Defaults().activation_checkpointing(),
+          "Recompute each layer's activations in the backward (less memory, one more forward)");
 ABSL_FLAG(std::string, data, "",
           "An embedded store directory (default runs/store, filled from the sample corpus when "
           "empty) or DataService addresses host:port[,host:port...]");
@@ -136,9 +138,8 @@ absl::StatusOr<std::optional<StatusServerSettings>> StatusServerFromFlags() {
 int Main(StopSignals* signals) {
   RunConfig run = DefaultRunConfig();
   if (absl::Status s = ApplyFlags(&run); !s.ok()) return Usage(std::string(s.message()));
-  if (run.backend() != "cpu") {
-    return Usage(
-        absl::StrCat("--backend=", run.backend(), ": only cpu is built into this version"));
+  if (absl::Status s = ValidateBackendName(run.backend()); !s.ok()) {
+    return Usage(std::string(s.message()));
   }
   if (absl::Status s = ValidateRunConfig(run); !s.ok()) return Usage(std::string(s.message()));
   absl::StatusOr<std::optional<StatusServerSettings>> status_server = StatusServerFromFlags();
@@ -207,8 +208,12 @@ int Main(StopSignals* signals) {
                 run.batch() * run.accumulation(), run.seq_len(), stats->train().documents(),
                 stats->train().tokens(), stats->validation().documents(), run.out_dir());
 
-  CpuBackend backend;
-  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(&backend, data->get(), o);
+  std::string chosen;
+  absl::StatusOr<std::unique_ptr<Backend>> backend = MakeBackend(run.backend(), &chosen);
+  if (!backend.ok()) return Fail(backend.status());
+  absl::FPrintF(stderr, "%s\n", chosen);
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer =
+      Trainer::Create(backend->get(), data->get(), o);
   if (!trainer.ok()) return Fail(trainer.status());
   // A resumed run continues from its checkpoint, not from --init_from.
   if (!init_from.empty() && run.resume().empty()) {

@@ -150,7 +150,7 @@ RunConfig DefaultRunConfig() {
   c.set_maxis_candidates(2048);
   c.set_maxis_aux_weight(0.2);
   c.set_attention("standard");
-  c.set_backend("cpu");
+  c.set_backend("auto");
   c.set_seed(1);
   c.set_validation_fraction(0.02);
   c.set_eval_interval(50);

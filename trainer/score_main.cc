@@ -21,13 +21,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "tokenizer/tokenizer.h"
-#include "trainer/backend/cpu/cpu_backend.h"
+#include "trainer/backend/select_backend.h"
 #include "trainer/model/inference.h"
 #include "trainer/run_setup.h"
 
 ABSL_FLAG(std::string, checkpoint, "",
           "A checkpoint directory, or a run directory with checkpoints/latest (default: "
           "runs/default)");
+ABSL_FLAG(std::string, backend, "auto", maximus::trainer::kBackendFlagHelp);
 ABSL_FLAG(std::string, tokenizer, "",
           "The run's tokenizer.json (default: the Gemma 3 tokenizer among the runfiles or in "
           "~/.cache/maximus)");
@@ -77,9 +78,10 @@ int Main(int argc, char** argv) {
       LoadTokenizer(absl::GetFlag(FLAGS_tokenizer));
   if (!tokenizer.ok()) return Fail(tokenizer.status());
   const std::string checkpoint = CheckpointFromFlag(absl::GetFlag(FLAGS_checkpoint));
-  CpuBackend backend;
+  absl::StatusOr<std::unique_ptr<Backend>> backend = MakeBackend(absl::GetFlag(FLAGS_backend));
+  if (!backend.ok()) return Fail(backend.status(), 2);
   absl::StatusOr<std::unique_ptr<LoadedModel>> loaded =
-      LoadModelForInference(&backend, checkpoint, **tokenizer);
+      LoadModelForInference(backend->get(), checkpoint, **tokenizer);
   if (!loaded.ok()) return Fail(loaded.status());
 
   absl::StatusOr<ScoreResult> result = Score(*(*loaded)->model, **tokenizer, *text, options);

@@ -27,6 +27,10 @@ using kernels::testing::RandomNormal;
 }  // namespace
 
 void BackendConformanceTest::SetUp() {
+  if (GetParam().unavailable) {
+    const std::string reason = GetParam().unavailable();
+    if (!reason.empty()) GTEST_SKIP() << reason;
+  }
   backend_ = GetParam().make();
   ASSERT_NE(backend_, nullptr);
 }

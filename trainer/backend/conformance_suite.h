@@ -27,6 +27,8 @@ struct BackendUnderTest {
   std::function<std::unique_ptr<Backend>()> make;
   // Bound on the relative error ‖out − ref‖ / ‖ref‖ of every op.
   double tolerance = 1e-5;
+  // Why the backend cannot run here (the test is then skipped), or empty.
+  std::function<std::string()> unavailable;
 };
 
 inline std::ostream& operator<<(std::ostream& os, const BackendUnderTest& b) {

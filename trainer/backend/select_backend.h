@@ -1,0 +1,30 @@
+// The backend a program runs on, chosen by name: "cpu", "cuda", or "auto"
+// (the GPU when one is usable, else the CPU).
+
+#ifndef MAXIMUS_TRAINER_BACKEND_SELECT_BACKEND_H_
+#define MAXIMUS_TRAINER_BACKEND_SELECT_BACKEND_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "trainer/backend/backend.h"
+
+namespace maximus::trainer {
+
+inline constexpr char kBackendFlagHelp[] =
+    "Backend: auto (the GPU when one is usable, else the CPU), cpu or cuda";
+
+// INVALID_ARGUMENT naming --backend for an unknown name; UNAVAILABLE with the
+// reason for "cuda" without a usable GPU. `description` (optional) receives
+// a line saying what was chosen and why.
+absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(absl::string_view name,
+                                                     std::string* description = nullptr);
+
+// OK for the names MakeBackend accepts.
+absl::Status ValidateBackendName(absl::string_view name);
+
+}  // namespace maximus::trainer
+
+#endif  // MAXIMUS_TRAINER_BACKEND_SELECT_BACKEND_H_

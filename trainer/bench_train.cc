@@ -47,6 +47,8 @@ ABSL_FLAG(std::string, torch, "",
           "shapes; empty: none");
 ABSL_FLAG(std::string, torch_modes, "eager,compile", "The script's modes");
 ABSL_FLAG(std::string, python, "python3", "Interpreter for --torch");
+ABSL_FLAG(bool, breakdown, true,
+          "Also time each kind of op at the step's shapes, summed over the layers");
 
 namespace maximus::trainer {
 namespace {
@@ -194,6 +196,151 @@ absl::StatusOr<double> MeasureGemmTflops(CudaBackend* backend, int64_t m, int64_
   return 2.0 * m * n * k / (ms[ms.size() / 2] / 1e3) / 1e12;
 }
 
+// Median milliseconds of `work` (synchronised), after two untimed runs.
+template <typename Work>
+absl::StatusOr<double> TimeOp(Backend* backend, Work&& work) {
+  std::vector<double> ms;
+  for (int i = 0; i < 7; ++i) {
+    MAXIMUS_RETURN_IF_ERROR(backend->Synchronize());
+    const auto start = std::chrono::steady_clock::now();
+    MAXIMUS_RETURN_IF_ERROR(work());
+    MAXIMUS_RETURN_IF_ERROR(backend->Synchronize());
+    if (i >= 2) {
+      ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count());
+    }
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+// Where a step's time goes: each kind of op at the model's shapes, times
+// the number of such calls in a step.
+absl::Status PrintBreakdown(CudaBackend* backend, const ModelConfig& c, const TokenBatch& host) {
+  const int64_t n = host.rows * host.seq, d = c.hidden, hd = c.head_dim,
+                q_dim = c.heads * hd, kv_dim = c.kv_heads * hd, f = c.mlp_hidden;
+  MAXIMUS_ASSIGN_OR_RETURN(const DeviceBatch batch, backend->UploadBatch(host));
+  auto alloc = [&](int64_t size) {
+    std::unique_ptr<Buffer> b = backend->Allocate(size);
+    backend->FillNormal(b->data(), size, 3, 0.5f);
+    return b;
+  };
+  auto x = alloc(n * f), y = alloc(n * f), z = alloc(n * f), w = alloc(n * f), dz = alloc(n * f);
+  auto q = alloc(n * q_dim), k = alloc(n * kv_dim), v = alloc(n * kv_dim);
+  auto dq = alloc(n * q_dim), dk = alloc(n * kv_dim), dv = alloc(n * kv_dim);
+  auto weight = alloc(f * d), norm_w = alloc(d), rstd = alloc(n * c.heads);
+  auto table = alloc(c.vocab_size * d), dtable = alloc(c.vocab_size * d);
+  struct Line {
+    std::string what;
+    double ms_each;
+    int64_t calls;
+  };
+  std::vector<Line> lines;
+  auto gemm = [&](int64_t m, int64_t nn, int64_t kk, bool ta, bool tb) {
+    kernels::GemmDims dims;
+    dims.m = m;
+    dims.n = nn;
+    dims.k = kk;
+    dims.transpose_a = ta;
+    dims.transpose_b = tb;
+    return backend->Gemm(dims, 1.0f, x->data(), y->data(), 0.0f, z->data());
+  };
+  // The layer's GEMMs: forward x·Wᵀ, backward dy·W and dyᵀ·x, for its seven matrices.
+  MAXIMUS_ASSIGN_OR_RETURN(double layer_gemms, TimeOp(backend, [&]() -> absl::Status {
+    for (auto [out, in] : {std::pair{q_dim, d}, {kv_dim, d}, {kv_dim, d}, {d, q_dim}, {f, d},
+                           {f, d}, {d, f}}) {
+      MAXIMUS_RETURN_IF_ERROR(gemm(n, out, in, false, true));
+      MAXIMUS_RETURN_IF_ERROR(gemm(n, in, out, false, false));
+      MAXIMUS_RETURN_IF_ERROR(gemm(out, in, n, true, false));
+    }
+    return absl::OkStatus();
+  }));
+  lines.push_back({"GEMMs of one layer (21)", layer_gemms, c.layers});
+  for (bool sliding : {true, false}) {
+    int64_t count = 0;
+    int64_t layer = -1;
+    for (int64_t l = 0; l < c.layers; ++l) {
+      if (c.IsSlidingLayer(l) == sliding) {
+        ++count;
+        layer = l;
+      }
+    }
+    if (count == 0) continue;
+    AttentionShape shape;
+    shape.batch = host.rows;
+    shape.queries = host.seq;
+    shape.heads = c.heads;
+    shape.kv_heads = c.kv_heads;
+    shape.head_dim = hd;
+    shape.window = c.WindowOf(layer);
+    shape.scale = c.AttentionScale();
+    std::unique_ptr<AttentionState> state = backend->NewAttentionState(shape);
+    MAXIMUS_ASSIGN_OR_RETURN(double forward, TimeOp(backend, [&] {
+      return backend->CausalAttention(shape, q->data(), k->data(), v->data(), x->data(),
+                                      state.get());
+    }));
+    MAXIMUS_ASSIGN_OR_RETURN(double backward, TimeOp(backend, [&] {
+      return backend->CausalAttentionBackward(shape, q->data(), k->data(), v->data(), x->data(),
+                                              *state, y->data(), dq->data(), dk->data(),
+                                              dv->data());
+    }));
+    const std::string kind = sliding ? absl::StrCat("window ", shape.window) : "global";
+    lines.push_back({absl::StrCat("attention forward, ", kind), forward, count});
+    lines.push_back({absl::StrCat("attention backward, ", kind), backward, count});
+  }
+  MAXIMUS_ASSIGN_OR_RETURN(double norms, TimeOp(backend, [&]() -> absl::Status {
+    // Four n x d norms and the q, k norms, forward and backward.
+    for (auto [rows, width] : {std::pair{n, d}, {n, d}, {n, d}, {n, d}, {n * c.heads, hd},
+                               {n * c.kv_heads, hd}}) {
+      backend->RmsNorm(x->data(), norm_w->data(), rows, width, 1e-6f, y->data(), rstd->data());
+      backend->RmsNormBackward(x->data(), norm_w->data(), rstd->data(), y->data(), rows, width,
+                               z->data(), w->data());
+    }
+    return absl::OkStatus();
+  }));
+  lines.push_back({"RMSNorms of one layer (6, fwd + bwd)", norms, c.layers});
+  MAXIMUS_ASSIGN_OR_RETURN(double elementwise, TimeOp(backend, [&]() -> absl::Status {
+    backend->GatedActivation(c.activation, x->data(), y->data(), n * f, z->data());
+    backend->GatedActivationBackward(c.activation, x->data(), y->data(), z->data(), n * f,
+                                     w->data(), dz->data());
+    for (int i = 0; i < 2; ++i) {
+      backend->Rope(q->data(), host.rows, host.seq, c.heads, hd, 0, 1e4f, i == 1);
+      backend->Rope(k->data(), host.rows, host.seq, c.kv_heads, hd, 0, 1e4f, i == 1);
+    }
+    for (int i = 0; i < 4; ++i) backend->Add(x->data(), y->data(), n * d, z->data());
+    for (int i = 0; i < 2; ++i) backend->Copy(x->data(), n * d, z->data());
+    return absl::OkStatus();
+  }));
+  lines.push_back({"gating, RoPE, adds, copies of one layer", elementwise, c.layers});
+  MAXIMUS_ASSIGN_OR_RETURN(double embed, TimeOp(backend, [&]() -> absl::Status {
+    backend->Embed(batch.inputs, n, table->data(), d, 1.0f, x->data());
+    backend->EmbedBackward(batch.inputs, n, x->data(), d, 1.0f, dtable->data());
+    return absl::OkStatus();
+  }));
+  lines.push_back({"embedding gather + scatter", embed, 1});
+  for (LossKind kind : {LossKind::kMaxis, LossKind::kCrossEntropy}) {
+    kernels::LinearHeadShape head{n, d, c.vocab_size};
+    kernels::MaxisConfig maxis;
+    MAXIMUS_ASSIGN_OR_RETURN(double loss, TimeOp(backend, [&]() -> absl::Status {
+      return backend
+          ->Loss(kind, head, x->data(), table->data(), batch, maxis, true, y->data(),
+                 dtable->data())
+          .status();
+    }));
+    lines.push_back({kind == LossKind::kMaxis ? "loss: MAXIS (fwd + bwd, casts included)"
+                                              : "loss: exact CE (fwd + bwd, casts included)",
+                     loss, 1});
+  }
+  std::printf("\nwhere a step's time goes (ops timed alone at the step's shapes):\n");
+  std::printf("| op | ms per call | calls per step | ms per step |\n|---|---|---|---|\n");
+  for (const Line& line : lines) {
+    std::printf("| %s | %.3f | %lld | %.1f |\n", line.what.c_str(), line.ms_each,
+                static_cast<long long>(line.calls), line.ms_each * line.calls);
+  }
+  return absl::OkStatus();
+}
+
 int Main() {
   absl::StatusOr<ModelConfig> config = LoadModelConfig(absl::GetFlag(FLAGS_preset));
   if (!config.ok()) {
@@ -244,6 +391,12 @@ int Main() {
       return 1;
     }
     table.push_back(*row);
+  }
+  if (absl::GetFlag(FLAGS_breakdown)) {
+    if (absl::Status s = PrintBreakdown(backend->get(), *config, batch); !s.ok()) {
+      std::fprintf(stderr, "bench_train: breakdown: %s\n", s.ToString().c_str());
+      return 1;
+    }
   }
   backend->reset();  // Frees the device for PyTorch.
   if (!absl::GetFlag(FLAGS_torch).empty()) {

@@ -72,6 +72,12 @@ absl::Status SetField(RunConfig* config, const FieldDescriptor* field, const std
       r->SetUInt64(config, field, value);
       return absl::OkStatus();
     }
+    case FieldDescriptor::CPPTYPE_BOOL: {
+      bool value = false;
+      if (!absl::SimpleAtob(text, &value)) return BadFlag(flag, text, "not true or false");
+      r->SetBool(config, field, value);
+      return absl::OkStatus();
+    }
     case FieldDescriptor::CPPTYPE_DOUBLE: {
       double value = 0;
       if (!absl::SimpleAtod(text, &value) || !std::isfinite(value)) {

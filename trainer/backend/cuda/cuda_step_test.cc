@@ -22,7 +22,10 @@ namespace {
 // Relative L2 error bounds of the GPU against the CPU.
 constexpr double kLossBound = 5e-3;
 constexpr double kGradientBound = 3e-2;  // per parameter tensor
-constexpr double kWeightsAfterStepBound = 1e-4;
+// AdamW's first step moves each weight by about lr · sign(gradient), so
+// gradients near zero that differ in the last bits move their weights by
+// different amounts: the bound is on the whole arena, relative to its norm.
+constexpr double kWeightsAfterStepBound = 5e-3;
 
 ModelConfig TinyShapes() {
   absl::StatusOr<ModelConfig> config = PresetModelConfig("tiny");

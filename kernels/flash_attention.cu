@@ -36,6 +36,7 @@ struct Params {
   float* dv;
   int64_t batch, queries, query_offset, key_stride, keys;
   int heads, kv_heads, head_dim;
+  bool vec4;  // head_dim % 4 == 0 and q, k, v, dout 16-byte aligned.
   int64_t window;
   float scale;
 };
@@ -544,11 +545,27 @@ constexpr int TcStride() {
   return kD + 4;
 }
 
-// As LoadTile, rounded to TF32, rows TcStride apart.
+// As LoadTile, rounded to TF32, rows TcStride apart. `vec4`: head_dim is a
+// multiple of 4 and src 16-byte aligned, so rows load as float4.
 template <int kD, int kRows>
 __device__ __forceinline__ void LoadTileTf32(float* tile, const float* __restrict__ src,
                                              int64_t row_stride, int64_t row0, int64_t rows,
-                                             int head_dim) {
+                                             int head_dim, bool vec4) {
+  if (vec4) {
+    for (int idx = threadIdx.x; idx < kRows * kD / 4; idx += kThreads) {
+      const int r = idx / (kD / 4), c = 4 * (idx % (kD / 4));
+      const int64_t row = row0 + r;
+      float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (row < rows && c < head_dim) {
+        x = __ldg(reinterpret_cast<const float4*>(src + row * row_stride + c));
+      }
+      // TcStride and the tile offsets are multiples of 4 floats.
+      *reinterpret_cast<float4*>(tile + r * TcStride<kD>() + c) =
+          make_float4(wmma::__float_to_tf32(x.x), wmma::__float_to_tf32(x.y),
+                      wmma::__float_to_tf32(x.z), wmma::__float_to_tf32(x.w));
+    }
+    return;
+  }
   for (int idx = threadIdx.x; idx < kRows * kD; idx += kThreads) {
     const int r = idx / kD, c = idx % kD;
     const int64_t row = row0 + r;
@@ -613,7 +630,7 @@ __global__ void __launch_bounds__(kThreads) ForwardTcKernel(Params p) {
   const float* v_base = p.v + b * p.key_stride * kv_row + g * p.head_dim;
 
   const int64_t row0 = qt * kBq;
-  LoadTileTf32<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim);
+  LoadTileTf32<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
   row_ids[threadIdx.x] = static_cast<float>(threadIdx.x / 16);
   __syncthreads();
 
@@ -644,8 +661,8 @@ __global__ void __launch_bounds__(kThreads) ForwardTcKernel(Params p) {
   for (int64_t kt = kt_begin; kt <= kt_end; ++kt) {
     const int64_t key0 = kt * kBk;
     __syncthreads();  // The previous step's readers of K, V and P are done.
-    LoadTileTf32<kD, kBk>(k_tile, k_base, kv_row, key0, p.keys, p.head_dim);
-    LoadTileTf32<kD, kBk>(v_tile, v_base, kv_row, key0, p.keys, p.head_dim);
+    LoadTileTf32<kD, kBk>(k_tile, k_base, kv_row, key0, p.keys, p.head_dim, p.vec4);
+    LoadTileTf32<kD, kBk>(v_tile, v_base, kv_row, key0, p.keys, p.head_dim, p.vec4);
     __syncthreads();
     {
       const int rt = warp / 2, ct = warp % 2;
@@ -766,8 +783,8 @@ __global__ void __launch_bounds__(kThreads) DqTcKernel(Params p) {
   const float* v_base = p.v + b * p.key_stride * kv_row + g * p.head_dim;
 
   const int64_t row0 = qt * kBq;
-  LoadTileTf32<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim);
-  LoadTileTf32<kD, kBq>(do_tile, p.dout + head_offset, q_row, row0, p.queries, p.head_dim);
+  LoadTileTf32<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
+  LoadTileTf32<kD, kBq>(do_tile, p.dout + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
   for (int r = threadIdx.x; r < kBq; r += kThreads) {
     const bool valid = row0 + r < p.queries;
     lse_tile[r] = valid ? p.lse[stat_offset + row0 + r] : 0.0f;
@@ -783,8 +800,8 @@ __global__ void __launch_bounds__(kThreads) DqTcKernel(Params p) {
   for (int64_t kt = kt_begin; kt <= kt_end; ++kt) {
     const int64_t key0 = kt * kBk;
     __syncthreads();
-    LoadTileTf32<kD, kBk>(k_tile, k_base, kv_row, key0, p.keys, p.head_dim);
-    LoadTileTf32<kD, kBk>(v_tile, v_base, kv_row, key0, p.keys, p.head_dim);
+    LoadTileTf32<kD, kBk>(k_tile, k_base, kv_row, key0, p.keys, p.head_dim, p.vec4);
+    LoadTileTf32<kD, kBk>(v_tile, v_base, kv_row, key0, p.keys, p.head_dim, p.vec4);
     __syncthreads();
 #pragma unroll
     for (int j = 0; j < kJobs; ++j) {
@@ -868,8 +885,8 @@ __global__ void __launch_bounds__(kThreads) DkDvTcKernel(Params p) {
   const int64_t kv_offset = b * p.key_stride * kv_row + g * p.head_dim;
 
   const int64_t key0 = kt * kBk;
-  LoadTileTf32<kD, kBk>(k_tile, p.k + kv_offset, kv_row, key0, p.keys, p.head_dim);
-  LoadTileTf32<kD, kBk>(v_tile, p.v + kv_offset, kv_row, key0, p.keys, p.head_dim);
+  LoadTileTf32<kD, kBk>(k_tile, p.k + kv_offset, kv_row, key0, p.keys, p.head_dim, p.vec4);
+  LoadTileTf32<kD, kBk>(v_tile, p.v + kv_offset, kv_row, key0, p.keys, p.head_dim, p.vec4);
   // Fragment f of this warp: dV tiles first, then dK tiles.
   FragC grad[kGradFrags];
 #pragma unroll
@@ -887,8 +904,9 @@ __global__ void __launch_bounds__(kThreads) DkDvTcKernel(Params p) {
     for (int64_t qt = qt_begin; qt <= qt_end; ++qt) {
       const int64_t row0 = qt * kBq;
       __syncthreads();
-      LoadTileTf32<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim);
-      LoadTileTf32<kD, kBq>(do_tile, p.dout + head_offset, q_row, row0, p.queries, p.head_dim);
+      LoadTileTf32<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
+      LoadTileTf32<kD, kBq>(do_tile, p.dout + head_offset, q_row, row0, p.queries, p.head_dim,
+                            p.vec4);
       for (int r = threadIdx.x; r < kBq; r += kThreads) {
         const bool valid = row0 + r < p.queries;
         lse_tile[r] = valid ? p.lse[stat_offset + row0 + r] : 0.0f;
@@ -1088,6 +1106,8 @@ absl::Status CheckShape(const AttentionShape& shape) {
   return absl::OkStatus();
 }
 
+bool Aligned16(const float* x) { return reinterpret_cast<uintptr_t>(x) % 16 == 0; }
+
 Params MakeParams(const AttentionShape& shape) {
   Params p{};
   p.batch = shape.batch;
@@ -1116,6 +1136,7 @@ absl::Status FlashAttentionForwardCuda(const AttentionShape& shape, const float*
   p.v = v;
   p.out_w = out;
   p.lse_w = lse;
+  p.vec4 = shape.head_dim % 4 == 0 && Aligned16(q) && Aligned16(k) && Aligned16(v);
   if (UseTensorCores(shape, math)) {
     if (shape.head_dim <= 32) return ForwardTc<32>(p, stream);
     if (shape.head_dim <= 64) return ForwardTc<64>(p, stream);
@@ -1149,6 +1170,8 @@ absl::Status FlashAttentionBackwardCuda(const AttentionShape& shape, const float
   p.dq = dq;
   p.dk = dk;
   p.dv = dv;
+  p.vec4 =
+      shape.head_dim % 4 == 0 && Aligned16(q) && Aligned16(k) && Aligned16(v) && Aligned16(dout);
   const int64_t rows = shape.batch * shape.heads * shape.queries;
   constexpr int kRowsPerBlock = kThreads / 32;
   const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;

@@ -109,7 +109,8 @@ absl::Status CausalAttentionBackward(const AttentionShape& s, const float* q, co
     return absl::InvalidArgumentError("attention backward needs query_offset 0");
   }
   const int64_t keys = s.keys(), hd = s.head_dim, group = s.heads / s.kv_heads;
-  const int64_t q_row = s.heads * hd, kv_row = s.kv_heads * hd, rows = s.batch * s.heads * s.queries;
+  const int64_t q_row = s.heads * hd, kv_row = s.kv_heads * hd,
+                rows = s.batch * s.heads * s.queries;
   // With P = softmax row by row and dP = dO Vᵀ: dS = scale · P ⊙ (dP − delta),
   // delta_i = Σ_j P_ij dP_ij = dO_i · O_i; dQ = dS K, dK = dSᵀ Q, dV = Pᵀ dO.
   std::vector<float> delta(rows);

@@ -1,4 +1,5 @@
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #include <climits>
 #include <cmath>
@@ -35,6 +36,7 @@ struct Params {
   float* dv;
   int64_t batch, queries, query_offset, key_stride, keys;
   int heads, kv_heads, head_dim;
+  bool vec4;  // head_dim % 4 == 0 and q, k, v, dout 16-byte aligned.
   int64_t window;
   float scale;
 };
@@ -102,10 +104,10 @@ __global__ void __launch_bounds__(kThreads) ForwardKernel(Params p) {
   constexpr int kS = RowStride<kD>();
   constexpr int kRows = kBq / kSide, kCols = kBk / kSide, kDims = kD / kSide;
   extern __shared__ float smem[];
-  float* q_tile = smem;                // [kBq][kS]
-  float* k_tile = q_tile + kBq * kS;   // [kBk][kS]
-  float* v_tile = k_tile + kBk * kS;   // [kBk][kS]
-  float* p_tile = v_tile + kBk * kS;   // [kBq][kBk + 1]
+  float* q_tile = smem;               // [kBq][kS]
+  float* k_tile = q_tile + kBq * kS;  // [kBk][kS]
+  float* v_tile = k_tile + kBk * kS;  // [kBk][kS]
+  float* p_tile = v_tile + kBk * kS;  // [kBq][kBk + 1]
 
   const int64_t q_tiles = (p.queries + kBq - 1) / kBq;
   const int64_t heads_total = p.batch * p.heads;
@@ -141,8 +143,7 @@ __global__ void __launch_bounds__(kThreads) ForwardKernel(Params p) {
 
   const int64_t last_row = (row0 + kBq < p.queries ? row0 + kBq : p.queries) - 1;
   int64_t kt_begin, kt_end;
-  KeyTileRange(p.query_offset + row0, p.query_offset + last_row, p.window, kBk, &kt_begin,
-               &kt_end);
+  KeyTileRange(p.query_offset + row0, p.query_offset + last_row, p.window, kBk, &kt_begin, &kt_end);
   for (int64_t kt = kt_begin; kt <= kt_end; ++kt) {
     const int64_t key0 = kt * kBk;
     __syncthreads();  // The previous tile's readers are done.
@@ -176,8 +177,8 @@ __global__ void __launch_bounds__(kThreads) ForwardKernel(Params p) {
 #pragma unroll
       for (int c = 0; c < kCols; ++c) {
         const int64_t key = key0 + tx + kSide * c;
-        s[a][c] = row_valid[a] && Visible(position[a], key, p.window) ? s[a][c] * p.scale
-                                                                      : -INFINITY;
+        s[a][c] =
+            row_valid[a] && Visible(position[a], key, p.window) ? s[a][c] * p.scale : -INFINITY;
         row_max = fmaxf(row_max, s[a][c]);
       }
       const float m_new = fmaxf(m[a], RowMax(row_max));
@@ -237,7 +238,8 @@ __global__ void __launch_bounds__(kThreads) DeltaKernel(Params p) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * (kThreads / 32) + threadIdx.x / 32;
   if (row >= rows) return;
   const int lane = threadIdx.x % 32;
-  const int64_t i = row % p.queries, h = (row / p.queries) % p.heads, b = row / (p.queries * p.heads);
+  const int64_t i = row % p.queries, h = (row / p.queries) % p.heads,
+                b = row / (p.queries * p.heads);
   const int64_t at = ((b * p.queries + i) * p.heads + h) * p.head_dim;
   float sum = 0.0f;
   for (int c = lane; c < p.head_dim; c += 32) sum = fmaf(p.dout[at + c], p.out[at + c], sum);
@@ -382,12 +384,12 @@ __global__ void __launch_bounds__(kThreads) DkDvKernel(Params p) {
   constexpr int kS = RowStride<kD>();
   constexpr int kRows = kBk / kSide, kCols = kBq / kSide, kDims = kD / kSide;
   extern __shared__ float smem[];
-  float* k_tile = smem;                  // [kBk][kS]
-  float* v_tile = k_tile + kBk * kS;     // [kBk][kS]
-  float* q_tile = v_tile + kBk * kS;     // [kBq][kS]
-  float* do_tile = q_tile + kBq * kS;    // [kBq][kS]
-  float* p_tile = do_tile + kBq * kS;    // [kBk][kBq + 1], P transposed
-  float* ds_tile = p_tile + kBk * (kBq + 1);  // [kBk][kBq + 1], dS transposed
+  float* k_tile = smem;                         // [kBk][kS]
+  float* v_tile = k_tile + kBk * kS;            // [kBk][kS]
+  float* q_tile = v_tile + kBk * kS;            // [kBq][kS]
+  float* do_tile = q_tile + kBq * kS;           // [kBq][kS]
+  float* p_tile = do_tile + kBq * kS;           // [kBk][kBq + 1], P transposed
+  float* ds_tile = p_tile + kBk * (kBq + 1);    // [kBk][kBq + 1], dS transposed
   float* lse_tile = ds_tile + kBk * (kBq + 1);  // [kBq]
   float* delta_tile = lse_tile + kBq;           // [kBq]
 
@@ -418,9 +420,9 @@ __global__ void __launch_bounds__(kThreads) DkDvKernel(Params p) {
 
   // Queries that see a key of [key0, last_key]: from key0 to last_key + window - 1.
   const int64_t last_key = (key0 + kBk < p.keys ? key0 + kBk : p.keys) - 1;
-  const int64_t last_query =
-      p.window > 0 && last_key + p.window - 1 < p.queries - 1 ? last_key + p.window - 1
-                                                              : p.queries - 1;
+  const int64_t last_query = p.window > 0 && last_key + p.window - 1 < p.queries - 1
+                                 ? last_key + p.window - 1
+                                 : p.queries - 1;
   const int64_t qt_begin = key0 / kBq, qt_end = last_query / kBq;
   for (int hh = 0; hh < group; ++hh) {
     const int h = g * group + hh;
@@ -523,6 +525,454 @@ __global__ void __launch_bounds__(kThreads) DkDvKernel(Params p) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// Tensor-core kernels: the same algorithm with the four products per tile
+// (QKᵀ, dO Vᵀ and the accumulations) on WMMA 16×16×8 TF32 tiles with fp32
+// accumulation. Tiles are rounded to TF32 (10-bit mantissa) as they are
+// stored in shared memory; softmax, masking and dS stay in fp32 SIMT code.
+// 8 warps; shared rows are kD + 4 floats apart (WMMA needs a multiple of 4
+// floats and 32-byte aligned fragment starts; 16-byte skew between rows).
+
+namespace wmma = nvcuda::wmma;
+using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
+using FragBRow = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
+using FragBCol = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;
+using FragC = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
+constexpr int kWarps = kThreads / 32;
+
+template <int kD>
+constexpr int TcStride() {
+  return kD + 4;
+}
+
+// As LoadTile, rounded to TF32, rows TcStride apart. `vec4`: head_dim is a
+// multiple of 4 and src 16-byte aligned, so rows load as float4.
+template <int kD, int kRows>
+__device__ __forceinline__ void LoadTileTf32(float* tile, const float* __restrict__ src,
+                                             int64_t row_stride, int64_t row0, int64_t rows,
+                                             int head_dim, bool vec4) {
+  if (vec4) {
+    for (int idx = threadIdx.x; idx < kRows * kD / 4; idx += kThreads) {
+      const int r = idx / (kD / 4), c = 4 * (idx % (kD / 4));
+      const int64_t row = row0 + r;
+      float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (row < rows && c < head_dim) {
+        x = __ldg(reinterpret_cast<const float4*>(src + row * row_stride + c));
+      }
+      // TcStride and the tile offsets are multiples of 4 floats.
+      *reinterpret_cast<float4*>(tile + r * TcStride<kD>() + c) =
+          make_float4(wmma::__float_to_tf32(x.x), wmma::__float_to_tf32(x.y),
+                      wmma::__float_to_tf32(x.z), wmma::__float_to_tf32(x.w));
+    }
+    return;
+  }
+  for (int idx = threadIdx.x; idx < kRows * kD; idx += kThreads) {
+    const int r = idx / kD, c = idx % kD;
+    const int64_t row = row0 + r;
+    const float x = row < rows && c < head_dim ? __ldg(src + row * row_stride + c) : 0.0f;
+    tile[r * TcStride<kD>() + c] = wmma::__float_to_tf32(x);
+  }
+}
+
+// out (16×16, fp32, row-major with ldm) = a (16×kK rows of a_tile) ·
+// b, where b is kK×16: the columns [col0, col0 + 16) of rows of b_tile
+// (kBRowMajor) or the transpose of 16 rows of b_tile starting at col0.
+template <int kK, bool kBRowMajor>
+__device__ __forceinline__ void MmaAccumulate(FragC& acc, const float* a, int lda, const float* b,
+                                              int ldb) {
+#pragma unroll 4
+  for (int k0 = 0; k0 < kK; k0 += 8) {
+    FragA fa;
+    wmma::load_matrix_sync(fa, a + k0, lda);
+    if constexpr (kBRowMajor) {
+      FragBRow fb;
+      wmma::load_matrix_sync(fb, b + k0 * ldb, ldb);
+      wmma::mma_sync(acc, fa, fb, acc);
+    } else {
+      FragBCol fb;
+      wmma::load_matrix_sync(fb, b + k0, ldb);
+      wmma::mma_sync(acc, fa, fb, acc);
+    }
+  }
+}
+
+// Forward on tensor cores: 64 queries × 32 keys per step. Warp w computes
+// score tile (w / 2, w % 2) and owns output tiles of row tile w / 2, columns
+// (w % 2) · kD/32 onwards. The online softmax's per-row rescaling of the
+// output fragments uses each element's row, read once from a fragment loaded
+// from a matrix of row numbers (the fragment layout itself is opaque).
+template <int kD>
+__global__ void __launch_bounds__(kThreads) ForwardTcKernel(Params p) {
+  constexpr int kBq = 64, kBk = 32, kLd = TcStride<kD>(), kSld = kBk + 4;
+  constexpr int kOutFrags = kD / 32;  // Per warp: 4 row tiles × kD/16 columns over 8 warps.
+  extern __shared__ __align__(128) float tc_smem[];
+  float* q_tile = tc_smem;               // [kBq][kLd]
+  float* k_tile = q_tile + kBq * kLd;    // [kBk][kLd]
+  float* v_tile = k_tile + kBk * kLd;    // [kBk][kLd]
+  float* s_tile = v_tile + kBk * kLd;    // [kBq][kSld]: scores, then P
+  float* row_ids = s_tile + kBq * kSld;  // [16][16]: row numbers
+  float* row_alpha = row_ids + 256;      // [kBq]
+  float* row_l = row_alpha + kBq;        // [kBq]
+  float* row_m = row_l + kBq;            // [kBq]
+
+  const int64_t q_tiles = (p.queries + kBq - 1) / kBq;
+  const int64_t heads_total = p.batch * p.heads;
+  const int64_t qt = q_tiles - 1 - static_cast<int64_t>(blockIdx.x) / heads_total;
+  const int64_t bh = static_cast<int64_t>(blockIdx.x) % heads_total;
+  const int64_t b = bh / p.heads;
+  const int h = static_cast<int>(bh % p.heads);
+  const int g = h / (p.heads / p.kv_heads);
+  const int warp = threadIdx.x / 32;
+  const int64_t q_row = static_cast<int64_t>(p.heads) * p.head_dim;
+  const int64_t kv_row = static_cast<int64_t>(p.kv_heads) * p.head_dim;
+  const int64_t head_offset = b * p.queries * q_row + h * p.head_dim;
+  const float* k_base = p.k + b * p.key_stride * kv_row + g * p.head_dim;
+  const float* v_base = p.v + b * p.key_stride * kv_row + g * p.head_dim;
+
+  const int64_t row0 = qt * kBq;
+  LoadTileTf32<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
+  row_ids[threadIdx.x] = static_cast<float>(threadIdx.x / 16);
+  __syncthreads();
+
+  const int out_row_tile = warp / 2, out_col_tile0 = (warp % 2) * kOutFrags;
+  int frag_row[FragC::num_elements];
+  {
+    FragC ids;
+    wmma::load_matrix_sync(ids, row_ids, 16, wmma::mem_row_major);
+#pragma unroll
+    for (int i = 0; i < FragC::num_elements; ++i) {
+      frag_row[i] = out_row_tile * 16 + static_cast<int>(ids.x[i]);
+    }
+  }
+  FragC o[kOutFrags];
+#pragma unroll
+  for (int f = 0; f < kOutFrags; ++f) wmma::fill_fragment(o[f], 0.0f);
+
+  // Softmax: thread t handles 8 scores of row t / 4; a row's 4 threads are a
+  // lane quad.
+  const int srow = threadIdx.x / 4, spart = threadIdx.x % 4;
+  const int64_t position = p.query_offset + row0 + srow;
+  const bool row_valid = row0 + srow < p.queries;
+  float m = -INFINITY, l = 0.0f;
+
+  const int64_t last_row = (row0 + kBq < p.queries ? row0 + kBq : p.queries) - 1;
+  int64_t kt_begin, kt_end;
+  KeyTileRange(p.query_offset + row0, p.query_offset + last_row, p.window, kBk, &kt_begin, &kt_end);
+  for (int64_t kt = kt_begin; kt <= kt_end; ++kt) {
+    const int64_t key0 = kt * kBk;
+    __syncthreads();  // The previous step's readers of K, V and P are done.
+    LoadTileTf32<kD, kBk>(k_tile, k_base, kv_row, key0, p.keys, p.head_dim, p.vec4);
+    LoadTileTf32<kD, kBk>(v_tile, v_base, kv_row, key0, p.keys, p.head_dim, p.vec4);
+    __syncthreads();
+    {
+      const int rt = warp / 2, ct = warp % 2;
+      FragC s;
+      wmma::fill_fragment(s, 0.0f);
+      MmaAccumulate<kD, false>(s, q_tile + rt * 16 * kLd, kLd, k_tile + ct * 16 * kLd, kLd);
+      wmma::store_matrix_sync(s_tile + rt * 16 * kSld + ct * 16, s, kSld, wmma::mem_row_major);
+    }
+    __syncthreads();
+    {
+      float x[8];
+      float row_max = -INFINITY;
+#pragma unroll
+      for (int c = 0; c < 8; ++c) {
+        const int col = spart * 8 + c;
+        const int64_t key = key0 + col;
+        x[c] = row_valid && Visible(position, key, p.window) ? s_tile[srow * kSld + col] * p.scale
+                                                             : -INFINITY;
+        row_max = fmaxf(row_max, x[c]);
+      }
+      row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, 1));
+      row_max = fmaxf(row_max, __shfl_xor_sync(0xffffffffu, row_max, 2));
+      const float m_new = fmaxf(m, row_max);
+      const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+      const float alpha = __expf(m - m_use);
+      float sum = 0.0f;
+#pragma unroll
+      for (int c = 0; c < 8; ++c) {
+        const float e = __expf(x[c] - m_use);
+        sum += e;
+        s_tile[srow * kSld + spart * 8 + c] = wmma::__float_to_tf32(e);
+      }
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      l = l * alpha + sum;
+      m = m_new;
+      if (spart == 0) row_alpha[srow] = alpha;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int f = 0; f < kOutFrags; ++f) {
+#pragma unroll
+      for (int i = 0; i < FragC::num_elements; ++i) o[f].x[i] *= row_alpha[frag_row[i]];
+    }
+#pragma unroll
+    for (int k0 = 0; k0 < kBk; k0 += 8) {
+      FragA pa;
+      wmma::load_matrix_sync(pa, s_tile + out_row_tile * 16 * kSld + k0, kSld);
+#pragma unroll
+      for (int f = 0; f < kOutFrags; ++f) {
+        FragBRow vb;
+        wmma::load_matrix_sync(vb, v_tile + k0 * kLd + (out_col_tile0 + f) * 16, kLd);
+        wmma::mma_sync(o[f], pa, vb, o[f]);
+      }
+    }
+  }
+
+  if (spart == 0) {
+    row_l[srow] = l;
+    row_m[srow] = m;
+  }
+  __syncthreads();  // Also: every reader of q_tile is done.
+#pragma unroll
+  for (int f = 0; f < kOutFrags; ++f) {
+#pragma unroll
+    for (int i = 0; i < FragC::num_elements; ++i) {
+      const float row_sum = row_l[frag_row[i]];
+      o[f].x[i] *= row_sum > 0.0f ? 1.0f / row_sum : 0.0f;
+    }
+    wmma::store_matrix_sync(q_tile + out_row_tile * 16 * kLd + (out_col_tile0 + f) * 16, o[f], kLd,
+                            wmma::mem_row_major);
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < kBq * kD; idx += kThreads) {
+    const int r = idx / kD, c = idx % kD;
+    if (row0 + r < p.queries && c < p.head_dim) {
+      p.out_w[head_offset + (row0 + r) * q_row + c] = q_tile[r * kLd + c];
+    }
+  }
+  if (p.lse_w != nullptr && threadIdx.x < kBq && row0 + threadIdx.x < p.queries) {
+    p.lse_w[(b * p.heads + h) * p.queries + row0 + threadIdx.x] =
+        row_m[threadIdx.x] + logf(row_l[threadIdx.x]);
+  }
+}
+
+// dQ on tensor cores: kBq queries (64; 32 at kD 256) × 32 keys per step.
+// Warps split the score and dO Vᵀ tiles, then the dQ tiles.
+template <int kD, int kBq>
+__global__ void __launch_bounds__(kThreads) DqTcKernel(Params p) {
+  constexpr int kBk = 32, kLd = TcStride<kD>(), kSld = kBk + 4;
+  constexpr int kScoreTiles = (kBq / 16) * (kBk / 16);
+  constexpr int kJobs = 2 * kScoreTiles / kWarps;  // S and dP tiles per warp.
+  constexpr int kDqFrags = (kBq / 16) * (kD / 16) / kWarps;
+  static_assert(kJobs >= 1 && kDqFrags >= 1, "tiles too small for 8 warps");
+  extern __shared__ __align__(128) float tc_smem[];
+  float* q_tile = tc_smem;                 // [kBq][kLd]
+  float* do_tile = q_tile + kBq * kLd;     // [kBq][kLd]
+  float* k_tile = do_tile + kBq * kLd;     // [kBk][kLd]
+  float* v_tile = k_tile + kBk * kLd;      // [kBk][kLd]
+  float* s_tile = v_tile + kBk * kLd;      // [kBq][kSld]: scores, then dS
+  float* dp_tile = s_tile + kBq * kSld;    // [kBq][kSld]
+  float* lse_tile = dp_tile + kBq * kSld;  // [kBq]
+  float* delta_tile = lse_tile + kBq;      // [kBq]
+
+  const int64_t q_tiles = (p.queries + kBq - 1) / kBq;
+  const int64_t heads_total = p.batch * p.heads;
+  const int64_t qt = q_tiles - 1 - static_cast<int64_t>(blockIdx.x) / heads_total;
+  const int64_t bh = static_cast<int64_t>(blockIdx.x) % heads_total;
+  const int64_t b = bh / p.heads;
+  const int h = static_cast<int>(bh % p.heads);
+  const int g = h / (p.heads / p.kv_heads);
+  const int warp = threadIdx.x / 32;
+  const int64_t q_row = static_cast<int64_t>(p.heads) * p.head_dim;
+  const int64_t kv_row = static_cast<int64_t>(p.kv_heads) * p.head_dim;
+  const int64_t head_offset = b * p.queries * q_row + h * p.head_dim;
+  const int64_t stat_offset = (b * p.heads + h) * p.queries;
+  const float* k_base = p.k + b * p.key_stride * kv_row + g * p.head_dim;
+  const float* v_base = p.v + b * p.key_stride * kv_row + g * p.head_dim;
+
+  const int64_t row0 = qt * kBq;
+  LoadTileTf32<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
+  LoadTileTf32<kD, kBq>(do_tile, p.dout + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
+  for (int r = threadIdx.x; r < kBq; r += kThreads) {
+    const bool valid = row0 + r < p.queries;
+    lse_tile[r] = valid ? p.lse[stat_offset + row0 + r] : 0.0f;
+    delta_tile[r] = valid ? p.delta[stat_offset + row0 + r] : 0.0f;
+  }
+  FragC dq[kDqFrags];
+#pragma unroll
+  for (int f = 0; f < kDqFrags; ++f) wmma::fill_fragment(dq[f], 0.0f);
+
+  const int64_t last_row = (row0 + kBq < p.queries ? row0 + kBq : p.queries) - 1;
+  int64_t kt_begin, kt_end;
+  KeyTileRange(row0, last_row, p.window, kBk, &kt_begin, &kt_end);
+  for (int64_t kt = kt_begin; kt <= kt_end; ++kt) {
+    const int64_t key0 = kt * kBk;
+    __syncthreads();
+    LoadTileTf32<kD, kBk>(k_tile, k_base, kv_row, key0, p.keys, p.head_dim, p.vec4);
+    LoadTileTf32<kD, kBk>(v_tile, v_base, kv_row, key0, p.keys, p.head_dim, p.vec4);
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < kJobs; ++j) {
+      const int job = warp * kJobs + j;
+      const bool is_dp = job >= kScoreTiles;
+      const int tile = is_dp ? job - kScoreTiles : job;
+      const int rt = tile / (kBk / 16), ct = tile % (kBk / 16);
+      FragC s;
+      wmma::fill_fragment(s, 0.0f);
+      MmaAccumulate<kD, false>(s, (is_dp ? do_tile : q_tile) + rt * 16 * kLd, kLd,
+                               (is_dp ? v_tile : k_tile) + ct * 16 * kLd, kLd);
+      wmma::store_matrix_sync((is_dp ? dp_tile : s_tile) + rt * 16 * kSld + ct * 16, s, kSld,
+                              wmma::mem_row_major);
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < kBq * kBk; idx += kThreads) {
+      const int r = idx / kBk, c = idx % kBk;
+      const int64_t i = row0 + r, key = key0 + c;
+      float ds = 0.0f;
+      if (i < p.queries && Visible(i, key, p.window)) {
+        const float prob = __expf(s_tile[r * kSld + c] * p.scale - lse_tile[r]);
+        ds = p.scale * prob * (dp_tile[r * kSld + c] - delta_tile[r]);
+      }
+      s_tile[r * kSld + c] = wmma::__float_to_tf32(ds);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int f = 0; f < kDqFrags; ++f) {
+      const int tile = warp * kDqFrags + f;
+      const int rt = tile / (kD / 16), ct = tile % (kD / 16);
+      MmaAccumulate<kBk, true>(dq[f], s_tile + rt * 16 * kSld, kSld, k_tile + ct * 16, kLd);
+    }
+  }
+
+  __syncthreads();  // Every reader of q_tile is done.
+#pragma unroll
+  for (int f = 0; f < kDqFrags; ++f) {
+    const int tile = warp * kDqFrags + f;
+    const int rt = tile / (kD / 16), ct = tile % (kD / 16);
+    wmma::store_matrix_sync(q_tile + rt * 16 * kLd + ct * 16, dq[f], kLd, wmma::mem_row_major);
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < kBq * kD; idx += kThreads) {
+    const int r = idx / kD, c = idx % kD;
+    if (row0 + r < p.queries && c < p.head_dim) {
+      p.dq[head_offset + (row0 + r) * q_row + c] = q_tile[r * kLd + c];
+    }
+  }
+}
+
+// dK and dV on tensor cores: 32 keys per block, 32 queries per step, over the
+// heads of the group. Scores are transposed (keys as rows); warps split the
+// Sᵀ and dPᵀ tiles, then the dV and dK tiles.
+template <int kD>
+__global__ void __launch_bounds__(kThreads) DkDvTcKernel(Params p) {
+  constexpr int kBk = 32, kBq = 32, kLd = TcStride<kD>(), kSld = kBq + 4;
+  constexpr int kScoreTiles = (kBk / 16) * (kBq / 16);
+  constexpr int kJobs = 2 * kScoreTiles / kWarps;
+  constexpr int kGradTiles = (kBk / 16) * (kD / 16);  // Of dV, and again of dK.
+  constexpr int kGradFrags = 2 * kGradTiles / kWarps;
+  static_assert(kJobs >= 1 && kGradFrags >= 1, "tiles too small for 8 warps");
+  extern __shared__ __align__(128) float tc_smem[];
+  float* k_tile = tc_smem;                 // [kBk][kLd]
+  float* v_tile = k_tile + kBk * kLd;      // [kBk][kLd]
+  float* q_tile = v_tile + kBk * kLd;      // [kBq][kLd]
+  float* do_tile = q_tile + kBq * kLd;     // [kBq][kLd]
+  float* p_tile = do_tile + kBq * kLd;     // [kBk][kSld]: Sᵀ, then Pᵀ
+  float* ds_tile = p_tile + kBk * kSld;    // [kBk][kSld]: dPᵀ, then dSᵀ
+  float* lse_tile = ds_tile + kBk * kSld;  // [kBq]
+  float* delta_tile = lse_tile + kBq;      // [kBq]
+
+  const int64_t groups_total = p.batch * p.kv_heads;
+  const int64_t kt = static_cast<int64_t>(blockIdx.x) / groups_total;
+  const int64_t bg = static_cast<int64_t>(blockIdx.x) % groups_total;
+  const int64_t b = bg / p.kv_heads;
+  const int g = static_cast<int>(bg % p.kv_heads);
+  const int group = p.heads / p.kv_heads;
+  const int warp = threadIdx.x / 32;
+  const int64_t q_row = static_cast<int64_t>(p.heads) * p.head_dim;
+  const int64_t kv_row = static_cast<int64_t>(p.kv_heads) * p.head_dim;
+  const int64_t kv_offset = b * p.key_stride * kv_row + g * p.head_dim;
+
+  const int64_t key0 = kt * kBk;
+  LoadTileTf32<kD, kBk>(k_tile, p.k + kv_offset, kv_row, key0, p.keys, p.head_dim, p.vec4);
+  LoadTileTf32<kD, kBk>(v_tile, p.v + kv_offset, kv_row, key0, p.keys, p.head_dim, p.vec4);
+  // Fragment f of this warp: dV tiles first, then dK tiles.
+  FragC grad[kGradFrags];
+#pragma unroll
+  for (int f = 0; f < kGradFrags; ++f) wmma::fill_fragment(grad[f], 0.0f);
+
+  const int64_t last_key = (key0 + kBk < p.keys ? key0 + kBk : p.keys) - 1;
+  const int64_t last_query = p.window > 0 && last_key + p.window - 1 < p.queries - 1
+                                 ? last_key + p.window - 1
+                                 : p.queries - 1;
+  const int64_t qt_begin = key0 / kBq, qt_end = last_query / kBq;
+  for (int hh = 0; hh < group; ++hh) {
+    const int h = g * group + hh;
+    const int64_t head_offset = b * p.queries * q_row + h * p.head_dim;
+    const int64_t stat_offset = (b * p.heads + h) * p.queries;
+    for (int64_t qt = qt_begin; qt <= qt_end; ++qt) {
+      const int64_t row0 = qt * kBq;
+      __syncthreads();
+      LoadTileTf32<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
+      LoadTileTf32<kD, kBq>(do_tile, p.dout + head_offset, q_row, row0, p.queries, p.head_dim,
+                            p.vec4);
+      for (int r = threadIdx.x; r < kBq; r += kThreads) {
+        const bool valid = row0 + r < p.queries;
+        lse_tile[r] = valid ? p.lse[stat_offset + row0 + r] : 0.0f;
+        delta_tile[r] = valid ? p.delta[stat_offset + row0 + r] : 0.0f;
+      }
+      __syncthreads();
+#pragma unroll
+      for (int j = 0; j < kJobs; ++j) {
+        const int job = warp * kJobs + j;
+        const bool is_dp = job >= kScoreTiles;
+        const int tile = is_dp ? job - kScoreTiles : job;
+        const int rt = tile / (kBq / 16), ct = tile % (kBq / 16);
+        FragC s;
+        wmma::fill_fragment(s, 0.0f);
+        MmaAccumulate<kD, false>(s, (is_dp ? v_tile : k_tile) + rt * 16 * kLd, kLd,
+                                 (is_dp ? do_tile : q_tile) + ct * 16 * kLd, kLd);
+        wmma::store_matrix_sync((is_dp ? ds_tile : p_tile) + rt * 16 * kSld + ct * 16, s, kSld,
+                                wmma::mem_row_major);
+      }
+      __syncthreads();
+      for (int idx = threadIdx.x; idx < kBk * kBq; idx += kThreads) {
+        const int r = idx / kBq, c = idx % kBq;
+        const int64_t key = key0 + r, i = row0 + c;
+        float prob = 0.0f, ds = 0.0f;
+        if (key < p.keys && i < p.queries && Visible(i, key, p.window)) {
+          prob = __expf(p_tile[r * kSld + c] * p.scale - lse_tile[c]);
+          ds = p.scale * prob * (ds_tile[r * kSld + c] - delta_tile[c]);
+        }
+        p_tile[r * kSld + c] = wmma::__float_to_tf32(prob);
+        ds_tile[r * kSld + c] = wmma::__float_to_tf32(ds);
+      }
+      __syncthreads();
+#pragma unroll
+      for (int f = 0; f < kGradFrags; ++f) {
+        const int job = warp * kGradFrags + f;
+        const bool is_dk = job >= kGradTiles;
+        const int tile = is_dk ? job - kGradTiles : job;
+        const int rt = tile / (kD / 16), ct = tile % (kD / 16);
+        // dV += Pᵀ dO, dK += dSᵀ Q.
+        MmaAccumulate<kBq, true>(grad[f], (is_dk ? ds_tile : p_tile) + rt * 16 * kSld, kSld,
+                                 (is_dk ? q_tile : do_tile) + ct * 16, kLd);
+      }
+    }
+  }
+
+  __syncthreads();  // Every reader of q_tile and do_tile is done: dV goes to q_tile, dK to do_tile.
+#pragma unroll
+  for (int f = 0; f < kGradFrags; ++f) {
+    const int job = warp * kGradFrags + f;
+    const bool is_dk = job >= kGradTiles;
+    const int tile = is_dk ? job - kGradTiles : job;
+    const int rt = tile / (kD / 16), ct = tile % (kD / 16);
+    wmma::store_matrix_sync((is_dk ? do_tile : q_tile) + rt * 16 * kLd + ct * 16, grad[f], kLd,
+                            wmma::mem_row_major);
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < kBk * kD; idx += kThreads) {
+    const int r = idx / kD, c = idx % kD;
+    if (key0 + r < p.keys && c < p.head_dim) {
+      const int64_t at = kv_offset + (key0 + r) * kv_row + c;
+      p.dv[at] = q_tile[r * kLd + c];
+      p.dk[at] = do_tile[r * kLd + c];
+    }
+  }
+}
+
 // Tile sizes per padded head dimension. Forward and dQ: 64 query rows (32 at
 // head_dim 256, to keep two query-sized tiles in shared memory) against 32
 // keys; dK/dV: 32 keys against 32 queries.
@@ -539,14 +989,13 @@ struct Tiles {
 template <int kD>
 constexpr size_t ForwardSmem() {
   using T = Tiles<kD>;
-  return sizeof(float) * ((T::kForwardQ + 2 * T::kForwardK) * RowStride<kD>() +
-                          T::kForwardQ * (T::kForwardK + 1));
+  return sizeof(float) *
+         ((T::kForwardQ + 2 * T::kForwardK) * RowStride<kD>() + T::kForwardQ * (T::kForwardK + 1));
 }
 template <int kD>
 constexpr size_t DqSmem() {
   using T = Tiles<kD>;
-  return sizeof(float) *
-         (2 * (T::kDqQ + T::kDqK) * RowStride<kD>() + T::kDqQ * (T::kDqK + 1));
+  return sizeof(float) * (2 * (T::kDqQ + T::kDqK) * RowStride<kD>() + T::kDqQ * (T::kDqK + 1));
 }
 template <int kD>
 constexpr size_t DkDvSmem() {
@@ -587,14 +1036,62 @@ absl::Status Backward(const Params& params, cudaStream_t stream) {
   using T = Tiles<kD>;
   const int64_t q_tiles = (params.queries + T::kDqQ - 1) / T::kDqQ;
   const int64_t k_tiles = (params.keys + T::kDkDvK - 1) / T::kDkDvK;
-  if (absl::Status status = Launch(DkDvKernel<kD, T::kDkDvK, T::kDkDvQ>,
-                                   k_tiles * params.batch * params.kv_heads, DkDvSmem<kD>(),
-                                   stream, params, "flash attention dK dV");
+  if (absl::Status status =
+          Launch(DkDvKernel<kD, T::kDkDvK, T::kDkDvQ>, k_tiles * params.batch * params.kv_heads,
+                 DkDvSmem<kD>(), stream, params, "flash attention dK dV");
       !status.ok()) {
     return status;
   }
-  return Launch(DqKernel<kD, T::kDqQ, T::kDqK>, q_tiles * params.batch * params.heads,
-                DqSmem<kD>(), stream, params, "flash attention dQ");
+  return Launch(DqKernel<kD, T::kDqQ, T::kDqK>, q_tiles * params.batch * params.heads, DqSmem<kD>(),
+                stream, params, "flash attention dQ");
+}
+
+template <int kD>
+constexpr size_t ForwardTcSmem() {
+  return sizeof(float) * (128 * TcStride<kD>() + 64 * 36 + 256 + 3 * 64);
+}
+template <int kD>
+constexpr int DqTcRows() {
+  return kD >= 256 ? 32 : 64;
+}
+template <int kD>
+constexpr size_t DqTcSmem() {
+  constexpr int kBq = DqTcRows<kD>();
+  return sizeof(float) * (2 * (kBq + 32) * TcStride<kD>() + 2 * kBq * 36 + 2 * kBq);
+}
+template <int kD>
+constexpr size_t DkDvTcSmem() {
+  return sizeof(float) * (2 * (32 + 32) * TcStride<kD>() + 2 * 32 * 36 + 2 * 32);
+}
+static_assert(ForwardTcSmem<256>() <= kMaxSmem && DqTcSmem<256>() <= kMaxSmem &&
+                  DkDvTcSmem<256>() <= kMaxSmem,
+              "tensor-core tiles exceed shared memory");
+
+template <int kD>
+absl::Status ForwardTc(const Params& params, cudaStream_t stream) {
+  const int64_t q_tiles = (params.queries + 63) / 64;
+  return Launch(ForwardTcKernel<kD>, q_tiles * params.batch * params.heads, ForwardTcSmem<kD>(),
+                stream, params, "flash attention forward (TF32)");
+}
+
+template <int kD>
+absl::Status BackwardTc(const Params& params, cudaStream_t stream) {
+  constexpr int kBq = DqTcRows<kD>();
+  const int64_t q_tiles = (params.queries + kBq - 1) / kBq;
+  const int64_t k_tiles = (params.keys + 31) / 32;
+  if (absl::Status status =
+          Launch(DkDvTcKernel<kD>, k_tiles * params.batch * params.kv_heads, DkDvTcSmem<kD>(),
+                 stream, params, "flash attention dK dV (TF32)");
+      !status.ok()) {
+    return status;
+  }
+  return Launch(DqTcKernel<kD, kBq>, q_tiles * params.batch * params.heads, DqTcSmem<kD>(), stream,
+                params, "flash attention dQ (TF32)");
+}
+
+bool UseTensorCores(const AttentionShape& shape, FlashAttentionMath math) {
+  return math == FlashAttentionMath::kTf32 ||
+         (math == FlashAttentionMath::kAuto && shape.head_dim >= 32);
 }
 
 absl::Status CheckShape(const AttentionShape& shape) {
@@ -608,6 +1105,8 @@ absl::Status CheckShape(const AttentionShape& shape) {
   }
   return absl::OkStatus();
 }
+
+bool Aligned16(const float* x) { return reinterpret_cast<uintptr_t>(x) % 16 == 0; }
 
 Params MakeParams(const AttentionShape& shape) {
   Params p{};
@@ -626,9 +1125,9 @@ Params MakeParams(const AttentionShape& shape) {
 
 }  // namespace
 
-absl::Status FlashAttentionForwardCuda(const AttentionShape& shape, const float* q,
-                                       const float* k, const float* v, float* out, float* lse,
-                                       cudaStream_t stream) {
+absl::Status FlashAttentionForwardCuda(const AttentionShape& shape, const float* q, const float* k,
+                                       const float* v, float* out, float* lse, cudaStream_t stream,
+                                       FlashAttentionMath math) {
   if (absl::Status status = CheckShape(shape); !status.ok()) return status;
   if (shape.batch == 0 || shape.queries == 0) return absl::OkStatus();
   Params p = MakeParams(shape);
@@ -637,16 +1136,24 @@ absl::Status FlashAttentionForwardCuda(const AttentionShape& shape, const float*
   p.v = v;
   p.out_w = out;
   p.lse_w = lse;
+  p.vec4 = shape.head_dim % 4 == 0 && Aligned16(q) && Aligned16(k) && Aligned16(v);
+  if (UseTensorCores(shape, math)) {
+    if (shape.head_dim <= 32) return ForwardTc<32>(p, stream);
+    if (shape.head_dim <= 64) return ForwardTc<64>(p, stream);
+    if (shape.head_dim <= 128) return ForwardTc<128>(p, stream);
+    return ForwardTc<256>(p, stream);
+  }
   if (shape.head_dim <= 32) return Forward<32>(p, stream);
   if (shape.head_dim <= 64) return Forward<64>(p, stream);
   if (shape.head_dim <= 128) return Forward<128>(p, stream);
   return Forward<256>(p, stream);
 }
 
-absl::Status FlashAttentionBackwardCuda(const AttentionShape& shape, const float* q,
-                                        const float* k, const float* v, const float* out,
-                                        const float* lse, const float* dout, float* dq, float* dk,
-                                        float* dv, float* delta_workspace, cudaStream_t stream) {
+absl::Status FlashAttentionBackwardCuda(const AttentionShape& shape, const float* q, const float* k,
+                                        const float* v, const float* out, const float* lse,
+                                        const float* dout, float* dq, float* dk, float* dv,
+                                        float* delta_workspace, cudaStream_t stream,
+                                        FlashAttentionMath math) {
   if (absl::Status status = CheckShape(shape); !status.ok()) return status;
   if (shape.query_offset != 0) {
     return absl::InvalidArgumentError("attention backward needs query_offset 0");
@@ -663,12 +1170,20 @@ absl::Status FlashAttentionBackwardCuda(const AttentionShape& shape, const float
   p.dq = dq;
   p.dk = dk;
   p.dv = dv;
+  p.vec4 =
+      shape.head_dim % 4 == 0 && Aligned16(q) && Aligned16(k) && Aligned16(v) && Aligned16(dout);
   const int64_t rows = shape.batch * shape.heads * shape.queries;
   constexpr int kRowsPerBlock = kThreads / 32;
   const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
   if (blocks > INT_MAX) return absl::InvalidArgumentError("flash attention: too many rows");
   DeltaKernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  if (UseTensorCores(shape, math)) {
+    if (shape.head_dim <= 32) return BackwardTc<32>(p, stream);
+    if (shape.head_dim <= 64) return BackwardTc<64>(p, stream);
+    if (shape.head_dim <= 128) return BackwardTc<128>(p, stream);
+    return BackwardTc<256>(p, stream);
+  }
   if (shape.head_dim <= 32) return Backward<32>(p, stream);
   if (shape.head_dim <= 64) return Backward<64>(p, stream);
   if (shape.head_dim <= 128) return Backward<128>(p, stream);

@@ -20,6 +20,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "base/status_macros.h"
 #include "trainer/backend/select_backend.h"
 #include "trainer/run_config.h"
@@ -52,6 +53,9 @@ ABSL_FLAG(double, lr, Defaults().lr(), "Peak learning rate");
 ABSL_FLAG(int64_t, eval_interval, Defaults().eval_interval(), "Steps between validation losses");
 ABSL_FLAG(int64_t, eval_batches, Defaults().eval_batches(), "Validation batches");
 ABSL_FLAG(std::string, data, "", "Embedded store (default runs/store) or host:port list");
+ABSL_FLAG(std::string, ingest, "",
+          "Files or directories to ingest when the store is empty (default: the committed "
+          "sample corpus), comma-separated");
 ABSL_FLAG(std::string, tokenizer, "", "tokenizer.json (default: Gemma 3)");
 ABSL_FLAG(std::string, out_dir, "", "Where both runs write (default runs/bench_quality)");
 ABSL_FLAG(uint64_t, seed, Defaults().seed(), "Seed of both runs");
@@ -99,7 +103,11 @@ int Main() {
   if (!tok.ok()) return Fail(tok.status());
   DataOptions data_options;
   data_options.data = run.data().empty() ? DefaultRunDir("store") : run.data();
-  if (absl::StatusOr<std::string> sample = FindSampleCorpus(); sample.ok()) {
+  if (!absl::GetFlag(FLAGS_ingest).empty()) {
+    for (absl::string_view path : absl::StrSplit(absl::GetFlag(FLAGS_ingest), ',')) {
+      data_options.ingest_if_empty.push_back(ResolveUserPath(std::string(path)));
+    }
+  } else if (absl::StatusOr<std::string> sample = FindSampleCorpus(); sample.ok()) {
     data_options.ingest_if_empty.push_back(*sample);
   }
   auto data = OpenData(data_options, **tok);
@@ -155,6 +163,22 @@ int Main() {
       l0, lm, l0, lc, 100 * (l0 - lm) / (l0 - lc));
   absl::PrintF("training speed: MAXIS %.2fx the speed of CE\n",
                ce.train_seconds / std::max(maxis.train_seconds, 1e-9));
+  // Equal wall time: CE's validation loss after as much training time as the
+  // whole MAXIS run took, from CE's curve (linear between its validation
+  // points; steps take the same time once warm).
+  const double ce_steps_in_maxis_time =
+      maxis.train_seconds / std::max(ce.train_seconds / run.steps(), 1e-12);
+  auto after = ce.validation.lower_bound(static_cast<int64_t>(std::ceil(ce_steps_in_maxis_time)));
+  double ce_at_maxis_time = ce.validation.rbegin()->second;
+  if (after != ce.validation.end() && after != ce.validation.begin()) {
+    auto before = std::prev(after);
+    const double t = (ce_steps_in_maxis_time - before->first) / (after->first - before->first);
+    ce_at_maxis_time = before->second + t * (after->second - before->second);
+  }
+  absl::PrintF(
+      "equal wall time: in the %.1f s MAXIS trained, CE would have run %.0f steps, reaching "
+      "validation loss %.4f (MAXIS: %.4f)\n",
+      maxis.train_seconds, ce_steps_in_maxis_time, ce_at_maxis_time, lm);
   return 0;
 }
 

@@ -28,7 +28,7 @@ for arg in "$@"; do
 done
 
 pkg="$(mktemp -d -t maximus-device.XXXXXX)"
-tar -C "${pkg}" -xzf .device/maximus-device.tar.gz
+tar -C "${pkg}" -xf "${MAXIMUS_DEVICE_ARCHIVE:-.device/maximus-device.tar.gz}"
 export MAXIMUS_REQUIRE_GPU=1
 
 {

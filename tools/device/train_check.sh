@@ -2,13 +2,15 @@
 # On a GPU machine: the same training run of the default preset on the GPU and
 # on the CPU backend, from the packed //trainer:main (tools/device/pack.sh),
 # then //trainer:score of one text with each run's checkpoint on each
-# backend. Prints the validation curves side by side and the largest
-# log-probability difference between backends for the same checkpoint.
+# backend, and //trainer:generate (greedy) with the GPU-trained one on each.
+# Prints the validation curves side by side and the largest log-probability
+# difference between backends for the same checkpoint.
 #
 #   tools/device/train_check.sh [--steps=200] [-- extra trainer flags]
 #
-# Needs .device/maximus-device.tar.gz (with bin/trainer/main and
-# bin/trainer/score) and .device/gemma3_tokenizer.json.gz. Writes under $OUT.
+# Needs .device/maximus-device.tar.gz (or $MAXIMUS_DEVICE_ARCHIVE) with
+# bin/trainer/{main,score,generate}, and .device/gemma3_tokenizer.json.gz.
+# Writes under $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 steps=200
@@ -24,7 +26,7 @@ done
 out="${OUT:-$PWD/device-out}"
 mkdir -p "${out}"
 pkg="$(mktemp -d -t maximus-train.XXXXXX)"
-tar -C "${pkg}" -xzf .device/maximus-device.tar.gz
+tar -C "${pkg}" -xf "${MAXIMUS_DEVICE_ARCHIVE:-.device/maximus-device.tar.gz}"
 gunzip -c .device/gemma3_tokenizer.json.gz > "${pkg}/tokenizer.json"
 common=(--tokenizer="${pkg}/tokenizer.json" --ingest="${PWD}/data/austen" --steps="${steps}"
         --eval_interval=50 --log_interval=50 --checkpoint_interval=0)
@@ -35,7 +37,7 @@ for backend in cuda cpu; do
   start=$(date +%s.%N)
   "${pkg}/bin/trainer/main" "${common[@]}" --backend="${backend}" --data="${pkg}/store-${backend}" \
     --out_dir="${run}" "${extra[@]}" 2>&1 | grep -v '^  step' | tail -n 12
-  echo "wall seconds: $(echo "$(date +%s.%N) - ${start}" | bc)"
+  echo "wall seconds: $(python3 -c "import time; print(round(time.time() - ${start}, 1))")"
   cp "${run}/metrics.csv" "${out}/metrics-${backend}.csv"
 done
 
@@ -68,5 +70,14 @@ print(f"checkpoint trained on {sys.argv[3]}: {len(a['logprobs'])} tokens, mean l
       f"cuda {sum(a['logprobs'])/len(a['logprobs']):.5f} cpu {sum(b['logprobs'])/len(b['logprobs']):.5f}, "
       f"largest difference {diff:.2e}")
 PY
+done
+echo "== generate: greedy continuation with the GPU-trained checkpoint on each backend"
+latest="$(ls -d "${pkg}/run-cuda/checkpoints/"*/ | sort | tail -n 1)"
+for backend in cuda cpu; do
+  printf '%s: ' "${backend}"
+  "${pkg}/bin/trainer/generate" --checkpoint="${latest}" --backend="${backend}" \
+    --tokenizer="${pkg}/tokenizer.json" --prompt="Anne Elliot" --max_new_tokens=24 \
+    --temperature=0 2>/dev/null | tr '\n' ' '
+  echo
 done
 rm -rf "${pkg}"

@@ -29,7 +29,7 @@ class CudaBackend : public Backend {
     // relative); false keeps full fp32 multiply-adds.
     bool tf32_gemms = true;
     // Rows of logits the exact cross-entropy holds at once.
-    int64_t cross_entropy_chunk_tokens = 4096;
+    int64_t cross_entropy_chunk_tokens = 2048;
   };
 
   // UNAVAILABLE with the reason when no usable GPU is present.

@@ -119,6 +119,37 @@ struct CudaBackend::State {
   int64_t runs = 0;
 
   cudaStream_t s() const { return stream.get(); }
+
+  // The exact-CE kernel for `shape`, made when the shape changes.
+  absl::Status PrepareCrossEntropy(const kernels::LinearHeadShape& shape) {
+    if (cross_entropy.has_value() && SameShape(cross_entropy_shape, shape)) {
+      return absl::OkStatus();
+    }
+    cross_entropy.reset();
+    kernels::LinearCrossEntropyCuda::Options ce_options;
+    ce_options.chunk_tokens = std::min(shape.tokens, options.cross_entropy_chunk_tokens);
+    MAXIMUS_ASSIGN_OR_RETURN(kernels::LinearCrossEntropyCuda made,
+                             kernels::LinearCrossEntropyCuda::Create(shape, ce_options));
+    cross_entropy.emplace(std::move(made));
+    cross_entropy_shape = shape;
+    return absl::OkStatus();
+  }
+
+  // The loss kernels read bf16: the hidden states and the tied embedding are
+  // rounded once per call (a memory-bound pass over V x d).
+  absl::StatusOr<kernels::LinearHeadDeviceInputs> Bf16LossInputs(
+      const kernels::LinearHeadShape& shape, const float* hidden, const float* weight) {
+    const int64_t n = shape.tokens, d = shape.hidden, vocab = shape.vocab;
+    MAXIMUS_RETURN_IF_ERROR(Reserve(hidden_bf16, n * d));
+    MAXIMUS_RETURN_IF_ERROR(Reserve(weight_bf16, vocab * d));
+    MAXIMUS_RETURN_IF_ERROR(kernels::CastFloatToBf16Cuda(hidden, hidden_bf16.data(), n * d, s()));
+    MAXIMUS_RETURN_IF_ERROR(
+        kernels::CastFloatToBf16Cuda(weight, weight_bf16.data(), vocab * d, s()));
+    kernels::LinearHeadDeviceInputs inputs;
+    inputs.hidden = hidden_bf16.data();
+    inputs.weight = weight_bf16.data();
+    return inputs;
+  }
 };
 
 absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const Options& options) {
@@ -355,17 +386,9 @@ absl::StatusOr<LossOutput> CudaBackend::Loss(LossKind kind, const kernels::Linea
                                                    " tokens; the uploaded batch holds ",
                                                    st.batch_tokens));
   }
-  const int64_t n = shape.tokens, d = shape.hidden, vocab = shape.vocab;
-  // The loss kernels read bf16: the hidden states and the tied embedding are
-  // rounded once per call (a memory-bound pass of V x d).
-  MAXIMUS_RETURN_IF_ERROR(Reserve(st.hidden_bf16, n * d));
-  MAXIMUS_RETURN_IF_ERROR(Reserve(st.weight_bf16, vocab * d));
-  MAXIMUS_RETURN_IF_ERROR(kernels::CastFloatToBf16Cuda(hidden, st.hidden_bf16.data(), n * d, st.s()));
-  MAXIMUS_RETURN_IF_ERROR(
-      kernels::CastFloatToBf16Cuda(weight, st.weight_bf16.data(), vocab * d, st.s()));
-  kernels::LinearHeadDeviceInputs inputs;
-  inputs.hidden = st.hidden_bf16.data();
-  inputs.weight = st.weight_bf16.data();
+  const int64_t d = shape.hidden, vocab = shape.vocab;
+  MAXIMUS_ASSIGN_OR_RETURN(kernels::LinearHeadDeviceInputs inputs,
+                           st.Bf16LossInputs(shape, hidden, weight));
   inputs.targets = batch.targets;
   inputs.loss_mask = batch.loss_mask;
   LossOutput output;
@@ -395,15 +418,7 @@ absl::StatusOr<LossOutput> CudaBackend::Loss(LossKind kind, const kernels::Linea
                                                 counts.grad_rows, d, grad_weight, st.s()));
     }
   } else {
-    if (!st.cross_entropy.has_value() || !SameShape(st.cross_entropy_shape, shape)) {
-      st.cross_entropy.reset();
-      kernels::LinearCrossEntropyCuda::Options options;
-      options.chunk_tokens = std::min(n, st.options.cross_entropy_chunk_tokens);
-      MAXIMUS_ASSIGN_OR_RETURN(kernels::LinearCrossEntropyCuda made,
-                               kernels::LinearCrossEntropyCuda::Create(shape, options));
-      st.cross_entropy.emplace(std::move(made));
-      st.cross_entropy_shape = shape;
-    }
+    MAXIMUS_RETURN_IF_ERROR(st.PrepareCrossEntropy(shape));
     kernels::CrossEntropyDeviceOutputs outputs;
     outputs.loss = st.loss_values.data();
     if (gradients) {
@@ -434,25 +449,11 @@ absl::StatusOr<std::vector<float>> CudaBackend::TokenLogProbs(const kernels::Lin
   MAXIMUS_RETURN_IF_ERROR(TakeError());
   MAXIMUS_RETURN_IF_ERROR(kernels::ValidateLinearHeadShape(shape));
   State& st = *state_;
-  const int64_t n = shape.tokens, d = shape.hidden, vocab = shape.vocab;
-  if (!st.cross_entropy.has_value() || !SameShape(st.cross_entropy_shape, shape)) {
-    st.cross_entropy.reset();
-    kernels::LinearCrossEntropyCuda::Options options;
-    options.chunk_tokens = std::min(n, st.options.cross_entropy_chunk_tokens);
-    MAXIMUS_ASSIGN_OR_RETURN(kernels::LinearCrossEntropyCuda made,
-                             kernels::LinearCrossEntropyCuda::Create(shape, options));
-    st.cross_entropy.emplace(std::move(made));
-    st.cross_entropy_shape = shape;
-  }
-  MAXIMUS_RETURN_IF_ERROR(Reserve(st.hidden_bf16, n * d));
-  MAXIMUS_RETURN_IF_ERROR(Reserve(st.weight_bf16, vocab * d));
+  const int64_t n = shape.tokens;
+  MAXIMUS_RETURN_IF_ERROR(st.PrepareCrossEntropy(shape));
   MAXIMUS_RETURN_IF_ERROR(Reserve(st.token_loss, n));
-  MAXIMUS_RETURN_IF_ERROR(kernels::CastFloatToBf16Cuda(hidden, st.hidden_bf16.data(), n * d, st.s()));
-  MAXIMUS_RETURN_IF_ERROR(
-      kernels::CastFloatToBf16Cuda(weight, st.weight_bf16.data(), vocab * d, st.s()));
-  kernels::LinearHeadDeviceInputs inputs;
-  inputs.hidden = st.hidden_bf16.data();
-  inputs.weight = st.weight_bf16.data();
+  MAXIMUS_ASSIGN_OR_RETURN(kernels::LinearHeadDeviceInputs inputs,
+                           st.Bf16LossInputs(shape, hidden, weight));
   inputs.targets = batch.targets;  // No mask: every row's log-probability.
   kernels::CrossEntropyDeviceOutputs outputs;
   outputs.loss = st.loss_values.data();

@@ -449,21 +449,37 @@ absl::StatusOr<std::vector<float>> CudaBackend::TokenLogProbs(const kernels::Lin
   MAXIMUS_RETURN_IF_ERROR(TakeError());
   MAXIMUS_RETURN_IF_ERROR(kernels::ValidateLinearHeadShape(shape));
   State& st = *state_;
-  const int64_t n = shape.tokens;
-  MAXIMUS_RETURN_IF_ERROR(st.PrepareCrossEntropy(shape));
+  const int64_t n = shape.tokens, d = shape.hidden, vocab = shape.vocab;
+  // Scoring is exact: full fp32 logits (not the training loss's bf16), a
+  // chunk of rows at a time (about 512 MiB of logits).
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, (int64_t{1} << 27) / vocab));
+  MAXIMUS_RETURN_IF_ERROR(Reserve(st.logits, chunk * vocab));
   MAXIMUS_RETURN_IF_ERROR(Reserve(st.token_loss, n));
-  MAXIMUS_ASSIGN_OR_RETURN(kernels::LinearHeadDeviceInputs inputs,
-                           st.Bf16LossInputs(shape, hidden, weight));
-  inputs.targets = batch.targets;  // No mask: every row's log-probability.
-  kernels::CrossEntropyDeviceOutputs outputs;
-  outputs.loss = st.loss_values.data();
-  outputs.token_loss = st.token_loss.data();
-  MAXIMUS_RETURN_IF_ERROR(st.cross_entropy->Run(inputs, outputs, st.s()));
+  for (int64_t row = 0; row < n; row += chunk) {
+    const int64_t rows = std::min(chunk, n - row);
+    kernels::GemmDims dims;
+    dims.m = rows;
+    dims.n = vocab;
+    dims.k = d;
+    dims.transpose_b = true;
+    MAXIMUS_RETURN_IF_ERROR(kernels::GemmCuda(st.cublas->get(), dims, kernels::DType::kFloat32,
+                                              kernels::DType::kFloat32, 1.0f, hidden + row * d,
+                                              weight, 0.0f, st.logits.data(),
+                                              kernels::GemmMath::kFloat32));
+    MAXIMUS_RETURN_IF_ERROR(cuda::TargetLogSoftmaxCuda(
+        st.logits.data(), rows, vocab, batch.targets + row, st.token_loss.data() + row, st.s()));
+  }
   std::vector<float> logprobs(n);
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(logprobs.data(), st.token_loss.data(),
                                                n * sizeof(float), cudaMemcpyDeviceToHost, st.s()));
   MAXIMUS_RETURN_IF_ERROR(Synchronize());
-  for (float& value : logprobs) value = -value;
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::isnan(logprobs[i])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("no log-probability at position ", i, ": its target is outside the "
+                       "vocabulary of ", vocab, " or the hidden states are not finite"));
+    }
+  }
   return logprobs;
 }
 

@@ -80,6 +80,12 @@ int64_t RmsNormWorkspaceFloats(int64_t rows, int64_t d);
 absl::Status RopeCuda(float* x, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
                       int64_t position_offset, float theta, bool inverse, cudaStream_t stream);
 
+// --- Scoring (log_softmax.cu) ----------------------------------------------------
+// out[r] = logits[r, targets[r]] - logsumexp(logits[r, :]) for r < rows, in
+// fp32 with a float64 sum; NaN where the target is outside [0, vocab).
+absl::Status TargetLogSoftmaxCuda(const float* logits, int64_t rows, int64_t vocab,
+                                  const int32_t* targets, float* out, cudaStream_t stream);
+
 // --- Optimizer (optimizer.cu) -------------------------------------------------
 // Per-element AdamW scalars (optim/adamw.h's meaning).
 struct AdamWScalars {

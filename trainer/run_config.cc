@@ -248,19 +248,32 @@ absl::Status ValidateRunConfig(const RunConfig& c) {
   return absl::OkStatus();
 }
 
+uint64_t ActivationBytes(const RunConfig& c, const ModelConfig& m) {
+  const long double tokens = static_cast<long double>(c.batch()) * c.seq_len();
+  const long double d = m.hidden, q = m.heads * m.head_dim, kv = m.kv_heads * m.head_dim,
+                    f = m.mlp_hidden;
+  // Model::Activations: per layer 6 d + 3 q + 3 kv + 3 f values (and row
+  // statistics); the backward's scratch 7 d + 3 q + 3 kv + 3 f.
+  const long double layer = 6 * d + 3 * q + 3 * kv + 3 * f + m.heads + m.kv_heads + 4;
+  const long double kept = c.activation_checkpointing() ? layer + (m.layers - 1) * d
+                                                        : layer * m.layers;
+  const long double bytes = tokens * (kept + 7 * d + 3 * q + 3 * kv + 3 * f) * sizeof(float);
+  return bytes > static_cast<long double>(UINT64_MAX) ? UINT64_MAX : static_cast<uint64_t>(bytes);
+}
+
 absl::Status ValidateBatchFitsMemory(const RunConfig& c, const ModelConfig& model,
                                      uint64_t memory_bytes) {
-  const long double tokens = static_cast<long double>(c.batch()) * c.seq_len();
-  // Attention scores of one layer, and exact CE's logits.
-  const long double scores = tokens * c.seq_len() * model.heads;
-  const long double logits = c.loss() == RunConfig::CE ? tokens * model.vocab_size : 0;
-  const long double bytes = std::max(scores, logits) * sizeof(float);
-  if (bytes <= memory_bytes) return absl::OkStatus();
+  const long double parameters = ModelMemoryBytes(model);
+  const long double activations = ActivationBytes(c, model);
+  if (parameters + activations <= memory_bytes) return absl::OkStatus();
+  constexpr double kGiB = 1ull << 30;
   return absl::InvalidArgumentError(absl::StrFormat(
-      "--batch=%d --seq_len=%d: one micro-batch's %s alone need %.3g GiB, more than the %.3g GiB "
-      "of memory available",
-      c.batch(), c.seq_len(), logits > scores ? "logits" : "attention scores", bytes / (1ull << 30),
-      static_cast<double>(memory_bytes) / (1ull << 30)));
+      "--batch=%d --seq_len=%d: the parameters and optimizer state (%.3g GiB) and one "
+      "micro-batch's activations (%.3g GiB) need more than the %.3g GiB of the backend's "
+      "memory%s",
+      c.batch(), c.seq_len(), static_cast<double>(parameters / kGiB),
+      static_cast<double>(activations / kGiB), static_cast<double>(memory_bytes) / kGiB,
+      c.activation_checkpointing() ? "" : " (--activation_checkpointing keeps less)"));
 }
 
 absl::Status CheckPackedBatch(const data::PackedBatch& batch, const RunConfig& c) {

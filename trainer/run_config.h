@@ -43,9 +43,14 @@ absl::Status ApplyFlags(RunConfig* config);
 // run's token count fits in 64 bits.
 absl::Status ValidateRunConfig(const RunConfig& config);
 
-// INVALID_ARGUMENT naming --batch and --seq_len when one micro-batch's
-// largest activations for `model` (the attention scores; with exact CE, the
-// logits) need more than `memory_bytes`.
+// The bytes of what Model keeps for one micro-batch's backward (every
+// layer's activations, or with --activation_checkpointing each layer's input
+// and one layer's) and its backward scratch.
+uint64_t ActivationBytes(const RunConfig& config, const ModelConfig& model);
+
+// INVALID_ARGUMENT naming --batch and --seq_len when the model's parameters
+// and optimizer state (ModelMemoryBytes) and one micro-batch's activations
+// (ActivationBytes) need more than `memory_bytes` (the backend's memory).
 absl::Status ValidateBatchFitsMemory(const RunConfig& config, const ModelConfig& model,
                                      uint64_t memory_bytes);
 

@@ -122,16 +122,25 @@ TEST(RunConfigTest, BatchShapeWithinTheDataServiceAndSixtyFourBits) {
 
 TEST(RunConfigTest, MemoryCheckNamesTheBatchShape) {
   RunConfig c = DefaultRunConfig();
-  ModelConfig model;  // vocabulary 262,144, 4 heads
-  EXPECT_TRUE(ValidateBatchFitsMemory(c, model, uint64_t{1} << 30).ok());
-  c.set_loss(RunConfig::CE);
-  // 4 x 128 tokens x 262,144 logits x 4 bytes = 512 MiB.
-  EXPECT_TRUE(ValidateBatchFitsMemory(c, model, uint64_t{512} << 20).ok());
-  const absl::Status s = ValidateBatchFitsMemory(c, model, uint64_t{256} << 20);
+  c.set_batch(8);
+  c.set_seq_len(2048);
+  ModelConfig model;  // tiny: hidden 256, 4 layers, MLP 1024, vocabulary 262,144
+  const uint64_t parameters = ModelMemoryBytes(model);
+  // Per token: 4 layers x (6·256 + 3·256 + 3·64 + 3·1024 + 9) + scratch
+  // (7·256 + 3·256 + 3·64 + 3·1024) = 4 x 5577 + 5824 values.
+  const uint64_t activations = uint64_t{8} * 2048 * (4 * 5577 + 5824) * 4;
+  EXPECT_EQ(ActivationBytes(c, model), activations);
+  EXPECT_TRUE(ValidateBatchFitsMemory(c, model, parameters + activations).ok());
+  const absl::Status s = ValidateBatchFitsMemory(c, model, parameters + activations - 1);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(s.message().find("--batch=4 --seq_len=128: one micro-batch's logits"),
-            absl::string_view::npos)
+  EXPECT_NE(s.message().find("--batch=8 --seq_len=2048: the parameters"), absl::string_view::npos)
       << s;
+  EXPECT_NE(s.message().find("--activation_checkpointing keeps less"), absl::string_view::npos)
+      << s;
+  // Checkpointing keeps each layer's input and one layer's activations.
+  c.set_activation_checkpointing(true);
+  EXPECT_EQ(ActivationBytes(c, model), uint64_t{8} * 2048 * (5577 + 3 * 256 + 5824) * 4);
+  EXPECT_TRUE(ValidateBatchFitsMemory(c, model, parameters + activations - 1).ok());
 }
 
 data::PackedBatch Batch(uint32_t rows, uint32_t row_length, size_t tokens, size_t mask) {

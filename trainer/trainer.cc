@@ -21,12 +21,6 @@ namespace {
 
 constexpr size_t kMaxKeptPoints = 100000;
 
-// The memory a micro-batch's activations may take: the host's.
-uint64_t HostMemoryBytes() {
-  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * page : UINT64_MAX;
-}
-
 std::string FormatDuration(double seconds) {
   if (!(seconds >= 0) || !std::isfinite(seconds)) return "?";
   const int64_t s = static_cast<int64_t>(seconds + 0.5);
@@ -63,7 +57,7 @@ absl::Status Trainer::Setup() {
     kernels::LinearHeadShape shape{run.batch() * run.seq_len(), o.model.hidden, o.model.vocab_size};
     MAXIMUS_RETURN_IF_ERROR(kernels::ValidateMaxisConfig(shape, loss_.maxis));
   }
-  MAXIMUS_RETURN_IF_ERROR(ValidateBatchFitsMemory(run, o.model, HostMemoryBytes()));
+  MAXIMUS_RETURN_IF_ERROR(ValidateBatchFitsMemory(run, o.model, backend_->MemoryBytes()));
   if (run.out_dir().empty()) return absl::InvalidArgumentError("--out_dir is required");
   // The data: same tokenizer, and ids that fit the model's vocabulary.
   const data::ShardList& store = data_->info();

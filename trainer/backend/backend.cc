@@ -1,5 +1,7 @@
 #include "trainer/backend/backend.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
@@ -10,6 +12,12 @@
 namespace maximus::trainer {
 
 int64_t DTypeBytes(DType dtype) { return dtype == DType::kF32 ? 4 : 2; }
+
+uint64_t Backend::MemoryBytes() const {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0) return std::numeric_limits<uint64_t>::max();
+  return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page);
+}
 
 const char* DTypeName(DType dtype) { return dtype == DType::kF32 ? "f32" : "bf16"; }
 

@@ -167,6 +167,9 @@ class Backend {
   // An arena for `segments` (offsets and sizes are filled in here).
   absl::StatusOr<std::unique_ptr<ParameterArena>> AllocateArena(
       std::vector<ParameterArena::Segment> segments);
+  // The bytes of the memory this backend allocates from (the host's physical
+  // memory for the CPU, the device's for a GPU), for up-front size checks.
+  virtual uint64_t MemoryBytes() const;
   // Whether the arena keeps a bf16 shadow of the values for this backend's
   // GEMMs.
   virtual bool WantsBf16Shadow() const { return false; }

@@ -55,7 +55,7 @@ Model::~Model() = default;
 
 absl::StatusOr<std::unique_ptr<Model>> Model::Create(Backend* backend, const ModelConfig& config) {
   MAXIMUS_RETURN_IF_ERROR(ValidateModelConfig(config));
-  MAXIMUS_RETURN_IF_ERROR(ValidateModelFitsMemory(config, PhysicalMemoryBytes()));
+  MAXIMUS_RETURN_IF_ERROR(ValidateModelFitsMemory(config, backend->MemoryBytes()));
   std::unique_ptr<Model> model(new Model(backend, config));
   const int64_t d = config.hidden, q_dim = config.heads * config.head_dim,
                 kv_dim = config.kv_heads * config.head_dim, f = config.mlp_hidden;

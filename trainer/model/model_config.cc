@@ -131,21 +131,13 @@ uint64_t ModelMemoryBytes(const ModelConfig& c) {
                                                       : static_cast<uint64_t>(bytes);
 }
 
-uint64_t PhysicalMemoryBytes() {
-  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  if (pages <= 0 || page <= 0) return std::numeric_limits<uint64_t>::max();
-  const unsigned __int128 bytes = static_cast<unsigned __int128>(pages) * page;
-  return bytes > std::numeric_limits<uint64_t>::max() ? std::numeric_limits<uint64_t>::max()
-                                                      : static_cast<uint64_t>(bytes);
-}
-
 absl::Status ValidateModelFitsMemory(const ModelConfig& c, uint64_t memory_bytes) {
   const uint64_t needed = ModelMemoryBytes(c);
   if (needed <= memory_bytes) return absl::OkStatus();
   constexpr double kGiB = 1ull << 30;
   return absl::ResourceExhaustedError(absl::StrFormat(
       "model of vocab_size %d, hidden %d, layers %d, mlp_hidden %d needs %.4g GiB for its "
-      "parameters, gradients and AdamW moments, more than the %.4g GiB of physical memory",
+      "parameters, gradients and AdamW moments, more than the %.4g GiB of the backend's memory",
       c.vocab_size, c.hidden, c.layers, c.mlp_hidden, needed / kGiB, memory_bytes / kGiB));
 }
 

@@ -84,14 +84,10 @@ absl::Status ValidateModelConfig(const ModelConfig& config);
 // bytes each). Saturates at UINT64_MAX; exact for configs within the bounds.
 uint64_t ModelMemoryBytes(const ModelConfig& config);
 
-// The machine's physical memory, sysconf(_SC_PHYS_PAGES) pages; UINT64_MAX
-// when unknown.
-uint64_t PhysicalMemoryBytes();
-
 // RESOURCE_EXHAUSTED, with both sizes, when ModelMemoryBytes(config) exceeds
-// `memory_bytes`. Model::Create checks it against PhysicalMemoryBytes()
-// before allocating (a config alone may describe a model bigger than this
-// machine: reading it is fine).
+// `memory_bytes`. Model::Create checks it against its backend's memory
+// (Backend::MemoryBytes) before allocating (a config alone may describe a
+// model bigger than this machine: reading it is fine).
 absl::Status ValidateModelFitsMemory(const ModelConfig& config, uint64_t memory_bytes);
 
 // Gemma 3's own shapes, all with the 262,144-token vocabulary:

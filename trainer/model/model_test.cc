@@ -296,10 +296,10 @@ TEST(ModelTest, ConfigSizesAreBoundedBeforeAllocation) {
   EXPECT_TRUE(ValidateModelConfig(huge).ok());
   const absl::Status too_big = Model::Create(&backend, huge).status();
   EXPECT_EQ(too_big.code(), absl::StatusCode::kResourceExhausted) << too_big;
-  EXPECT_NE(too_big.message().find("physical memory"), std::string::npos) << too_big;
+  EXPECT_NE(too_big.message().find("the backend's memory"), std::string::npos) << too_big;
   const ModelConfig tiny = *PresetModelConfig("tiny");
   EXPECT_EQ(ModelMemoryBytes(tiny), static_cast<uint64_t>(tiny.NumParameters()) * 18);
-  EXPECT_TRUE(ValidateModelFitsMemory(tiny, PhysicalMemoryBytes()).ok());
+  EXPECT_TRUE(ValidateModelFitsMemory(tiny, backend.MemoryBytes()).ok());
 }
 
 TEST(ModelTest, PackedRowsBecomeInputsAndTargets) {

@@ -81,6 +81,7 @@ bool SameShape(const kernels::LinearHeadShape& a, const kernels::LinearHeadShape
 struct CudaBackend::State {
   Options options;
   std::string description;
+  uint64_t memory_bytes = 0;
   kernels::CudaStream stream;
   std::optional<kernels::CublasHandle> cublas;
   absl::Status error;
@@ -157,6 +158,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const Options& 
   auto state = std::make_unique<State>();
   state->options = options;
   state->description = gpu.ToString();
+  state->memory_bytes = static_cast<uint64_t>(gpu.global_memory_bytes);
   MAXIMUS_ASSIGN_OR_RETURN(state->stream, kernels::CudaStream::Create());
   MAXIMUS_ASSIGN_OR_RETURN(kernels::CublasHandle handle,
                            kernels::CublasHandle::Create(state->stream.get()));
@@ -173,6 +175,8 @@ CudaBackend::~CudaBackend() {
 }
 
 const std::string& CudaBackend::device_description() const { return state_->description; }
+
+uint64_t CudaBackend::MemoryBytes() const { return state_->memory_bytes; }
 
 int64_t CudaBackend::DeviceBytesInUse() const {
   size_t free = 0, total = 0;

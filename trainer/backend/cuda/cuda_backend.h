@@ -38,6 +38,8 @@ class CudaBackend : public Backend {
   ~CudaBackend() override;
 
   std::string name() const override { return "cuda"; }
+  // The device's memory.
+  uint64_t MemoryBytes() const override;
   // A description of the device, for logs.
   const std::string& device_description() const;
   // Device memory in use by this process and the peak since the last reset

@@ -973,6 +973,91 @@ __global__ void __launch_bounds__(kThreads) DkDvTcKernel(Params p) {
   }
 }
 
+// Decoding (a few queries against a long cache): one block per (sequence,
+// head, query). The 8 warps take contiguous eighths of the visible keys, each
+// with its own online softmax (lanes own dimensions lane, lane + 32, ...;
+// scores are warp sums), and the 8 partial results are merged in warp order.
+// fp32 throughout.
+template <int kD>
+__global__ void __launch_bounds__(kThreads) DecodeKernel(Params p) {
+  constexpr int kPer = kD / 32;
+  __shared__ float decode_m[kWarps], decode_l[kWarps];
+  __shared__ float decode_o[kWarps][kD];
+  const int64_t row = blockIdx.x;  // (b * heads + h) * queries + i: lse's layout.
+  const int64_t i = row % p.queries, bh = row / p.queries;
+  const int h = static_cast<int>(bh % p.heads);
+  const int64_t b = bh / p.heads;
+  const int g = h / (p.heads / p.kv_heads);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t q_row = static_cast<int64_t>(p.heads) * p.head_dim;
+  const int64_t kv_row = static_cast<int64_t>(p.kv_heads) * p.head_dim;
+  const int64_t q_at = (b * p.queries + i) * q_row + h * p.head_dim;
+  const float* k_base = p.k + b * p.key_stride * kv_row + g * p.head_dim;
+  const float* v_base = p.v + b * p.key_stride * kv_row + g * p.head_dim;
+
+  float qv[kPer], o[kPer];
+#pragma unroll
+  for (int e = 0; e < kPer; ++e) {
+    const int d = lane + 32 * e;
+    qv[e] = d < p.head_dim ? p.q[q_at + d] : 0.0f;
+    o[e] = 0.0f;
+  }
+  const int64_t position = p.query_offset + i;
+  const int64_t first = p.window > 0 && position + 1 > p.window ? position + 1 - p.window : 0;
+  const int64_t chunk = (position - first + kWarps) / kWarps;  // ceil(visible / 8)
+  const int64_t begin = first + warp * chunk;
+  const int64_t end = begin + chunk < position + 1 ? begin + chunk : position + 1;
+  float m = -INFINITY, l = 0.0f;
+#pragma unroll 4
+  for (int64_t j = begin; j < end; ++j) {
+    float dot = 0.0f, vv[kPer];
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) {
+      const int d = lane + 32 * e;
+      const bool in = d < p.head_dim;
+      dot = fmaf(qv[e], in ? __ldg(k_base + j * kv_row + d) : 0.0f, dot);
+      vv[e] = in ? __ldg(v_base + j * kv_row + d) : 0.0f;
+    }
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) {
+      dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+    }
+    const float score = dot * p.scale;
+    const float m_new = fmaxf(m, score);
+    const float alpha = __expf(m - m_new), prob = __expf(score - m_new);
+    l = l * alpha + prob;
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) o[e] = fmaf(prob, vv[e], o[e] * alpha);
+    m = m_new;
+  }
+  if (lane == 0) {
+    decode_m[warp] = m;
+    decode_l[warp] = l;
+  }
+#pragma unroll
+  for (int e = 0; e < kPer; ++e) decode_o[warp][lane + 32 * e] = o[e];
+  __syncthreads();
+
+  // Warps without keys have m = -inf and weigh 0; the query's own key makes
+  // the overall max finite.
+  float max = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) max = fmaxf(max, decode_m[w]);
+  float weight[kWarps], sum = 0.0f;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) {
+    weight[w] = __expf(decode_m[w] - max);
+    sum += decode_l[w] * weight[w];
+  }
+  for (int d = threadIdx.x; d < p.head_dim; d += kThreads) {
+    float acc = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) acc = fmaf(decode_o[w][d], weight[w], acc);
+    p.out_w[q_at + d] = acc / sum;
+  }
+  if (p.lse_w != nullptr && threadIdx.x == 0) p.lse_w[row] = max + logf(sum);
+}
+
 // Tile sizes per padded head dimension. Forward and dQ: 64 query rows (32 at
 // head_dim 256, to keep two query-sized tiles in shared memory) against 32
 // keys; dK/dV: 32 keys against 32 queries.
@@ -1089,6 +1174,15 @@ absl::Status BackwardTc(const Params& params, cudaStream_t stream) {
                 params, "flash attention dQ (TF32)");
 }
 
+// Queries per sequence up to which the forward runs DecodeKernel.
+constexpr int64_t kDecodeQueries = 4;
+
+template <int kD>
+absl::Status Decode(const Params& params, cudaStream_t stream) {
+  return Launch(DecodeKernel<kD>, params.batch * params.heads * params.queries, 0, stream, params,
+                "flash attention decoding");
+}
+
 bool UseTensorCores(const AttentionShape& shape, FlashAttentionMath math) {
   return math == FlashAttentionMath::kTf32 ||
          (math == FlashAttentionMath::kAuto && shape.head_dim >= 32);
@@ -1137,6 +1231,12 @@ absl::Status FlashAttentionForwardCuda(const AttentionShape& shape, const float*
   p.out_w = out;
   p.lse_w = lse;
   p.vec4 = shape.head_dim % 4 == 0 && Aligned16(q) && Aligned16(k) && Aligned16(v);
+  if (shape.queries <= kDecodeQueries) {
+    if (shape.head_dim <= 32) return Decode<32>(p, stream);
+    if (shape.head_dim <= 64) return Decode<64>(p, stream);
+    if (shape.head_dim <= 128) return Decode<128>(p, stream);
+    return Decode<256>(p, stream);
+  }
   if (UseTensorCores(shape, math)) {
     if (shape.head_dim <= 32) return ForwardTc<32>(p, stream);
     if (shape.head_dim <= 64) return ForwardTc<64>(p, stream);

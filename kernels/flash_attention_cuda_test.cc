@@ -191,6 +191,17 @@ TEST(FlashAttentionCudaTest, Decoding) {
   chunk.query_offset = 60;
   chunk.key_stride = 80;
   CheckShape(chunk, 110);
+  AttentionShape long_cache = Shape(2, 1, 4, 1, 256, 0);
+  long_cache.query_offset = 3000;
+  long_cache.key_stride = 4096;
+  CheckShape(long_cache, 120);
+  long_cache.window = 1000;
+  CheckShape(long_cache, 130);
+  AttentionShape few = Shape(2, 3, 4, 2, 40, 2);  // Few queries, after a cache...
+  few.query_offset = 5;
+  CheckShape(few, 140);
+  few.query_offset = 0;  // ... and without one, with a backward.
+  CheckShape(few, 150);
 }
 
 TEST(FlashAttentionCudaTest, RejectsBadShapes) {

@@ -528,10 +528,12 @@ __global__ void __launch_bounds__(kThreads) DkDvKernel(Params p) {
 // ---------------------------------------------------------------------------
 // Tensor-core kernels: the same algorithm with the four products per tile
 // (QKᵀ, dO Vᵀ and the accumulations) on WMMA 16×16×8 TF32 tiles with fp32
-// accumulation. Tiles are rounded to TF32 (10-bit mantissa) as they are
-// stored in shared memory; softmax, masking and dS stay in fp32 SIMT code.
-// 8 warps; shared rows are kD + 4 floats apart (WMMA needs a multiple of 4
-// floats and 32-byte aligned fragment starts; 16-byte skew between rows).
+// accumulation. Tiles are copied to shared memory with cp.async, the next
+// tile while the current one is in use (two buffers), and rounded to TF32
+// (10-bit mantissa) as fragments are loaded; softmax, masking and dS stay in
+// fp32 SIMT code. 8 warps; shared rows are kD + 4 floats apart (WMMA needs a
+// multiple of 4 floats and 32-byte aligned fragment starts; 16-byte skew
+// between rows).
 
 namespace wmma = nvcuda::wmma;
 using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
@@ -545,33 +547,64 @@ constexpr int TcStride() {
   return kD + 4;
 }
 
-// As LoadTile, rounded to TF32, rows TcStride apart. `vec4`: head_dim is a
-// multiple of 4 and src 16-byte aligned, so rows load as float4.
+// Asynchronous global-to-shared copies (sm_80+). A source size of 0 copies
+// nothing and zero-fills the destination; `src` must still be a valid address.
+__device__ __forceinline__ void CpAsync16(float* dst, const float* src, bool valid) {
+  const unsigned dst_addr = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst_addr), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void CpAsync4(float* dst, const float* src, bool valid) {
+  const unsigned dst_addr = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst_addr), "l"(src),
+               "r"(valid ? 4 : 0));
+}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+// Waits until at most `kPending` of this thread's committed groups are in flight.
+template <int kPending>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+// Starts copying a tile as LoadTile does (zeros beyond `rows` and head_dim),
+// rows TcStride apart. `vec4`: head_dim is a multiple of 4 and src 16-byte
+// aligned, so rows copy in 16-byte pieces (TcStride and the tile offsets are
+// multiples of 4 floats).
 template <int kD, int kRows>
-__device__ __forceinline__ void LoadTileTf32(float* tile, const float* __restrict__ src,
-                                             int64_t row_stride, int64_t row0, int64_t rows,
-                                             int head_dim, bool vec4) {
+__device__ __forceinline__ void LoadTileAsync(float* tile, const float* __restrict__ src,
+                                              int64_t row_stride, int64_t row0, int64_t rows,
+                                              int head_dim, bool vec4) {
   if (vec4) {
     for (int idx = threadIdx.x; idx < kRows * kD / 4; idx += kThreads) {
       const int r = idx / (kD / 4), c = 4 * (idx % (kD / 4));
       const int64_t row = row0 + r;
-      float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-      if (row < rows && c < head_dim) {
-        x = __ldg(reinterpret_cast<const float4*>(src + row * row_stride + c));
-      }
-      // TcStride and the tile offsets are multiples of 4 floats.
-      *reinterpret_cast<float4*>(tile + r * TcStride<kD>() + c) =
-          make_float4(wmma::__float_to_tf32(x.x), wmma::__float_to_tf32(x.y),
-                      wmma::__float_to_tf32(x.z), wmma::__float_to_tf32(x.w));
+      const bool valid = row < rows && c < head_dim;
+      CpAsync16(tile + r * TcStride<kD>() + c, valid ? src + row * row_stride + c : src, valid);
     }
     return;
   }
   for (int idx = threadIdx.x; idx < kRows * kD; idx += kThreads) {
     const int r = idx / kD, c = idx % kD;
     const int64_t row = row0 + r;
-    const float x = row < rows && c < head_dim ? __ldg(src + row * row_stride + c) : 0.0f;
-    tile[r * TcStride<kD>() + c] = wmma::__float_to_tf32(x);
+    const bool valid = row < rows && c < head_dim;
+    CpAsync4(tile + r * TcStride<kD>() + c, valid ? src + row * row_stride + c : src, valid);
   }
+}
+
+// Starts copying src[row0, row0 + kRows) (zeros from `rows` on).
+template <int kRows>
+__device__ __forceinline__ void LoadRowsAsync(float* dst, const float* __restrict__ src,
+                                              int64_t row0, int64_t rows) {
+  for (int r = threadIdx.x; r < kRows; r += kThreads) {
+    const bool valid = row0 + r < rows;
+    CpAsync4(dst + r, valid ? src + row0 + r : src, valid);
+  }
+}
+
+template <typename Frag>
+__device__ __forceinline__ void RoundToTf32(Frag& frag) {
+#pragma unroll
+  for (int i = 0; i < Frag::num_elements; ++i) frag.x[i] = wmma::__float_to_tf32(frag.x[i]);
 }
 
 // out (16×16, fp32, row-major with ldm) = a (16×kK rows of a_tile) ·
@@ -584,13 +617,16 @@ __device__ __forceinline__ void MmaAccumulate(FragC& acc, const float* a, int ld
   for (int k0 = 0; k0 < kK; k0 += 8) {
     FragA fa;
     wmma::load_matrix_sync(fa, a + k0, lda);
+    RoundToTf32(fa);
     if constexpr (kBRowMajor) {
       FragBRow fb;
       wmma::load_matrix_sync(fb, b + k0 * ldb, ldb);
+      RoundToTf32(fb);
       wmma::mma_sync(acc, fa, fb, acc);
     } else {
       FragBCol fb;
       wmma::load_matrix_sync(fb, b + k0, ldb);
+      RoundToTf32(fb);
       wmma::mma_sync(acc, fa, fb, acc);
     }
   }
@@ -606,14 +642,13 @@ __global__ void __launch_bounds__(kThreads) ForwardTcKernel(Params p) {
   constexpr int kBq = 64, kBk = 32, kLd = TcStride<kD>(), kSld = kBk + 4;
   constexpr int kOutFrags = kD / 32;  // Per warp: 4 row tiles × kD/16 columns over 8 warps.
   extern __shared__ __align__(128) float tc_smem[];
-  float* q_tile = tc_smem;               // [kBq][kLd]
-  float* k_tile = q_tile + kBq * kLd;    // [kBk][kLd]
-  float* v_tile = k_tile + kBk * kLd;    // [kBk][kLd]
-  float* s_tile = v_tile + kBk * kLd;    // [kBq][kSld]: scores, then P
-  float* row_ids = s_tile + kBq * kSld;  // [16][16]: row numbers
-  float* row_alpha = row_ids + 256;      // [kBq]
-  float* row_l = row_alpha + kBq;        // [kBq]
-  float* row_m = row_l + kBq;            // [kBq]
+  float* q_tile = tc_smem;                   // [kBq][kLd]
+  float* kv_tiles = q_tile + kBq * kLd;      // 2 buffers of K [kBk][kLd], V [kBk][kLd]
+  float* s_tile = kv_tiles + 4 * kBk * kLd;  // [kBq][kSld]: scores, then P
+  float* row_ids = s_tile + kBq * kSld;      // [16][16]: row numbers
+  float* row_alpha = row_ids + 256;          // [kBq]
+  float* row_l = row_alpha + kBq;            // [kBq]
+  float* row_m = row_l + kBq;                // [kBq]
 
   const int64_t q_tiles = (p.queries + kBq - 1) / kBq;
   const int64_t heads_total = p.batch * p.heads;
@@ -630,7 +665,18 @@ __global__ void __launch_bounds__(kThreads) ForwardTcKernel(Params p) {
   const float* v_base = p.v + b * p.key_stride * kv_row + g * p.head_dim;
 
   const int64_t row0 = qt * kBq;
-  LoadTileTf32<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
+  const int64_t last_row = (row0 + kBq < p.queries ? row0 + kBq : p.queries) - 1;
+  int64_t kt_begin, kt_end;
+  KeyTileRange(p.query_offset + row0, p.query_offset + last_row, p.window, kBk, &kt_begin, &kt_end);
+  auto load_kv = [&](int64_t kt, int buf) {
+    float* k_tile = kv_tiles + 2 * buf * kBk * kLd;
+    LoadTileAsync<kD, kBk>(k_tile, k_base, kv_row, kt * kBk, p.keys, p.head_dim, p.vec4);
+    LoadTileAsync<kD, kBk>(k_tile + kBk * kLd, v_base, kv_row, kt * kBk, p.keys, p.head_dim,
+                           p.vec4);
+  };
+  LoadTileAsync<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
+  load_kv(kt_begin, 0);
+  CpAsyncCommit();
   row_ids[threadIdx.x] = static_cast<float>(threadIdx.x / 16);
   __syncthreads();
 
@@ -655,15 +701,20 @@ __global__ void __launch_bounds__(kThreads) ForwardTcKernel(Params p) {
   const bool row_valid = row0 + srow < p.queries;
   float m = -INFINITY, l = 0.0f;
 
-  const int64_t last_row = (row0 + kBq < p.queries ? row0 + kBq : p.queries) - 1;
-  int64_t kt_begin, kt_end;
-  KeyTileRange(p.query_offset + row0, p.query_offset + last_row, p.window, kBk, &kt_begin, &kt_end);
   for (int64_t kt = kt_begin; kt <= kt_end; ++kt) {
     const int64_t key0 = kt * kBk;
-    __syncthreads();  // The previous step's readers of K, V and P are done.
-    LoadTileTf32<kD, kBk>(k_tile, k_base, kv_row, key0, p.keys, p.head_dim, p.vec4);
-    LoadTileTf32<kD, kBk>(v_tile, v_base, kv_row, key0, p.keys, p.head_dim, p.vec4);
-    __syncthreads();
+    const int buf = static_cast<int>((kt - kt_begin) & 1);
+    const float* k_tile = kv_tiles + 2 * buf * kBk * kLd;
+    const float* v_tile = k_tile + kBk * kLd;
+    __syncthreads();  // The previous step's readers of the other buffer and of P are done.
+    if (kt < kt_end) {
+      load_kv(kt + 1, buf ^ 1);
+      CpAsyncCommit();
+      CpAsyncWait<1>();
+    } else {
+      CpAsyncWait<0>();
+    }
+    __syncthreads();  // This step's tiles have landed for every thread.
     {
       const int rt = warp / 2, ct = warp % 2;
       FragC s;
@@ -715,6 +766,7 @@ __global__ void __launch_bounds__(kThreads) ForwardTcKernel(Params p) {
       for (int f = 0; f < kOutFrags; ++f) {
         FragBRow vb;
         wmma::load_matrix_sync(vb, v_tile + k0 * kLd + (out_col_tile0 + f) * 16, kLd);
+        RoundToTf32(vb);
         wmma::mma_sync(o[f], pa, vb, o[f]);
       }
     }
@@ -758,14 +810,13 @@ __global__ void __launch_bounds__(kThreads) DqTcKernel(Params p) {
   constexpr int kDqFrags = (kBq / 16) * (kD / 16) / kWarps;
   static_assert(kJobs >= 1 && kDqFrags >= 1, "tiles too small for 8 warps");
   extern __shared__ __align__(128) float tc_smem[];
-  float* q_tile = tc_smem;                 // [kBq][kLd]
-  float* do_tile = q_tile + kBq * kLd;     // [kBq][kLd]
-  float* k_tile = do_tile + kBq * kLd;     // [kBk][kLd]
-  float* v_tile = k_tile + kBk * kLd;      // [kBk][kLd]
-  float* s_tile = v_tile + kBk * kLd;      // [kBq][kSld]: scores, then dS
-  float* dp_tile = s_tile + kBq * kSld;    // [kBq][kSld]
-  float* lse_tile = dp_tile + kBq * kSld;  // [kBq]
-  float* delta_tile = lse_tile + kBq;      // [kBq]
+  float* q_tile = tc_smem;                   // [kBq][kLd]
+  float* do_tile = q_tile + kBq * kLd;       // [kBq][kLd]
+  float* kv_tiles = do_tile + kBq * kLd;     // 2 buffers of K [kBk][kLd], V [kBk][kLd]
+  float* s_tile = kv_tiles + 4 * kBk * kLd;  // [kBq][kSld]: scores, then dS
+  float* dp_tile = s_tile + kBq * kSld;      // [kBq][kSld]
+  float* lse_tile = dp_tile + kBq * kSld;    // [kBq]
+  float* delta_tile = lse_tile + kBq;        // [kBq]
 
   const int64_t q_tiles = (p.queries + kBq - 1) / kBq;
   const int64_t heads_total = p.batch * p.heads;
@@ -783,26 +834,39 @@ __global__ void __launch_bounds__(kThreads) DqTcKernel(Params p) {
   const float* v_base = p.v + b * p.key_stride * kv_row + g * p.head_dim;
 
   const int64_t row0 = qt * kBq;
-  LoadTileTf32<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
-  LoadTileTf32<kD, kBq>(do_tile, p.dout + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
-  for (int r = threadIdx.x; r < kBq; r += kThreads) {
-    const bool valid = row0 + r < p.queries;
-    lse_tile[r] = valid ? p.lse[stat_offset + row0 + r] : 0.0f;
-    delta_tile[r] = valid ? p.delta[stat_offset + row0 + r] : 0.0f;
-  }
+  const int64_t last_row = (row0 + kBq < p.queries ? row0 + kBq : p.queries) - 1;
+  int64_t kt_begin, kt_end;
+  KeyTileRange(row0, last_row, p.window, kBk, &kt_begin, &kt_end);
+  auto load_kv = [&](int64_t kt, int buf) {
+    float* k_tile = kv_tiles + 2 * buf * kBk * kLd;
+    LoadTileAsync<kD, kBk>(k_tile, k_base, kv_row, kt * kBk, p.keys, p.head_dim, p.vec4);
+    LoadTileAsync<kD, kBk>(k_tile + kBk * kLd, v_base, kv_row, kt * kBk, p.keys, p.head_dim,
+                           p.vec4);
+  };
+  LoadTileAsync<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
+  LoadTileAsync<kD, kBq>(do_tile, p.dout + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
+  LoadRowsAsync<kBq>(lse_tile, p.lse + stat_offset, row0, p.queries);
+  LoadRowsAsync<kBq>(delta_tile, p.delta + stat_offset, row0, p.queries);
+  load_kv(kt_begin, 0);
+  CpAsyncCommit();
   FragC dq[kDqFrags];
 #pragma unroll
   for (int f = 0; f < kDqFrags; ++f) wmma::fill_fragment(dq[f], 0.0f);
 
-  const int64_t last_row = (row0 + kBq < p.queries ? row0 + kBq : p.queries) - 1;
-  int64_t kt_begin, kt_end;
-  KeyTileRange(row0, last_row, p.window, kBk, &kt_begin, &kt_end);
   for (int64_t kt = kt_begin; kt <= kt_end; ++kt) {
     const int64_t key0 = kt * kBk;
-    __syncthreads();
-    LoadTileTf32<kD, kBk>(k_tile, k_base, kv_row, key0, p.keys, p.head_dim, p.vec4);
-    LoadTileTf32<kD, kBk>(v_tile, v_base, kv_row, key0, p.keys, p.head_dim, p.vec4);
-    __syncthreads();
+    const int buf = static_cast<int>((kt - kt_begin) & 1);
+    const float* k_tile = kv_tiles + 2 * buf * kBk * kLd;
+    const float* v_tile = k_tile + kBk * kLd;
+    __syncthreads();  // The previous step's readers of the other buffer and of dS are done.
+    if (kt < kt_end) {
+      load_kv(kt + 1, buf ^ 1);
+      CpAsyncCommit();
+      CpAsyncWait<1>();
+    } else {
+      CpAsyncWait<0>();
+    }
+    __syncthreads();  // This step's tiles have landed for every thread.
 #pragma unroll
     for (int j = 0; j < kJobs; ++j) {
       const int job = warp * kJobs + j;
@@ -864,14 +928,12 @@ __global__ void __launch_bounds__(kThreads) DkDvTcKernel(Params p) {
   constexpr int kGradFrags = 2 * kGradTiles / kWarps;
   static_assert(kJobs >= 1 && kGradFrags >= 1, "tiles too small for 8 warps");
   extern __shared__ __align__(128) float tc_smem[];
-  float* k_tile = tc_smem;                 // [kBk][kLd]
-  float* v_tile = k_tile + kBk * kLd;      // [kBk][kLd]
-  float* q_tile = v_tile + kBk * kLd;      // [kBq][kLd]
-  float* do_tile = q_tile + kBq * kLd;     // [kBq][kLd]
-  float* p_tile = do_tile + kBq * kLd;     // [kBk][kSld]: Sᵀ, then Pᵀ
-  float* ds_tile = p_tile + kBk * kSld;    // [kBk][kSld]: dPᵀ, then dSᵀ
-  float* lse_tile = ds_tile + kBk * kSld;  // [kBq]
-  float* delta_tile = lse_tile + kBq;      // [kBq]
+  float* k_tile = tc_smem;                    // [kBk][kLd]
+  float* v_tile = k_tile + kBk * kLd;         // [kBk][kLd]
+  float* qdo_tiles = v_tile + kBk * kLd;      // 2 buffers of Q [kBq][kLd], dO [kBq][kLd]
+  float* p_tile = qdo_tiles + 4 * kBq * kLd;  // [kBk][kSld]: Sᵀ, then Pᵀ
+  float* ds_tile = p_tile + kBk * kSld;       // [kBk][kSld]: dPᵀ, then dSᵀ
+  float* stat_tiles = ds_tile + kBk * kSld;   // 2 buffers of lse [kBq], delta [kBq]
 
   const int64_t groups_total = p.batch * p.kv_heads;
   const int64_t kt = static_cast<int64_t>(blockIdx.x) / groups_total;
@@ -885,34 +947,52 @@ __global__ void __launch_bounds__(kThreads) DkDvTcKernel(Params p) {
   const int64_t kv_offset = b * p.key_stride * kv_row + g * p.head_dim;
 
   const int64_t key0 = kt * kBk;
-  LoadTileTf32<kD, kBk>(k_tile, p.k + kv_offset, kv_row, key0, p.keys, p.head_dim, p.vec4);
-  LoadTileTf32<kD, kBk>(v_tile, p.v + kv_offset, kv_row, key0, p.keys, p.head_dim, p.vec4);
+  const int64_t last_key = (key0 + kBk < p.keys ? key0 + kBk : p.keys) - 1;
+  const int64_t last_query = p.window > 0 && last_key + p.window - 1 < p.queries - 1
+                                 ? last_key + p.window - 1
+                                 : p.queries - 1;
+  // Steps run over (head of the group, query tile), query tiles innermost.
+  const int64_t qt_begin = key0 / kBq, q_steps = last_query / kBq - qt_begin + 1;
+  const int64_t steps = group * q_steps;
+  auto load_queries = [&](int64_t step, int buf) {
+    const int h = g * group + static_cast<int>(step / q_steps);
+    const int64_t row0 = (qt_begin + step % q_steps) * kBq;
+    const int64_t head_offset = b * p.queries * q_row + h * p.head_dim;
+    const int64_t stat_offset = (b * p.heads + h) * p.queries;
+    float* q_tile = qdo_tiles + 2 * buf * kBq * kLd;
+    float* stats = stat_tiles + 2 * buf * kBq;
+    LoadTileAsync<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
+    LoadTileAsync<kD, kBq>(q_tile + kBq * kLd, p.dout + head_offset, q_row, row0, p.queries,
+                           p.head_dim, p.vec4);
+    LoadRowsAsync<kBq>(stats, p.lse + stat_offset, row0, p.queries);
+    LoadRowsAsync<kBq>(stats + kBq, p.delta + stat_offset, row0, p.queries);
+  };
+  LoadTileAsync<kD, kBk>(k_tile, p.k + kv_offset, kv_row, key0, p.keys, p.head_dim, p.vec4);
+  LoadTileAsync<kD, kBk>(v_tile, p.v + kv_offset, kv_row, key0, p.keys, p.head_dim, p.vec4);
+  load_queries(0, 0);
+  CpAsyncCommit();
   // Fragment f of this warp: dV tiles first, then dK tiles.
   FragC grad[kGradFrags];
 #pragma unroll
   for (int f = 0; f < kGradFrags; ++f) wmma::fill_fragment(grad[f], 0.0f);
 
-  const int64_t last_key = (key0 + kBk < p.keys ? key0 + kBk : p.keys) - 1;
-  const int64_t last_query = p.window > 0 && last_key + p.window - 1 < p.queries - 1
-                                 ? last_key + p.window - 1
-                                 : p.queries - 1;
-  const int64_t qt_begin = key0 / kBq, qt_end = last_query / kBq;
-  for (int hh = 0; hh < group; ++hh) {
-    const int h = g * group + hh;
-    const int64_t head_offset = b * p.queries * q_row + h * p.head_dim;
-    const int64_t stat_offset = (b * p.heads + h) * p.queries;
-    for (int64_t qt = qt_begin; qt <= qt_end; ++qt) {
-      const int64_t row0 = qt * kBq;
-      __syncthreads();
-      LoadTileTf32<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
-      LoadTileTf32<kD, kBq>(do_tile, p.dout + head_offset, q_row, row0, p.queries, p.head_dim,
-                            p.vec4);
-      for (int r = threadIdx.x; r < kBq; r += kThreads) {
-        const bool valid = row0 + r < p.queries;
-        lse_tile[r] = valid ? p.lse[stat_offset + row0 + r] : 0.0f;
-        delta_tile[r] = valid ? p.delta[stat_offset + row0 + r] : 0.0f;
+  for (int64_t step = 0; step < steps; ++step) {
+    {
+      const int64_t row0 = (qt_begin + step % q_steps) * kBq;
+      const int buf = static_cast<int>(step & 1);
+      const float* q_tile = qdo_tiles + 2 * buf * kBq * kLd;
+      const float* do_tile = q_tile + kBq * kLd;
+      const float* lse_tile = stat_tiles + 2 * buf * kBq;
+      const float* delta_tile = lse_tile + kBq;
+      __syncthreads();  // The previous step's readers of the other buffer and of Pᵀ, dSᵀ are done.
+      if (step + 1 < steps) {
+        load_queries(step + 1, buf ^ 1);
+        CpAsyncCommit();
+        CpAsyncWait<1>();
+      } else {
+        CpAsyncWait<0>();
       }
-      __syncthreads();
+      __syncthreads();  // This step's tiles have landed for every thread.
 #pragma unroll
       for (int j = 0; j < kJobs; ++j) {
         const int job = warp * kJobs + j;
@@ -952,14 +1032,19 @@ __global__ void __launch_bounds__(kThreads) DkDvTcKernel(Params p) {
     }
   }
 
-  __syncthreads();  // Every reader of q_tile and do_tile is done: dV goes to q_tile, dK to do_tile.
+  // Every reader of the query buffers is done: dV goes to the first Q buffer,
+  // dK to the first dO buffer.
+  __syncthreads();
+  float* dv_tile = qdo_tiles;
+  float* dk_tile = qdo_tiles + kBq * kLd;
+  static_assert(kBq == kBk, "dK and dV reuse query buffers");
 #pragma unroll
   for (int f = 0; f < kGradFrags; ++f) {
     const int job = warp * kGradFrags + f;
     const bool is_dk = job >= kGradTiles;
     const int tile = is_dk ? job - kGradTiles : job;
     const int rt = tile / (kD / 16), ct = tile % (kD / 16);
-    wmma::store_matrix_sync((is_dk ? do_tile : q_tile) + rt * 16 * kLd + ct * 16, grad[f], kLd,
+    wmma::store_matrix_sync((is_dk ? dk_tile : dv_tile) + rt * 16 * kLd + ct * 16, grad[f], kLd,
                             wmma::mem_row_major);
   }
   __syncthreads();
@@ -967,8 +1052,8 @@ __global__ void __launch_bounds__(kThreads) DkDvTcKernel(Params p) {
     const int r = idx / kD, c = idx % kD;
     if (key0 + r < p.keys && c < p.head_dim) {
       const int64_t at = kv_offset + (key0 + r) * kv_row + c;
-      p.dv[at] = q_tile[r * kLd + c];
-      p.dk[at] = do_tile[r * kLd + c];
+      p.dv[at] = dv_tile[r * kLd + c];
+      p.dk[at] = dk_tile[r * kLd + c];
     }
   }
 }
@@ -1133,7 +1218,7 @@ absl::Status Backward(const Params& params, cudaStream_t stream) {
 
 template <int kD>
 constexpr size_t ForwardTcSmem() {
-  return sizeof(float) * (128 * TcStride<kD>() + 64 * 36 + 256 + 3 * 64);
+  return sizeof(float) * ((64 + 4 * 32) * TcStride<kD>() + 64 * 36 + 256 + 3 * 64);
 }
 template <int kD>
 constexpr int DqTcRows() {
@@ -1142,11 +1227,11 @@ constexpr int DqTcRows() {
 template <int kD>
 constexpr size_t DqTcSmem() {
   constexpr int kBq = DqTcRows<kD>();
-  return sizeof(float) * (2 * (kBq + 32) * TcStride<kD>() + 2 * kBq * 36 + 2 * kBq);
+  return sizeof(float) * ((2 * kBq + 4 * 32) * TcStride<kD>() + 2 * kBq * 36 + 2 * kBq);
 }
 template <int kD>
 constexpr size_t DkDvTcSmem() {
-  return sizeof(float) * (2 * (32 + 32) * TcStride<kD>() + 2 * 32 * 36 + 2 * 32);
+  return sizeof(float) * ((2 * 32 + 4 * 32) * TcStride<kD>() + 2 * 32 * 36 + 4 * 32);
 }
 static_assert(ForwardTcSmem<256>() <= kMaxSmem && DqTcSmem<256>() <= kMaxSmem &&
                   DkDvTcSmem<256>() <= kMaxSmem,

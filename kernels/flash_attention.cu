@@ -1,3 +1,4 @@
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 #include <mma.h>
 
@@ -916,10 +917,14 @@ __global__ void __launch_bounds__(kThreads) DqTcKernel(Params p) {
   }
 }
 
-// dK and dV on tensor cores: 32 keys per block, 32 queries per step, over the
-// heads of the group. Scores are transposed (keys as rows); warps split the
-// Sᵀ and dPᵀ tiles, then the dV and dK tiles.
-template <int kD>
+// dK and dV on tensor cores: 32 keys per cluster of kC blocks, 32 queries per
+// step, over the heads of the group. Scores are transposed (keys as rows);
+// warps split the Sᵀ and dPᵀ tiles, then the dV and dK tiles. With kC > 1
+// (few key tiles for the GPU) block r of the cluster takes steps r, r + kC,
+// ..., and the partial sums are added in rank order through distributed
+// shared memory, each block summing kBk / kC rows: deterministic, without a
+// global workspace.
+template <int kD, int kC>
 __global__ void __launch_bounds__(kThreads) DkDvTcKernel(Params p) {
   constexpr int kBk = 32, kBq = 32, kLd = TcStride<kD>(), kSld = kBq + 4;
   constexpr int kScoreTiles = (kBk / 16) * (kBq / 16);
@@ -936,8 +941,11 @@ __global__ void __launch_bounds__(kThreads) DkDvTcKernel(Params p) {
   float* stat_tiles = ds_tile + kBk * kSld;   // 2 buffers of lse [kBq], delta [kBq]
 
   const int64_t groups_total = p.batch * p.kv_heads;
-  const int64_t kt = static_cast<int64_t>(blockIdx.x) / groups_total;
-  const int64_t bg = static_cast<int64_t>(blockIdx.x) % groups_total;
+  const int64_t unit =
+      static_cast<int64_t>(blockIdx.x) / kC;  // Clusters are kC consecutive blocks.
+  const int rank = static_cast<int>(blockIdx.x % kC);
+  const int64_t kt = unit / groups_total;
+  const int64_t bg = unit % groups_total;
   const int64_t b = bg / p.kv_heads;
   const int g = static_cast<int>(bg % p.kv_heads);
   const int group = p.heads / p.kv_heads;
@@ -954,6 +962,7 @@ __global__ void __launch_bounds__(kThreads) DkDvTcKernel(Params p) {
   // Steps run over (head of the group, query tile), query tiles innermost.
   const int64_t qt_begin = key0 / kBq, q_steps = last_query / kBq - qt_begin + 1;
   const int64_t steps = group * q_steps;
+  const int64_t my_steps = rank < steps ? (steps - rank + kC - 1) / kC : 0;
   auto load_queries = [&](int64_t step, int buf) {
     const int h = g * group + static_cast<int>(step / q_steps);
     const int64_t row0 = (qt_begin + step % q_steps) * kBq;
@@ -969,24 +978,25 @@ __global__ void __launch_bounds__(kThreads) DkDvTcKernel(Params p) {
   };
   LoadTileAsync<kD, kBk>(k_tile, p.k + kv_offset, kv_row, key0, p.keys, p.head_dim, p.vec4);
   LoadTileAsync<kD, kBk>(v_tile, p.v + kv_offset, kv_row, key0, p.keys, p.head_dim, p.vec4);
-  load_queries(0, 0);
+  if (my_steps > 0) load_queries(rank, 0);
   CpAsyncCommit();
   // Fragment f of this warp: dV tiles first, then dK tiles.
   FragC grad[kGradFrags];
 #pragma unroll
   for (int f = 0; f < kGradFrags; ++f) wmma::fill_fragment(grad[f], 0.0f);
 
-  for (int64_t step = 0; step < steps; ++step) {
+  for (int64_t it = 0; it < my_steps; ++it) {
     {
+      const int64_t step = rank + it * kC;
       const int64_t row0 = (qt_begin + step % q_steps) * kBq;
-      const int buf = static_cast<int>(step & 1);
+      const int buf = static_cast<int>(it & 1);
       const float* q_tile = qdo_tiles + 2 * buf * kBq * kLd;
       const float* do_tile = q_tile + kBq * kLd;
       const float* lse_tile = stat_tiles + 2 * buf * kBq;
       const float* delta_tile = lse_tile + kBq;
       __syncthreads();  // The previous step's readers of the other buffer and of Pᵀ, dSᵀ are done.
-      if (step + 1 < steps) {
-        load_queries(step + 1, buf ^ 1);
+      if (it + 1 < my_steps) {
+        load_queries(step + kC, buf ^ 1);
         CpAsyncCommit();
         CpAsyncWait<1>();
       } else {
@@ -1032,8 +1042,10 @@ __global__ void __launch_bounds__(kThreads) DkDvTcKernel(Params p) {
     }
   }
 
-  // Every reader of the query buffers is done: dV goes to the first Q buffer,
-  // dK to the first dO buffer.
+  // Every reader of the query buffers is done (and every copy has landed, also
+  // in a block without steps): dV goes to the first Q buffer, dK to the first
+  // dO buffer.
+  CpAsyncWait<0>();
   __syncthreads();
   float* dv_tile = qdo_tiles;
   float* dk_tile = qdo_tiles + kBq * kLd;
@@ -1047,14 +1059,35 @@ __global__ void __launch_bounds__(kThreads) DkDvTcKernel(Params p) {
     wmma::store_matrix_sync((is_dk ? dk_tile : dv_tile) + rt * 16 * kLd + ct * 16, grad[f], kLd,
                             wmma::mem_row_major);
   }
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < kBk * kD; idx += kThreads) {
-    const int r = idx / kD, c = idx % kD;
-    if (key0 + r < p.keys && c < p.head_dim) {
-      const int64_t at = kv_offset + (key0 + r) * kv_row + c;
-      p.dv[at] = dv_tile[r * kLd + c];
-      p.dk[at] = dk_tile[r * kLd + c];
+  constexpr int kRowsPerRank = kBk / kC;
+  if constexpr (kC == 1) {
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < kBk * kD; idx += kThreads) {
+      const int r = idx / kD, c = idx % kD;
+      if (key0 + r < p.keys && c < p.head_dim) {
+        const int64_t at = kv_offset + (key0 + r) * kv_row + c;
+        p.dv[at] = dv_tile[r * kLd + c];
+        p.dk[at] = dk_tile[r * kLd + c];
+      }
     }
+  } else {
+    cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
+    cluster.sync();  // Every block's partial sums are in its shared memory.
+    for (int idx = threadIdx.x; idx < kRowsPerRank * kD; idx += kThreads) {
+      const int r = rank * kRowsPerRank + idx / kD, c = idx % kD;
+      if (key0 + r < p.keys && c < p.head_dim) {
+        float dv_sum = 0.0f, dk_sum = 0.0f;
+#pragma unroll
+        for (int source = 0; source < kC; ++source) {
+          dv_sum += cluster.map_shared_rank(dv_tile, source)[r * kLd + c];
+          dk_sum += cluster.map_shared_rank(dk_tile, source)[r * kLd + c];
+        }
+        const int64_t at = kv_offset + (key0 + r) * kv_row + c;
+        p.dv[at] = dv_sum;
+        p.dk[at] = dk_sum;
+      }
+    }
+    cluster.sync();  // No block leaves while others read its shared memory.
   }
 }
 
@@ -1244,17 +1277,57 @@ absl::Status ForwardTc(const Params& params, cudaStream_t stream) {
                 stream, params, "flash attention forward (TF32)");
 }
 
+// Launches `blocks` blocks in clusters of `cluster` consecutive blocks.
+template <typename Kernel>
+absl::Status LaunchClusters(Kernel kernel, int64_t blocks, int cluster, size_t smem,
+                            cudaStream_t stream, const Params& params, const char* what) {
+  if (blocks > INT_MAX) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", blocks, " blocks is too many"));
+  }
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(static_cast<unsigned>(blocks));
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeClusterDimension;
+  attribute[0].val.clusterDim.x = cluster;
+  attribute[0].val.clusterDim.y = 1;
+  attribute[0].val.clusterDim.z = 1;
+  config.attrs = attribute;
+  config.numAttrs = 1;
+  return CudaStatus(cudaLaunchKernelEx(&config, kernel, params), what);
+}
+
 template <int kD>
 absl::Status BackwardTc(const Params& params, cudaStream_t stream) {
   constexpr int kBq = DqTcRows<kD>();
   const int64_t q_tiles = (params.queries + kBq - 1) / kBq;
   const int64_t k_tiles = (params.keys + 31) / 32;
-  if (absl::Status status =
-          Launch(DkDvTcKernel<kD>, k_tiles * params.batch * params.kv_heads, DkDvTcSmem<kD>(),
-                 stream, params, "flash attention dK dV (TF32)");
-      !status.ok()) {
-    return status;
+  // dK/dV blocks (one per SM at head_dim 256) are few when batch · kv_heads
+  // · keys / 32 is below the SM count: split each over a cluster of 2 or 4.
+  const int64_t units = k_tiles * params.batch * params.kv_heads;
+  int device = 0, sms = 0;
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  MAXIMUS_CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  absl::Status status = absl::UnavailableError("no clusters");
+  if (units < sms && 2 * units >= sms) {
+    status = LaunchClusters(DkDvTcKernel<kD, 2>, 2 * units, 2, DkDvTcSmem<kD>(), stream, params,
+                            "flash attention dK dV (TF32, clusters of 2)");
+  } else if (units < sms) {
+    status = LaunchClusters(DkDvTcKernel<kD, 4>, 4 * units, 4, DkDvTcSmem<kD>(), stream, params,
+                            "flash attention dK dV (TF32, clusters of 4)");
   }
+  if (!status.ok()) {
+    // No clusters wanted, or none could be scheduled: one block per key tile.
+    cudaGetLastError();  // A refused launch leaves an error that is not sticky.
+    status = Launch(DkDvTcKernel<kD, 1>, units, DkDvTcSmem<kD>(), stream, params,
+                    "flash attention dK dV (TF32)");
+  }
+  if (!status.ok()) return status;
   return Launch(DqTcKernel<kD, kBq>, q_tiles * params.batch * params.heads, DqTcSmem<kD>(), stream,
                 params, "flash attention dQ (TF32)");
 }

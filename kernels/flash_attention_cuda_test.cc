@@ -175,6 +175,14 @@ TEST(FlashAttentionCudaTest, HeadDim256Windowed) {
   CheckShape(Shape(1, 1000, 4, 1, 256, 512), 40);
 }
 
+// dK/dV run in clusters of 4 blocks, of 2 and alone as key tiles · batch ·
+// kv_heads grow past half the SM count and the SM count (132 on an H200).
+TEST(FlashAttentionCudaTest, KeyTileSplits) {
+  MAXIMUS_SKIP_WITHOUT_GPU();
+  CheckShape(Shape(2, 1100, 4, 1, 64, 0), 160);    // 70 key tiles.
+  CheckShape(Shape(4, 1100, 2, 1, 64, 256), 170);  // 140 key tiles.
+}
+
 TEST(FlashAttentionCudaTest, OddHeadDims) {
   MAXIMUS_SKIP_WITHOUT_GPU();
   CheckShape(Shape(1, 130, 2, 2, 100, 0), 50);  // Padded to 128.

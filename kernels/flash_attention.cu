@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/attention.h"
 #include "kernels/cuda_status.h"
@@ -638,7 +639,11 @@ __device__ __forceinline__ void MmaAccumulate(FragC& acc, const float* a, int ld
 // (w % 2) · kD/32 onwards. The online softmax's per-row rescaling of the
 // output fragments uses each element's row, read once from a fragment loaded
 // from a matrix of row numbers (the fragment layout itself is opaque).
-template <int kD>
+// With kC > 1 (few query tiles for the GPU) a cluster of kC blocks shares a
+// query tile, block r taking key tiles r, r + kC, ...; their partial softmax
+// states are merged in rank order through distributed shared memory, each
+// block finishing kBq / kC rows.
+template <int kD, int kC>
 __global__ void __launch_bounds__(kThreads) ForwardTcKernel(Params p) {
   constexpr int kBq = 64, kBk = 32, kLd = TcStride<kD>(), kSld = kBk + 4;
   constexpr int kOutFrags = kD / 32;  // Per warp: 4 row tiles × kD/16 columns over 8 warps.
@@ -653,8 +658,11 @@ __global__ void __launch_bounds__(kThreads) ForwardTcKernel(Params p) {
 
   const int64_t q_tiles = (p.queries + kBq - 1) / kBq;
   const int64_t heads_total = p.batch * p.heads;
-  const int64_t qt = q_tiles - 1 - static_cast<int64_t>(blockIdx.x) / heads_total;
-  const int64_t bh = static_cast<int64_t>(blockIdx.x) % heads_total;
+  const int64_t unit =
+      static_cast<int64_t>(blockIdx.x) / kC;  // Clusters are kC consecutive blocks.
+  const int rank = static_cast<int>(blockIdx.x % kC);
+  const int64_t qt = q_tiles - 1 - unit / heads_total;
+  const int64_t bh = unit % heads_total;
   const int64_t b = bh / p.heads;
   const int h = static_cast<int>(bh % p.heads);
   const int g = h / (p.heads / p.kv_heads);
@@ -669,6 +677,8 @@ __global__ void __launch_bounds__(kThreads) ForwardTcKernel(Params p) {
   const int64_t last_row = (row0 + kBq < p.queries ? row0 + kBq : p.queries) - 1;
   int64_t kt_begin, kt_end;
   KeyTileRange(p.query_offset + row0, p.query_offset + last_row, p.window, kBk, &kt_begin, &kt_end);
+  const int64_t tiles = kt_end - kt_begin + 1;
+  const int64_t my_tiles = rank < tiles ? (tiles - rank + kC - 1) / kC : 0;
   auto load_kv = [&](int64_t kt, int buf) {
     float* k_tile = kv_tiles + 2 * buf * kBk * kLd;
     LoadTileAsync<kD, kBk>(k_tile, k_base, kv_row, kt * kBk, p.keys, p.head_dim, p.vec4);
@@ -676,7 +686,7 @@ __global__ void __launch_bounds__(kThreads) ForwardTcKernel(Params p) {
                            p.vec4);
   };
   LoadTileAsync<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
-  load_kv(kt_begin, 0);
+  if (my_tiles > 0) load_kv(kt_begin + rank, 0);
   CpAsyncCommit();
   row_ids[threadIdx.x] = static_cast<float>(threadIdx.x / 16);
   __syncthreads();
@@ -702,14 +712,15 @@ __global__ void __launch_bounds__(kThreads) ForwardTcKernel(Params p) {
   const bool row_valid = row0 + srow < p.queries;
   float m = -INFINITY, l = 0.0f;
 
-  for (int64_t kt = kt_begin; kt <= kt_end; ++kt) {
+  for (int64_t it = 0; it < my_tiles; ++it) {
+    const int64_t kt = kt_begin + rank + it * kC;
     const int64_t key0 = kt * kBk;
-    const int buf = static_cast<int>((kt - kt_begin) & 1);
+    const int buf = static_cast<int>(it & 1);
     const float* k_tile = kv_tiles + 2 * buf * kBk * kLd;
     const float* v_tile = k_tile + kBk * kLd;
     __syncthreads();  // The previous step's readers of the other buffer and of P are done.
-    if (kt < kt_end) {
-      load_kv(kt + 1, buf ^ 1);
+    if (it + 1 < my_tiles) {
+      load_kv(kt + kC, buf ^ 1);
       CpAsyncCommit();
       CpAsyncWait<1>();
     } else {
@@ -777,27 +788,64 @@ __global__ void __launch_bounds__(kThreads) ForwardTcKernel(Params p) {
     row_l[srow] = l;
     row_m[srow] = m;
   }
-  __syncthreads();  // Also: every reader of q_tile is done.
+  CpAsyncWait<0>();  // Nothing in flight, also in a block without key tiles.
+  __syncthreads();   // Also: every reader of q_tile is done.
+  if constexpr (kC == 1) {
 #pragma unroll
-  for (int f = 0; f < kOutFrags; ++f) {
+    for (int f = 0; f < kOutFrags; ++f) {
 #pragma unroll
-    for (int i = 0; i < FragC::num_elements; ++i) {
-      const float row_sum = row_l[frag_row[i]];
-      o[f].x[i] *= row_sum > 0.0f ? 1.0f / row_sum : 0.0f;
+      for (int i = 0; i < FragC::num_elements; ++i) {
+        const float row_sum = row_l[frag_row[i]];
+        o[f].x[i] *= row_sum > 0.0f ? 1.0f / row_sum : 0.0f;
+      }
+      wmma::store_matrix_sync(q_tile + out_row_tile * 16 * kLd + (out_col_tile0 + f) * 16, o[f],
+                              kLd, wmma::mem_row_major);
     }
-    wmma::store_matrix_sync(q_tile + out_row_tile * 16 * kLd + (out_col_tile0 + f) * 16, o[f], kLd,
-                            wmma::mem_row_major);
-  }
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < kBq * kD; idx += kThreads) {
-    const int r = idx / kD, c = idx % kD;
-    if (row0 + r < p.queries && c < p.head_dim) {
-      p.out_w[head_offset + (row0 + r) * q_row + c] = q_tile[r * kLd + c];
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < kBq * kD; idx += kThreads) {
+      const int r = idx / kD, c = idx % kD;
+      if (row0 + r < p.queries && c < p.head_dim) {
+        p.out_w[head_offset + (row0 + r) * q_row + c] = q_tile[r * kLd + c];
+      }
     }
-  }
-  if (p.lse_w != nullptr && threadIdx.x < kBq && row0 + threadIdx.x < p.queries) {
-    p.lse_w[(b * p.heads + h) * p.queries + row0 + threadIdx.x] =
-        row_m[threadIdx.x] + logf(row_l[threadIdx.x]);
+    if (p.lse_w != nullptr && threadIdx.x < kBq && row0 + threadIdx.x < p.queries) {
+      p.lse_w[(b * p.heads + h) * p.queries + row0 + threadIdx.x] =
+          row_m[threadIdx.x] + logf(row_l[threadIdx.x]);
+    }
+  } else {
+    // Unnormalised partial outputs (relative to this block's row max) go to
+    // q_tile; block r merges rows [r, r + 1) · kBq / kC of all kC blocks.
+#pragma unroll
+    for (int f = 0; f < kOutFrags; ++f) {
+      wmma::store_matrix_sync(q_tile + out_row_tile * 16 * kLd + (out_col_tile0 + f) * 16, o[f],
+                              kLd, wmma::mem_row_major);
+    }
+    cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
+    cluster.sync();  // Every block's partial state is in its shared memory.
+    constexpr int kRowsPerRank = kBq / kC;
+    for (int idx = threadIdx.x; idx < kRowsPerRank * kD; idx += kThreads) {
+      const int r = rank * kRowsPerRank + idx / kD, c = idx % kD;
+      if (row0 + r >= p.queries || c >= p.head_dim) continue;
+      // A block that saw none of the row's keys has m = -inf and weighs 0;
+      // some block saw the query's own key, so the max is finite.
+      float max = -INFINITY;
+#pragma unroll
+      for (int source = 0; source < kC; ++source) {
+        max = fmaxf(max, cluster.map_shared_rank(row_m, source)[r]);
+      }
+      float sum = 0.0f, acc = 0.0f;
+#pragma unroll
+      for (int source = 0; source < kC; ++source) {
+        const float weight = __expf(cluster.map_shared_rank(row_m, source)[r] - max);
+        sum += cluster.map_shared_rank(row_l, source)[r] * weight;
+        acc += cluster.map_shared_rank(q_tile, source)[r * kLd + c] * weight;
+      }
+      p.out_w[head_offset + (row0 + r) * q_row + c] = acc / sum;
+      if (c == 0 && p.lse_w != nullptr) {
+        p.lse_w[(b * p.heads + h) * p.queries + row0 + r] = max + logf(sum);
+      }
+    }
+    cluster.sync();  // No block leaves while others read its shared memory.
   }
 }
 
@@ -1270,13 +1318,6 @@ static_assert(ForwardTcSmem<256>() <= kMaxSmem && DqTcSmem<256>() <= kMaxSmem &&
                   DkDvTcSmem<256>() <= kMaxSmem,
               "tensor-core tiles exceed shared memory");
 
-template <int kD>
-absl::Status ForwardTc(const Params& params, cudaStream_t stream) {
-  const int64_t q_tiles = (params.queries + 63) / 64;
-  return Launch(ForwardTcKernel<kD>, q_tiles * params.batch * params.heads, ForwardTcSmem<kD>(),
-                stream, params, "flash attention forward (TF32)");
-}
-
 // Launches `blocks` blocks in clusters of `cluster` consecutive blocks.
 template <typename Kernel>
 absl::Status LaunchClusters(Kernel kernel, int64_t blocks, int cluster, size_t smem,
@@ -1301,32 +1342,56 @@ absl::Status LaunchClusters(Kernel kernel, int64_t blocks, int cluster, size_t s
   return CudaStatus(cudaLaunchKernelEx(&config, kernel, params), what);
 }
 
+// The SM count of the current device.
+absl::StatusOr<int> SmCount() {
+  int device = 0, sms = 0;
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  MAXIMUS_CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return sms;
+}
+
+// Launches kernel<1> over `units` blocks, or kernel<2> / kernel<4> over
+// clusters of 2 / 4 blocks per unit when units fall short of the SM count (and
+// a cluster can be scheduled).
+template <typename Kernel>
+absl::Status LaunchSplit(Kernel one, Kernel two, Kernel four, int64_t units, size_t smem,
+                         cudaStream_t stream, const Params& params, const char* what) {
+  const absl::StatusOr<int> sms = SmCount();
+  if (!sms.ok()) return sms.status();
+  absl::Status status = absl::UnavailableError("no clusters");
+  if (units < *sms && 2 * units >= *sms) {
+    status = LaunchClusters(two, 2 * units, 2, smem, stream, params, what);
+  } else if (units < *sms) {
+    status = LaunchClusters(four, 4 * units, 4, smem, stream, params, what);
+  }
+  if (!status.ok()) {
+    // No clusters wanted, or none could be scheduled: one block per unit.
+    cudaGetLastError();  // A refused launch leaves an error that is not sticky.
+    status = Launch(one, units, smem, stream, params, what);
+  }
+  return status;
+}
+
+template <int kD>
+absl::Status ForwardTc(const Params& params, cudaStream_t stream) {
+  const int64_t q_tiles = (params.queries + 63) / 64;
+  return LaunchSplit(ForwardTcKernel<kD, 1>, ForwardTcKernel<kD, 2>, ForwardTcKernel<kD, 4>,
+                     q_tiles * params.batch * params.heads, ForwardTcSmem<kD>(), stream, params,
+                     "flash attention forward (TF32)");
+}
+
 template <int kD>
 absl::Status BackwardTc(const Params& params, cudaStream_t stream) {
   constexpr int kBq = DqTcRows<kD>();
   const int64_t q_tiles = (params.queries + kBq - 1) / kBq;
   const int64_t k_tiles = (params.keys + 31) / 32;
   // dK/dV blocks (one per SM at head_dim 256) are few when batch · kv_heads
-  // · keys / 32 is below the SM count: split each over a cluster of 2 or 4.
-  const int64_t units = k_tiles * params.batch * params.kv_heads;
-  int device = 0, sms = 0;
-  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-  MAXIMUS_CUDA_RETURN_IF_ERROR(
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  absl::Status status = absl::UnavailableError("no clusters");
-  if (units < sms && 2 * units >= sms) {
-    status = LaunchClusters(DkDvTcKernel<kD, 2>, 2 * units, 2, DkDvTcSmem<kD>(), stream, params,
-                            "flash attention dK dV (TF32, clusters of 2)");
-  } else if (units < sms) {
-    status = LaunchClusters(DkDvTcKernel<kD, 4>, 4 * units, 4, DkDvTcSmem<kD>(), stream, params,
-                            "flash attention dK dV (TF32, clusters of 4)");
-  }
-  if (!status.ok()) {
-    // No clusters wanted, or none could be scheduled: one block per key tile.
-    cudaGetLastError();  // A refused launch leaves an error that is not sticky.
-    status = Launch(DkDvTcKernel<kD, 1>, units, DkDvTcSmem<kD>(), stream, params,
-                    "flash attention dK dV (TF32)");
-  }
+  // · keys / 32 is below the SM count: then each is split over a cluster.
+  const absl::Status status =
+      LaunchSplit(DkDvTcKernel<kD, 1>, DkDvTcKernel<kD, 2>, DkDvTcKernel<kD, 4>,
+                  k_tiles * params.batch * params.kv_heads, DkDvTcSmem<kD>(), stream, params,
+                  "flash attention dK dV (TF32)");
   if (!status.ok()) return status;
   return Launch(DqTcKernel<kD, kBq>, q_tiles * params.batch * params.heads, DqTcSmem<kD>(), stream,
                 params, "flash attention dQ (TF32)");

@@ -175,12 +175,14 @@ TEST(FlashAttentionCudaTest, HeadDim256Windowed) {
   CheckShape(Shape(1, 1000, 4, 1, 256, 512), 40);
 }
 
-// dK/dV run in clusters of 4 blocks, of 2 and alone as key tiles · batch ·
-// kv_heads grow past half the SM count and the SM count (132 on an H200).
-TEST(FlashAttentionCudaTest, KeyTileSplits) {
+// The tensor-core forward and dK/dV split each query or key tile over a
+// cluster of 4 blocks, of 2, or none as the tiles (times batch and heads) grow
+// past half the SM count and the SM count (132 on an H200); the smaller tests
+// take clusters of 4.
+TEST(FlashAttentionCudaTest, ClusterSplits) {
   MAXIMUS_SKIP_WITHOUT_GPU();
-  CheckShape(Shape(2, 1100, 4, 1, 64, 0), 160);    // 70 key tiles.
-  CheckShape(Shape(4, 1100, 2, 1, 64, 256), 170);  // 140 key tiles.
+  CheckShape(Shape(2, 1100, 2, 1, 64, 0), 160);    // 72 query tiles, 70 key tiles.
+  CheckShape(Shape(4, 1100, 2, 1, 64, 256), 170);  // 144 query tiles, 140 key tiles.
 }
 
 TEST(FlashAttentionCudaTest, OddHeadDims) {

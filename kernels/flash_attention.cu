@@ -15,10 +15,21 @@
 namespace maximus::kernels {
 namespace {
 
-// Every kernel runs 256 threads as a 16 × 16 grid: thread (ty, tx) owns tile
-// rows ty, ty + 16, ... and columns tx, tx + 16, ...; the 16 threads of a
-// row group are 16 consecutive lanes of one warp, so row reductions are
-// shuffles within a half-warp.
+// The kernels, all of 256 threads (kD: head_dim rounded up to 32, 64, 128 or
+// 256; shared memory at kD 256):
+//   fp32 (FlashAttentionMath::kFp32): ForwardKernel (64 queries × 32 keys a
+//     step, 137 KB), DqKernel (32 × 32 at kD 256, else 64 × 32; 133 KB) and
+//     DkDvKernel (32 keys × 32 queries, 137 KB); FMAs from shared memory.
+//   TF32 tensor cores: ForwardTcKernel (64 × 32, 206 KB), DqTcKernel (32 × 32
+//     at kD 256, else 64 × 32; 204 KB), DkDvTcKernel (32 × 32, 204 KB), with
+//     tiles double-buffered by cp.async and, where tiles are fewer than SMs,
+//     each tile split over a cluster of 2 or 4 blocks.
+//   DeltaKernel (Σ dout·out per row, a warp per row) before either backward,
+//   DecodeKernel for forwards of at most 4 queries.
+// The fp32 kernels arrange their threads as a 16 × 16 grid: thread (ty, tx)
+// owns tile rows ty, ty + 16, ... and columns tx, tx + 16, ...; the 16
+// threads of a row group are 16 consecutive lanes of one warp, so row
+// reductions are shuffles within a half-warp.
 constexpr int kThreads = 256;
 constexpr int kSide = 16;
 
@@ -609,9 +620,9 @@ __device__ __forceinline__ void RoundToTf32(Frag& frag) {
   for (int i = 0; i < Frag::num_elements; ++i) frag.x[i] = wmma::__float_to_tf32(frag.x[i]);
 }
 
-// out (16×16, fp32, row-major with ldm) = a (16×kK rows of a_tile) ·
-// b, where b is kK×16: the columns [col0, col0 + 16) of rows of b_tile
-// (kBRowMajor) or the transpose of 16 rows of b_tile starting at col0.
+// acc (16 × 16) += a · b over kK: a is 16 × kK, row-major at `a` (rows lda
+// apart); b is kK × 16, row-major at `b` (kBRowMajor: kK rows ldb apart) or
+// the transpose of 16 rows of length kK at `b` (rows ldb apart).
 template <int kK, bool kBRowMajor>
 __device__ __forceinline__ void MmaAccumulate(FragC& acc, const float* a, int lda, const float* b,
                                               int ldb) {

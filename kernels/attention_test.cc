@@ -7,10 +7,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/thread_pool.h"
 #include "gtest/gtest.h"
 #include "kernels/test_util.h"
 
@@ -148,6 +150,32 @@ TEST(AttentionTest, BackwardMatchesFiniteDifferences) {
       EXPECT_LE(RelativeError(*got[t], want), 1e-4) << names[t] << " " << Label(s);
     }
   }
+}
+
+// Every row has one owner, so the bits do not depend on the workers.
+TEST(AttentionTest, SameBitsOnOneWorkerAndMany) {
+  EXPECT_GE(base::ThreadPool::Shared().size(), 4);  // MAXIMUS_THREADS from the BUILD file.
+  const AttentionShape s = Shape(2, 61, 4, 2, 24, 17);
+  const int64_t q_size = s.batch * s.queries * s.heads * s.head_dim;
+  const int64_t kv_size = s.batch * s.KeyStride() * s.kv_heads * s.head_dim;
+  const std::vector<float> q = RandomNormal(q_size, 20), k = RandomNormal(kv_size, 21),
+                           v = RandomNormal(kv_size, 22), dout = RandomNormal(q_size, 23);
+  std::vector<float> results[2][5];
+  for (int workers : {1, 0}) {
+    std::vector<float>* r = results[workers == 1 ? 0 : 1];
+    std::optional<base::ThreadPool::ParallelismLimit> limit;
+    if (workers == 1) limit.emplace(1);
+    r[0].resize(q_size);
+    r[1].resize(s.batch * s.heads * s.queries);
+    r[2].resize(q_size);
+    r[3].resize(kv_size);
+    r[4].resize(kv_size);
+    ASSERT_TRUE(CausalAttention(s, q.data(), k.data(), v.data(), r[0].data(), r[1].data()).ok());
+    ASSERT_TRUE(CausalAttentionBackward(s, q.data(), k.data(), v.data(), r[0].data(), r[1].data(),
+                                        dout.data(), r[2].data(), r[3].data(), r[4].data())
+                    .ok());
+  }
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(results[0][i], results[1][i]) << "output " << i;
 }
 
 TEST(AttentionTest, RejectsBadShapes) {

@@ -1,3 +1,4 @@
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 #include <mma.h>
 
@@ -5,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/attention.h"
 #include "kernels/cuda_status.h"
@@ -13,10 +15,21 @@
 namespace maximus::kernels {
 namespace {
 
-// Every kernel runs 256 threads as a 16 × 16 grid: thread (ty, tx) owns tile
-// rows ty, ty + 16, ... and columns tx, tx + 16, ...; the 16 threads of a
-// row group are 16 consecutive lanes of one warp, so row reductions are
-// shuffles within a half-warp.
+// The kernels, all of 256 threads (kD: head_dim rounded up to 32, 64, 128 or
+// 256; shared memory at kD 256):
+//   fp32 (FlashAttentionMath::kFp32): ForwardKernel (64 queries × 32 keys a
+//     step, 137 KB), DqKernel (32 × 32 at kD 256, else 64 × 32; 133 KB) and
+//     DkDvKernel (32 keys × 32 queries, 137 KB); FMAs from shared memory.
+//   TF32 tensor cores: ForwardTcKernel (64 × 32, 206 KB), DqTcKernel (32 × 32
+//     at kD 256, else 64 × 32; 204 KB), DkDvTcKernel (32 × 32, 204 KB), with
+//     tiles double-buffered by cp.async and, where tiles are fewer than SMs,
+//     each tile split over a cluster of 2 or 4 blocks.
+//   DeltaKernel (Σ dout·out per row, a warp per row) before either backward,
+//   DecodeKernel for forwards of at most 4 queries.
+// The fp32 kernels arrange their threads as a 16 × 16 grid: thread (ty, tx)
+// owns tile rows ty, ty + 16, ... and columns tx, tx + 16, ...; the 16
+// threads of a row group are 16 consecutive lanes of one warp, so row
+// reductions are shuffles within a half-warp.
 constexpr int kThreads = 256;
 constexpr int kSide = 16;
 
@@ -528,10 +541,12 @@ __global__ void __launch_bounds__(kThreads) DkDvKernel(Params p) {
 // ---------------------------------------------------------------------------
 // Tensor-core kernels: the same algorithm with the four products per tile
 // (QKᵀ, dO Vᵀ and the accumulations) on WMMA 16×16×8 TF32 tiles with fp32
-// accumulation. Tiles are rounded to TF32 (10-bit mantissa) as they are
-// stored in shared memory; softmax, masking and dS stay in fp32 SIMT code.
-// 8 warps; shared rows are kD + 4 floats apart (WMMA needs a multiple of 4
-// floats and 32-byte aligned fragment starts; 16-byte skew between rows).
+// accumulation. Tiles are copied to shared memory with cp.async, the next
+// tile while the current one is in use (two buffers), and rounded to TF32
+// (10-bit mantissa) as fragments are loaded; softmax, masking and dS stay in
+// fp32 SIMT code. 8 warps; shared rows are kD + 4 floats apart (WMMA needs a
+// multiple of 4 floats and 32-byte aligned fragment starts; 16-byte skew
+// between rows).
 
 namespace wmma = nvcuda::wmma;
 using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
@@ -545,38 +560,69 @@ constexpr int TcStride() {
   return kD + 4;
 }
 
-// As LoadTile, rounded to TF32, rows TcStride apart. `vec4`: head_dim is a
-// multiple of 4 and src 16-byte aligned, so rows load as float4.
+// Asynchronous global-to-shared copies (sm_80+). A source size of 0 copies
+// nothing and zero-fills the destination; `src` must still be a valid address.
+__device__ __forceinline__ void CpAsync16(float* dst, const float* src, bool valid) {
+  const unsigned dst_addr = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst_addr), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void CpAsync4(float* dst, const float* src, bool valid) {
+  const unsigned dst_addr = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst_addr), "l"(src),
+               "r"(valid ? 4 : 0));
+}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+// Waits until at most `kPending` of this thread's committed groups are in flight.
+template <int kPending>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+// Starts copying a tile as LoadTile does (zeros beyond `rows` and head_dim),
+// rows TcStride apart. `vec4`: head_dim is a multiple of 4 and src 16-byte
+// aligned, so rows copy in 16-byte pieces (TcStride and the tile offsets are
+// multiples of 4 floats).
 template <int kD, int kRows>
-__device__ __forceinline__ void LoadTileTf32(float* tile, const float* __restrict__ src,
-                                             int64_t row_stride, int64_t row0, int64_t rows,
-                                             int head_dim, bool vec4) {
+__device__ __forceinline__ void LoadTileAsync(float* tile, const float* __restrict__ src,
+                                              int64_t row_stride, int64_t row0, int64_t rows,
+                                              int head_dim, bool vec4) {
   if (vec4) {
     for (int idx = threadIdx.x; idx < kRows * kD / 4; idx += kThreads) {
       const int r = idx / (kD / 4), c = 4 * (idx % (kD / 4));
       const int64_t row = row0 + r;
-      float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-      if (row < rows && c < head_dim) {
-        x = __ldg(reinterpret_cast<const float4*>(src + row * row_stride + c));
-      }
-      // TcStride and the tile offsets are multiples of 4 floats.
-      *reinterpret_cast<float4*>(tile + r * TcStride<kD>() + c) =
-          make_float4(wmma::__float_to_tf32(x.x), wmma::__float_to_tf32(x.y),
-                      wmma::__float_to_tf32(x.z), wmma::__float_to_tf32(x.w));
+      const bool valid = row < rows && c < head_dim;
+      CpAsync16(tile + r * TcStride<kD>() + c, valid ? src + row * row_stride + c : src, valid);
     }
     return;
   }
   for (int idx = threadIdx.x; idx < kRows * kD; idx += kThreads) {
     const int r = idx / kD, c = idx % kD;
     const int64_t row = row0 + r;
-    const float x = row < rows && c < head_dim ? __ldg(src + row * row_stride + c) : 0.0f;
-    tile[r * TcStride<kD>() + c] = wmma::__float_to_tf32(x);
+    const bool valid = row < rows && c < head_dim;
+    CpAsync4(tile + r * TcStride<kD>() + c, valid ? src + row * row_stride + c : src, valid);
   }
 }
 
-// out (16×16, fp32, row-major with ldm) = a (16×kK rows of a_tile) ·
-// b, where b is kK×16: the columns [col0, col0 + 16) of rows of b_tile
-// (kBRowMajor) or the transpose of 16 rows of b_tile starting at col0.
+// Starts copying src[row0, row0 + kRows) (zeros from `rows` on).
+template <int kRows>
+__device__ __forceinline__ void LoadRowsAsync(float* dst, const float* __restrict__ src,
+                                              int64_t row0, int64_t rows) {
+  for (int r = threadIdx.x; r < kRows; r += kThreads) {
+    const bool valid = row0 + r < rows;
+    CpAsync4(dst + r, valid ? src + row0 + r : src, valid);
+  }
+}
+
+template <typename Frag>
+__device__ __forceinline__ void RoundToTf32(Frag& frag) {
+#pragma unroll
+  for (int i = 0; i < Frag::num_elements; ++i) frag.x[i] = wmma::__float_to_tf32(frag.x[i]);
+}
+
+// acc (16 × 16) += a · b over kK: a is 16 × kK, row-major at `a` (rows lda
+// apart); b is kK × 16, row-major at `b` (kBRowMajor: kK rows ldb apart) or
+// the transpose of 16 rows of length kK at `b` (rows ldb apart).
 template <int kK, bool kBRowMajor>
 __device__ __forceinline__ void MmaAccumulate(FragC& acc, const float* a, int lda, const float* b,
                                               int ldb) {
@@ -584,13 +630,16 @@ __device__ __forceinline__ void MmaAccumulate(FragC& acc, const float* a, int ld
   for (int k0 = 0; k0 < kK; k0 += 8) {
     FragA fa;
     wmma::load_matrix_sync(fa, a + k0, lda);
+    RoundToTf32(fa);
     if constexpr (kBRowMajor) {
       FragBRow fb;
       wmma::load_matrix_sync(fb, b + k0 * ldb, ldb);
+      RoundToTf32(fb);
       wmma::mma_sync(acc, fa, fb, acc);
     } else {
       FragBCol fb;
       wmma::load_matrix_sync(fb, b + k0, ldb);
+      RoundToTf32(fb);
       wmma::mma_sync(acc, fa, fb, acc);
     }
   }
@@ -601,24 +650,30 @@ __device__ __forceinline__ void MmaAccumulate(FragC& acc, const float* a, int ld
 // (w % 2) · kD/32 onwards. The online softmax's per-row rescaling of the
 // output fragments uses each element's row, read once from a fragment loaded
 // from a matrix of row numbers (the fragment layout itself is opaque).
-template <int kD>
+// With kC > 1 (few query tiles for the GPU) a cluster of kC blocks shares a
+// query tile, block r taking key tiles r, r + kC, ...; their partial softmax
+// states are merged in rank order through distributed shared memory, each
+// block finishing kBq / kC rows.
+template <int kD, int kC>
 __global__ void __launch_bounds__(kThreads) ForwardTcKernel(Params p) {
   constexpr int kBq = 64, kBk = 32, kLd = TcStride<kD>(), kSld = kBk + 4;
   constexpr int kOutFrags = kD / 32;  // Per warp: 4 row tiles × kD/16 columns over 8 warps.
   extern __shared__ __align__(128) float tc_smem[];
-  float* q_tile = tc_smem;               // [kBq][kLd]
-  float* k_tile = q_tile + kBq * kLd;    // [kBk][kLd]
-  float* v_tile = k_tile + kBk * kLd;    // [kBk][kLd]
-  float* s_tile = v_tile + kBk * kLd;    // [kBq][kSld]: scores, then P
-  float* row_ids = s_tile + kBq * kSld;  // [16][16]: row numbers
-  float* row_alpha = row_ids + 256;      // [kBq]
-  float* row_l = row_alpha + kBq;        // [kBq]
-  float* row_m = row_l + kBq;            // [kBq]
+  float* q_tile = tc_smem;                   // [kBq][kLd]
+  float* kv_tiles = q_tile + kBq * kLd;      // 2 buffers of K [kBk][kLd], V [kBk][kLd]
+  float* s_tile = kv_tiles + 4 * kBk * kLd;  // [kBq][kSld]: scores, then P
+  float* row_ids = s_tile + kBq * kSld;      // [16][16]: row numbers
+  float* row_alpha = row_ids + 256;          // [kBq]
+  float* row_l = row_alpha + kBq;            // [kBq]
+  float* row_m = row_l + kBq;                // [kBq]
 
   const int64_t q_tiles = (p.queries + kBq - 1) / kBq;
   const int64_t heads_total = p.batch * p.heads;
-  const int64_t qt = q_tiles - 1 - static_cast<int64_t>(blockIdx.x) / heads_total;
-  const int64_t bh = static_cast<int64_t>(blockIdx.x) % heads_total;
+  const int64_t unit =
+      static_cast<int64_t>(blockIdx.x) / kC;  // Clusters are kC consecutive blocks.
+  const int rank = static_cast<int>(blockIdx.x % kC);
+  const int64_t qt = q_tiles - 1 - unit / heads_total;
+  const int64_t bh = unit % heads_total;
   const int64_t b = bh / p.heads;
   const int h = static_cast<int>(bh % p.heads);
   const int g = h / (p.heads / p.kv_heads);
@@ -630,7 +685,20 @@ __global__ void __launch_bounds__(kThreads) ForwardTcKernel(Params p) {
   const float* v_base = p.v + b * p.key_stride * kv_row + g * p.head_dim;
 
   const int64_t row0 = qt * kBq;
-  LoadTileTf32<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
+  const int64_t last_row = (row0 + kBq < p.queries ? row0 + kBq : p.queries) - 1;
+  int64_t kt_begin, kt_end;
+  KeyTileRange(p.query_offset + row0, p.query_offset + last_row, p.window, kBk, &kt_begin, &kt_end);
+  const int64_t tiles = kt_end - kt_begin + 1;
+  const int64_t my_tiles = rank < tiles ? (tiles - rank + kC - 1) / kC : 0;
+  auto load_kv = [&](int64_t kt, int buf) {
+    float* k_tile = kv_tiles + 2 * buf * kBk * kLd;
+    LoadTileAsync<kD, kBk>(k_tile, k_base, kv_row, kt * kBk, p.keys, p.head_dim, p.vec4);
+    LoadTileAsync<kD, kBk>(k_tile + kBk * kLd, v_base, kv_row, kt * kBk, p.keys, p.head_dim,
+                           p.vec4);
+  };
+  LoadTileAsync<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
+  if (my_tiles > 0) load_kv(kt_begin + rank, 0);
+  CpAsyncCommit();
   row_ids[threadIdx.x] = static_cast<float>(threadIdx.x / 16);
   __syncthreads();
 
@@ -655,15 +723,21 @@ __global__ void __launch_bounds__(kThreads) ForwardTcKernel(Params p) {
   const bool row_valid = row0 + srow < p.queries;
   float m = -INFINITY, l = 0.0f;
 
-  const int64_t last_row = (row0 + kBq < p.queries ? row0 + kBq : p.queries) - 1;
-  int64_t kt_begin, kt_end;
-  KeyTileRange(p.query_offset + row0, p.query_offset + last_row, p.window, kBk, &kt_begin, &kt_end);
-  for (int64_t kt = kt_begin; kt <= kt_end; ++kt) {
+  for (int64_t it = 0; it < my_tiles; ++it) {
+    const int64_t kt = kt_begin + rank + it * kC;
     const int64_t key0 = kt * kBk;
-    __syncthreads();  // The previous step's readers of K, V and P are done.
-    LoadTileTf32<kD, kBk>(k_tile, k_base, kv_row, key0, p.keys, p.head_dim, p.vec4);
-    LoadTileTf32<kD, kBk>(v_tile, v_base, kv_row, key0, p.keys, p.head_dim, p.vec4);
-    __syncthreads();
+    const int buf = static_cast<int>(it & 1);
+    const float* k_tile = kv_tiles + 2 * buf * kBk * kLd;
+    const float* v_tile = k_tile + kBk * kLd;
+    __syncthreads();  // The previous step's readers of the other buffer and of P are done.
+    if (it + 1 < my_tiles) {
+      load_kv(kt + kC, buf ^ 1);
+      CpAsyncCommit();
+      CpAsyncWait<1>();
+    } else {
+      CpAsyncWait<0>();
+    }
+    __syncthreads();  // This step's tiles have landed for every thread.
     {
       const int rt = warp / 2, ct = warp % 2;
       FragC s;
@@ -715,6 +789,7 @@ __global__ void __launch_bounds__(kThreads) ForwardTcKernel(Params p) {
       for (int f = 0; f < kOutFrags; ++f) {
         FragBRow vb;
         wmma::load_matrix_sync(vb, v_tile + k0 * kLd + (out_col_tile0 + f) * 16, kLd);
+        RoundToTf32(vb);
         wmma::mma_sync(o[f], pa, vb, o[f]);
       }
     }
@@ -724,27 +799,64 @@ __global__ void __launch_bounds__(kThreads) ForwardTcKernel(Params p) {
     row_l[srow] = l;
     row_m[srow] = m;
   }
-  __syncthreads();  // Also: every reader of q_tile is done.
+  CpAsyncWait<0>();  // Nothing in flight, also in a block without key tiles.
+  __syncthreads();   // Also: every reader of q_tile is done.
+  if constexpr (kC == 1) {
 #pragma unroll
-  for (int f = 0; f < kOutFrags; ++f) {
+    for (int f = 0; f < kOutFrags; ++f) {
 #pragma unroll
-    for (int i = 0; i < FragC::num_elements; ++i) {
-      const float row_sum = row_l[frag_row[i]];
-      o[f].x[i] *= row_sum > 0.0f ? 1.0f / row_sum : 0.0f;
+      for (int i = 0; i < FragC::num_elements; ++i) {
+        const float row_sum = row_l[frag_row[i]];
+        o[f].x[i] *= row_sum > 0.0f ? 1.0f / row_sum : 0.0f;
+      }
+      wmma::store_matrix_sync(q_tile + out_row_tile * 16 * kLd + (out_col_tile0 + f) * 16, o[f],
+                              kLd, wmma::mem_row_major);
     }
-    wmma::store_matrix_sync(q_tile + out_row_tile * 16 * kLd + (out_col_tile0 + f) * 16, o[f], kLd,
-                            wmma::mem_row_major);
-  }
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < kBq * kD; idx += kThreads) {
-    const int r = idx / kD, c = idx % kD;
-    if (row0 + r < p.queries && c < p.head_dim) {
-      p.out_w[head_offset + (row0 + r) * q_row + c] = q_tile[r * kLd + c];
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < kBq * kD; idx += kThreads) {
+      const int r = idx / kD, c = idx % kD;
+      if (row0 + r < p.queries && c < p.head_dim) {
+        p.out_w[head_offset + (row0 + r) * q_row + c] = q_tile[r * kLd + c];
+      }
     }
-  }
-  if (p.lse_w != nullptr && threadIdx.x < kBq && row0 + threadIdx.x < p.queries) {
-    p.lse_w[(b * p.heads + h) * p.queries + row0 + threadIdx.x] =
-        row_m[threadIdx.x] + logf(row_l[threadIdx.x]);
+    if (p.lse_w != nullptr && threadIdx.x < kBq && row0 + threadIdx.x < p.queries) {
+      p.lse_w[(b * p.heads + h) * p.queries + row0 + threadIdx.x] =
+          row_m[threadIdx.x] + logf(row_l[threadIdx.x]);
+    }
+  } else {
+    // Unnormalised partial outputs (relative to this block's row max) go to
+    // q_tile; block r merges rows [r, r + 1) · kBq / kC of all kC blocks.
+#pragma unroll
+    for (int f = 0; f < kOutFrags; ++f) {
+      wmma::store_matrix_sync(q_tile + out_row_tile * 16 * kLd + (out_col_tile0 + f) * 16, o[f],
+                              kLd, wmma::mem_row_major);
+    }
+    cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
+    cluster.sync();  // Every block's partial state is in its shared memory.
+    constexpr int kRowsPerRank = kBq / kC;
+    for (int idx = threadIdx.x; idx < kRowsPerRank * kD; idx += kThreads) {
+      const int r = rank * kRowsPerRank + idx / kD, c = idx % kD;
+      if (row0 + r >= p.queries || c >= p.head_dim) continue;
+      // A block that saw none of the row's keys has m = -inf and weighs 0;
+      // some block saw the query's own key, so the max is finite.
+      float max = -INFINITY;
+#pragma unroll
+      for (int source = 0; source < kC; ++source) {
+        max = fmaxf(max, cluster.map_shared_rank(row_m, source)[r]);
+      }
+      float sum = 0.0f, acc = 0.0f;
+#pragma unroll
+      for (int source = 0; source < kC; ++source) {
+        const float weight = __expf(cluster.map_shared_rank(row_m, source)[r] - max);
+        sum += cluster.map_shared_rank(row_l, source)[r] * weight;
+        acc += cluster.map_shared_rank(q_tile, source)[r * kLd + c] * weight;
+      }
+      p.out_w[head_offset + (row0 + r) * q_row + c] = acc / sum;
+      if (c == 0 && p.lse_w != nullptr) {
+        p.lse_w[(b * p.heads + h) * p.queries + row0 + r] = max + logf(sum);
+      }
+    }
+    cluster.sync();  // No block leaves while others read its shared memory.
   }
 }
 
@@ -758,14 +870,13 @@ __global__ void __launch_bounds__(kThreads) DqTcKernel(Params p) {
   constexpr int kDqFrags = (kBq / 16) * (kD / 16) / kWarps;
   static_assert(kJobs >= 1 && kDqFrags >= 1, "tiles too small for 8 warps");
   extern __shared__ __align__(128) float tc_smem[];
-  float* q_tile = tc_smem;                 // [kBq][kLd]
-  float* do_tile = q_tile + kBq * kLd;     // [kBq][kLd]
-  float* k_tile = do_tile + kBq * kLd;     // [kBk][kLd]
-  float* v_tile = k_tile + kBk * kLd;      // [kBk][kLd]
-  float* s_tile = v_tile + kBk * kLd;      // [kBq][kSld]: scores, then dS
-  float* dp_tile = s_tile + kBq * kSld;    // [kBq][kSld]
-  float* lse_tile = dp_tile + kBq * kSld;  // [kBq]
-  float* delta_tile = lse_tile + kBq;      // [kBq]
+  float* q_tile = tc_smem;                   // [kBq][kLd]
+  float* do_tile = q_tile + kBq * kLd;       // [kBq][kLd]
+  float* kv_tiles = do_tile + kBq * kLd;     // 2 buffers of K [kBk][kLd], V [kBk][kLd]
+  float* s_tile = kv_tiles + 4 * kBk * kLd;  // [kBq][kSld]: scores, then dS
+  float* dp_tile = s_tile + kBq * kSld;      // [kBq][kSld]
+  float* lse_tile = dp_tile + kBq * kSld;    // [kBq]
+  float* delta_tile = lse_tile + kBq;        // [kBq]
 
   const int64_t q_tiles = (p.queries + kBq - 1) / kBq;
   const int64_t heads_total = p.batch * p.heads;
@@ -783,26 +894,39 @@ __global__ void __launch_bounds__(kThreads) DqTcKernel(Params p) {
   const float* v_base = p.v + b * p.key_stride * kv_row + g * p.head_dim;
 
   const int64_t row0 = qt * kBq;
-  LoadTileTf32<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
-  LoadTileTf32<kD, kBq>(do_tile, p.dout + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
-  for (int r = threadIdx.x; r < kBq; r += kThreads) {
-    const bool valid = row0 + r < p.queries;
-    lse_tile[r] = valid ? p.lse[stat_offset + row0 + r] : 0.0f;
-    delta_tile[r] = valid ? p.delta[stat_offset + row0 + r] : 0.0f;
-  }
+  const int64_t last_row = (row0 + kBq < p.queries ? row0 + kBq : p.queries) - 1;
+  int64_t kt_begin, kt_end;
+  KeyTileRange(row0, last_row, p.window, kBk, &kt_begin, &kt_end);
+  auto load_kv = [&](int64_t kt, int buf) {
+    float* k_tile = kv_tiles + 2 * buf * kBk * kLd;
+    LoadTileAsync<kD, kBk>(k_tile, k_base, kv_row, kt * kBk, p.keys, p.head_dim, p.vec4);
+    LoadTileAsync<kD, kBk>(k_tile + kBk * kLd, v_base, kv_row, kt * kBk, p.keys, p.head_dim,
+                           p.vec4);
+  };
+  LoadTileAsync<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
+  LoadTileAsync<kD, kBq>(do_tile, p.dout + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
+  LoadRowsAsync<kBq>(lse_tile, p.lse + stat_offset, row0, p.queries);
+  LoadRowsAsync<kBq>(delta_tile, p.delta + stat_offset, row0, p.queries);
+  load_kv(kt_begin, 0);
+  CpAsyncCommit();
   FragC dq[kDqFrags];
 #pragma unroll
   for (int f = 0; f < kDqFrags; ++f) wmma::fill_fragment(dq[f], 0.0f);
 
-  const int64_t last_row = (row0 + kBq < p.queries ? row0 + kBq : p.queries) - 1;
-  int64_t kt_begin, kt_end;
-  KeyTileRange(row0, last_row, p.window, kBk, &kt_begin, &kt_end);
   for (int64_t kt = kt_begin; kt <= kt_end; ++kt) {
     const int64_t key0 = kt * kBk;
-    __syncthreads();
-    LoadTileTf32<kD, kBk>(k_tile, k_base, kv_row, key0, p.keys, p.head_dim, p.vec4);
-    LoadTileTf32<kD, kBk>(v_tile, v_base, kv_row, key0, p.keys, p.head_dim, p.vec4);
-    __syncthreads();
+    const int buf = static_cast<int>((kt - kt_begin) & 1);
+    const float* k_tile = kv_tiles + 2 * buf * kBk * kLd;
+    const float* v_tile = k_tile + kBk * kLd;
+    __syncthreads();  // The previous step's readers of the other buffer and of dS are done.
+    if (kt < kt_end) {
+      load_kv(kt + 1, buf ^ 1);
+      CpAsyncCommit();
+      CpAsyncWait<1>();
+    } else {
+      CpAsyncWait<0>();
+    }
+    __syncthreads();  // This step's tiles have landed for every thread.
 #pragma unroll
     for (int j = 0; j < kJobs; ++j) {
       const int job = warp * kJobs + j;
@@ -852,10 +976,14 @@ __global__ void __launch_bounds__(kThreads) DqTcKernel(Params p) {
   }
 }
 
-// dK and dV on tensor cores: 32 keys per block, 32 queries per step, over the
-// heads of the group. Scores are transposed (keys as rows); warps split the
-// Sᵀ and dPᵀ tiles, then the dV and dK tiles.
-template <int kD>
+// dK and dV on tensor cores: 32 keys per cluster of kC blocks, 32 queries per
+// step, over the heads of the group. Scores are transposed (keys as rows);
+// warps split the Sᵀ and dPᵀ tiles, then the dV and dK tiles. With kC > 1
+// (few key tiles for the GPU) block r of the cluster takes steps r, r + kC,
+// ..., and the partial sums are added in rank order through distributed
+// shared memory, each block summing kBk / kC rows: deterministic, without a
+// global workspace.
+template <int kD, int kC>
 __global__ void __launch_bounds__(kThreads) DkDvTcKernel(Params p) {
   constexpr int kBk = 32, kBq = 32, kLd = TcStride<kD>(), kSld = kBq + 4;
   constexpr int kScoreTiles = (kBk / 16) * (kBq / 16);
@@ -864,18 +992,19 @@ __global__ void __launch_bounds__(kThreads) DkDvTcKernel(Params p) {
   constexpr int kGradFrags = 2 * kGradTiles / kWarps;
   static_assert(kJobs >= 1 && kGradFrags >= 1, "tiles too small for 8 warps");
   extern __shared__ __align__(128) float tc_smem[];
-  float* k_tile = tc_smem;                 // [kBk][kLd]
-  float* v_tile = k_tile + kBk * kLd;      // [kBk][kLd]
-  float* q_tile = v_tile + kBk * kLd;      // [kBq][kLd]
-  float* do_tile = q_tile + kBq * kLd;     // [kBq][kLd]
-  float* p_tile = do_tile + kBq * kLd;     // [kBk][kSld]: Sᵀ, then Pᵀ
-  float* ds_tile = p_tile + kBk * kSld;    // [kBk][kSld]: dPᵀ, then dSᵀ
-  float* lse_tile = ds_tile + kBk * kSld;  // [kBq]
-  float* delta_tile = lse_tile + kBq;      // [kBq]
+  float* k_tile = tc_smem;                    // [kBk][kLd]
+  float* v_tile = k_tile + kBk * kLd;         // [kBk][kLd]
+  float* qdo_tiles = v_tile + kBk * kLd;      // 2 buffers of Q [kBq][kLd], dO [kBq][kLd]
+  float* p_tile = qdo_tiles + 4 * kBq * kLd;  // [kBk][kSld]: Sᵀ, then Pᵀ
+  float* ds_tile = p_tile + kBk * kSld;       // [kBk][kSld]: dPᵀ, then dSᵀ
+  float* stat_tiles = ds_tile + kBk * kSld;   // 2 buffers of lse [kBq], delta [kBq]
 
   const int64_t groups_total = p.batch * p.kv_heads;
-  const int64_t kt = static_cast<int64_t>(blockIdx.x) / groups_total;
-  const int64_t bg = static_cast<int64_t>(blockIdx.x) % groups_total;
+  const int64_t unit =
+      static_cast<int64_t>(blockIdx.x) / kC;  // Clusters are kC consecutive blocks.
+  const int rank = static_cast<int>(blockIdx.x % kC);
+  const int64_t kt = unit / groups_total;
+  const int64_t bg = unit % groups_total;
   const int64_t b = bg / p.kv_heads;
   const int g = static_cast<int>(bg % p.kv_heads);
   const int group = p.heads / p.kv_heads;
@@ -885,34 +1014,54 @@ __global__ void __launch_bounds__(kThreads) DkDvTcKernel(Params p) {
   const int64_t kv_offset = b * p.key_stride * kv_row + g * p.head_dim;
 
   const int64_t key0 = kt * kBk;
-  LoadTileTf32<kD, kBk>(k_tile, p.k + kv_offset, kv_row, key0, p.keys, p.head_dim, p.vec4);
-  LoadTileTf32<kD, kBk>(v_tile, p.v + kv_offset, kv_row, key0, p.keys, p.head_dim, p.vec4);
+  const int64_t last_key = (key0 + kBk < p.keys ? key0 + kBk : p.keys) - 1;
+  const int64_t last_query = p.window > 0 && last_key + p.window - 1 < p.queries - 1
+                                 ? last_key + p.window - 1
+                                 : p.queries - 1;
+  // Steps run over (head of the group, query tile), query tiles innermost.
+  const int64_t qt_begin = key0 / kBq, q_steps = last_query / kBq - qt_begin + 1;
+  const int64_t steps = group * q_steps;
+  const int64_t my_steps = rank < steps ? (steps - rank + kC - 1) / kC : 0;
+  auto load_queries = [&](int64_t step, int buf) {
+    const int h = g * group + static_cast<int>(step / q_steps);
+    const int64_t row0 = (qt_begin + step % q_steps) * kBq;
+    const int64_t head_offset = b * p.queries * q_row + h * p.head_dim;
+    const int64_t stat_offset = (b * p.heads + h) * p.queries;
+    float* q_tile = qdo_tiles + 2 * buf * kBq * kLd;
+    float* stats = stat_tiles + 2 * buf * kBq;
+    LoadTileAsync<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
+    LoadTileAsync<kD, kBq>(q_tile + kBq * kLd, p.dout + head_offset, q_row, row0, p.queries,
+                           p.head_dim, p.vec4);
+    LoadRowsAsync<kBq>(stats, p.lse + stat_offset, row0, p.queries);
+    LoadRowsAsync<kBq>(stats + kBq, p.delta + stat_offset, row0, p.queries);
+  };
+  LoadTileAsync<kD, kBk>(k_tile, p.k + kv_offset, kv_row, key0, p.keys, p.head_dim, p.vec4);
+  LoadTileAsync<kD, kBk>(v_tile, p.v + kv_offset, kv_row, key0, p.keys, p.head_dim, p.vec4);
+  if (my_steps > 0) load_queries(rank, 0);
+  CpAsyncCommit();
   // Fragment f of this warp: dV tiles first, then dK tiles.
   FragC grad[kGradFrags];
 #pragma unroll
   for (int f = 0; f < kGradFrags; ++f) wmma::fill_fragment(grad[f], 0.0f);
 
-  const int64_t last_key = (key0 + kBk < p.keys ? key0 + kBk : p.keys) - 1;
-  const int64_t last_query = p.window > 0 && last_key + p.window - 1 < p.queries - 1
-                                 ? last_key + p.window - 1
-                                 : p.queries - 1;
-  const int64_t qt_begin = key0 / kBq, qt_end = last_query / kBq;
-  for (int hh = 0; hh < group; ++hh) {
-    const int h = g * group + hh;
-    const int64_t head_offset = b * p.queries * q_row + h * p.head_dim;
-    const int64_t stat_offset = (b * p.heads + h) * p.queries;
-    for (int64_t qt = qt_begin; qt <= qt_end; ++qt) {
-      const int64_t row0 = qt * kBq;
-      __syncthreads();
-      LoadTileTf32<kD, kBq>(q_tile, p.q + head_offset, q_row, row0, p.queries, p.head_dim, p.vec4);
-      LoadTileTf32<kD, kBq>(do_tile, p.dout + head_offset, q_row, row0, p.queries, p.head_dim,
-                            p.vec4);
-      for (int r = threadIdx.x; r < kBq; r += kThreads) {
-        const bool valid = row0 + r < p.queries;
-        lse_tile[r] = valid ? p.lse[stat_offset + row0 + r] : 0.0f;
-        delta_tile[r] = valid ? p.delta[stat_offset + row0 + r] : 0.0f;
+  for (int64_t it = 0; it < my_steps; ++it) {
+    {
+      const int64_t step = rank + it * kC;
+      const int64_t row0 = (qt_begin + step % q_steps) * kBq;
+      const int buf = static_cast<int>(it & 1);
+      const float* q_tile = qdo_tiles + 2 * buf * kBq * kLd;
+      const float* do_tile = q_tile + kBq * kLd;
+      const float* lse_tile = stat_tiles + 2 * buf * kBq;
+      const float* delta_tile = lse_tile + kBq;
+      __syncthreads();  // The previous step's readers of the other buffer and of Pᵀ, dSᵀ are done.
+      if (it + 1 < my_steps) {
+        load_queries(step + kC, buf ^ 1);
+        CpAsyncCommit();
+        CpAsyncWait<1>();
+      } else {
+        CpAsyncWait<0>();
       }
-      __syncthreads();
+      __syncthreads();  // This step's tiles have landed for every thread.
 #pragma unroll
       for (int j = 0; j < kJobs; ++j) {
         const int job = warp * kJobs + j;
@@ -952,25 +1101,138 @@ __global__ void __launch_bounds__(kThreads) DkDvTcKernel(Params p) {
     }
   }
 
-  __syncthreads();  // Every reader of q_tile and do_tile is done: dV goes to q_tile, dK to do_tile.
+  // Every reader of the query buffers is done (and every copy has landed, also
+  // in a block without steps): dV goes to the first Q buffer, dK to the first
+  // dO buffer.
+  CpAsyncWait<0>();
+  __syncthreads();
+  float* dv_tile = qdo_tiles;
+  float* dk_tile = qdo_tiles + kBq * kLd;
+  static_assert(kBq == kBk, "dK and dV reuse query buffers");
 #pragma unroll
   for (int f = 0; f < kGradFrags; ++f) {
     const int job = warp * kGradFrags + f;
     const bool is_dk = job >= kGradTiles;
     const int tile = is_dk ? job - kGradTiles : job;
     const int rt = tile / (kD / 16), ct = tile % (kD / 16);
-    wmma::store_matrix_sync((is_dk ? do_tile : q_tile) + rt * 16 * kLd + ct * 16, grad[f], kLd,
+    wmma::store_matrix_sync((is_dk ? dk_tile : dv_tile) + rt * 16 * kLd + ct * 16, grad[f], kLd,
                             wmma::mem_row_major);
   }
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < kBk * kD; idx += kThreads) {
-    const int r = idx / kD, c = idx % kD;
-    if (key0 + r < p.keys && c < p.head_dim) {
-      const int64_t at = kv_offset + (key0 + r) * kv_row + c;
-      p.dv[at] = q_tile[r * kLd + c];
-      p.dk[at] = do_tile[r * kLd + c];
+  constexpr int kRowsPerRank = kBk / kC;
+  if constexpr (kC == 1) {
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < kBk * kD; idx += kThreads) {
+      const int r = idx / kD, c = idx % kD;
+      if (key0 + r < p.keys && c < p.head_dim) {
+        const int64_t at = kv_offset + (key0 + r) * kv_row + c;
+        p.dv[at] = dv_tile[r * kLd + c];
+        p.dk[at] = dk_tile[r * kLd + c];
+      }
     }
+  } else {
+    cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
+    cluster.sync();  // Every block's partial sums are in its shared memory.
+    for (int idx = threadIdx.x; idx < kRowsPerRank * kD; idx += kThreads) {
+      const int r = rank * kRowsPerRank + idx / kD, c = idx % kD;
+      if (key0 + r < p.keys && c < p.head_dim) {
+        float dv_sum = 0.0f, dk_sum = 0.0f;
+#pragma unroll
+        for (int source = 0; source < kC; ++source) {
+          dv_sum += cluster.map_shared_rank(dv_tile, source)[r * kLd + c];
+          dk_sum += cluster.map_shared_rank(dk_tile, source)[r * kLd + c];
+        }
+        const int64_t at = kv_offset + (key0 + r) * kv_row + c;
+        p.dv[at] = dv_sum;
+        p.dk[at] = dk_sum;
+      }
+    }
+    cluster.sync();  // No block leaves while others read its shared memory.
   }
+}
+
+// Decoding (a few queries against a long cache): one block per (sequence,
+// head, query). The 8 warps take contiguous eighths of the visible keys, each
+// with its own online softmax (lanes own dimensions lane, lane + 32, ...;
+// scores are warp sums), and the 8 partial results are merged in warp order.
+// fp32 throughout.
+template <int kD>
+__global__ void __launch_bounds__(kThreads) DecodeKernel(Params p) {
+  constexpr int kPer = kD / 32;
+  __shared__ float decode_m[kWarps], decode_l[kWarps];
+  __shared__ float decode_o[kWarps][kD];
+  const int64_t row = blockIdx.x;  // (b * heads + h) * queries + i: lse's layout.
+  const int64_t i = row % p.queries, bh = row / p.queries;
+  const int h = static_cast<int>(bh % p.heads);
+  const int64_t b = bh / p.heads;
+  const int g = h / (p.heads / p.kv_heads);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t q_row = static_cast<int64_t>(p.heads) * p.head_dim;
+  const int64_t kv_row = static_cast<int64_t>(p.kv_heads) * p.head_dim;
+  const int64_t q_at = (b * p.queries + i) * q_row + h * p.head_dim;
+  const float* k_base = p.k + b * p.key_stride * kv_row + g * p.head_dim;
+  const float* v_base = p.v + b * p.key_stride * kv_row + g * p.head_dim;
+
+  float qv[kPer], o[kPer];
+#pragma unroll
+  for (int e = 0; e < kPer; ++e) {
+    const int d = lane + 32 * e;
+    qv[e] = d < p.head_dim ? p.q[q_at + d] : 0.0f;
+    o[e] = 0.0f;
+  }
+  const int64_t position = p.query_offset + i;
+  const int64_t first = p.window > 0 && position + 1 > p.window ? position + 1 - p.window : 0;
+  const int64_t chunk = (position - first + kWarps) / kWarps;  // ceil(visible / 8)
+  const int64_t begin = first + warp * chunk;
+  const int64_t end = begin + chunk < position + 1 ? begin + chunk : position + 1;
+  float m = -INFINITY, l = 0.0f;
+#pragma unroll 4
+  for (int64_t j = begin; j < end; ++j) {
+    float dot = 0.0f, vv[kPer];
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) {
+      const int d = lane + 32 * e;
+      const bool in = d < p.head_dim;
+      dot = fmaf(qv[e], in ? __ldg(k_base + j * kv_row + d) : 0.0f, dot);
+      vv[e] = in ? __ldg(v_base + j * kv_row + d) : 0.0f;
+    }
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2) {
+      dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+    }
+    const float score = dot * p.scale;
+    const float m_new = fmaxf(m, score);
+    const float alpha = __expf(m - m_new), prob = __expf(score - m_new);
+    l = l * alpha + prob;
+#pragma unroll
+    for (int e = 0; e < kPer; ++e) o[e] = fmaf(prob, vv[e], o[e] * alpha);
+    m = m_new;
+  }
+  if (lane == 0) {
+    decode_m[warp] = m;
+    decode_l[warp] = l;
+  }
+#pragma unroll
+  for (int e = 0; e < kPer; ++e) decode_o[warp][lane + 32 * e] = o[e];
+  __syncthreads();
+
+  // Warps without keys have m = -inf and weigh 0; the query's own key makes
+  // the overall max finite.
+  float max = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) max = fmaxf(max, decode_m[w]);
+  float weight[kWarps], sum = 0.0f;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) {
+    weight[w] = __expf(decode_m[w] - max);
+    sum += decode_l[w] * weight[w];
+  }
+  for (int d = threadIdx.x; d < p.head_dim; d += kThreads) {
+    float acc = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) acc = fmaf(decode_o[w][d], weight[w], acc);
+    p.out_w[q_at + d] = acc / sum;
+  }
+  if (p.lse_w != nullptr && threadIdx.x == 0) p.lse_w[row] = max + logf(sum);
 }
 
 // Tile sizes per padded head dimension. Forward and dQ: 64 query rows (32 at
@@ -1048,7 +1310,7 @@ absl::Status Backward(const Params& params, cudaStream_t stream) {
 
 template <int kD>
 constexpr size_t ForwardTcSmem() {
-  return sizeof(float) * (128 * TcStride<kD>() + 64 * 36 + 256 + 3 * 64);
+  return sizeof(float) * ((64 + 4 * 32) * TcStride<kD>() + 64 * 36 + 256 + 3 * 64);
 }
 template <int kD>
 constexpr int DqTcRows() {
@@ -1057,21 +1319,77 @@ constexpr int DqTcRows() {
 template <int kD>
 constexpr size_t DqTcSmem() {
   constexpr int kBq = DqTcRows<kD>();
-  return sizeof(float) * (2 * (kBq + 32) * TcStride<kD>() + 2 * kBq * 36 + 2 * kBq);
+  return sizeof(float) * ((2 * kBq + 4 * 32) * TcStride<kD>() + 2 * kBq * 36 + 2 * kBq);
 }
 template <int kD>
 constexpr size_t DkDvTcSmem() {
-  return sizeof(float) * (2 * (32 + 32) * TcStride<kD>() + 2 * 32 * 36 + 2 * 32);
+  return sizeof(float) * ((2 * 32 + 4 * 32) * TcStride<kD>() + 2 * 32 * 36 + 4 * 32);
 }
 static_assert(ForwardTcSmem<256>() <= kMaxSmem && DqTcSmem<256>() <= kMaxSmem &&
                   DkDvTcSmem<256>() <= kMaxSmem,
               "tensor-core tiles exceed shared memory");
 
+// Launches `blocks` blocks in clusters of `cluster` consecutive blocks.
+template <typename Kernel>
+absl::Status LaunchClusters(Kernel kernel, int64_t blocks, int cluster, size_t smem,
+                            cudaStream_t stream, const Params& params, const char* what) {
+  if (blocks > INT_MAX) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", blocks, " blocks is too many"));
+  }
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
+      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(static_cast<unsigned>(blocks));
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeClusterDimension;
+  attribute[0].val.clusterDim.x = cluster;
+  attribute[0].val.clusterDim.y = 1;
+  attribute[0].val.clusterDim.z = 1;
+  config.attrs = attribute;
+  config.numAttrs = 1;
+  return CudaStatus(cudaLaunchKernelEx(&config, kernel, params), what);
+}
+
+// The SM count of the current device.
+absl::StatusOr<int> SmCount() {
+  int device = 0, sms = 0;
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  MAXIMUS_CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return sms;
+}
+
+// Launches kernel<1> over `units` blocks, or kernel<2> / kernel<4> over
+// clusters of 2 / 4 blocks per unit when units fall short of the SM count (and
+// a cluster can be scheduled).
+template <typename Kernel>
+absl::Status LaunchSplit(Kernel one, Kernel two, Kernel four, int64_t units, size_t smem,
+                         cudaStream_t stream, const Params& params, const char* what) {
+  const absl::StatusOr<int> sms = SmCount();
+  if (!sms.ok()) return sms.status();
+  absl::Status status = absl::UnavailableError("no clusters");
+  if (units < *sms && 2 * units >= *sms) {
+    status = LaunchClusters(two, 2 * units, 2, smem, stream, params, what);
+  } else if (units < *sms) {
+    status = LaunchClusters(four, 4 * units, 4, smem, stream, params, what);
+  }
+  if (!status.ok()) {
+    // No clusters wanted, or none could be scheduled: one block per unit.
+    cudaGetLastError();  // A refused launch leaves an error that is not sticky.
+    status = Launch(one, units, smem, stream, params, what);
+  }
+  return status;
+}
+
 template <int kD>
 absl::Status ForwardTc(const Params& params, cudaStream_t stream) {
   const int64_t q_tiles = (params.queries + 63) / 64;
-  return Launch(ForwardTcKernel<kD>, q_tiles * params.batch * params.heads, ForwardTcSmem<kD>(),
-                stream, params, "flash attention forward (TF32)");
+  return LaunchSplit(ForwardTcKernel<kD, 1>, ForwardTcKernel<kD, 2>, ForwardTcKernel<kD, 4>,
+                     q_tiles * params.batch * params.heads, ForwardTcSmem<kD>(), stream, params,
+                     "flash attention forward (TF32)");
 }
 
 template <int kD>
@@ -1079,14 +1397,24 @@ absl::Status BackwardTc(const Params& params, cudaStream_t stream) {
   constexpr int kBq = DqTcRows<kD>();
   const int64_t q_tiles = (params.queries + kBq - 1) / kBq;
   const int64_t k_tiles = (params.keys + 31) / 32;
-  if (absl::Status status =
-          Launch(DkDvTcKernel<kD>, k_tiles * params.batch * params.kv_heads, DkDvTcSmem<kD>(),
-                 stream, params, "flash attention dK dV (TF32)");
-      !status.ok()) {
-    return status;
-  }
+  // dK/dV blocks (one per SM at head_dim 256) are few when batch · kv_heads
+  // · keys / 32 is below the SM count: then each is split over a cluster.
+  const absl::Status status =
+      LaunchSplit(DkDvTcKernel<kD, 1>, DkDvTcKernel<kD, 2>, DkDvTcKernel<kD, 4>,
+                  k_tiles * params.batch * params.kv_heads, DkDvTcSmem<kD>(), stream, params,
+                  "flash attention dK dV (TF32)");
+  if (!status.ok()) return status;
   return Launch(DqTcKernel<kD, kBq>, q_tiles * params.batch * params.heads, DqTcSmem<kD>(), stream,
                 params, "flash attention dQ (TF32)");
+}
+
+// Queries per sequence up to which the forward runs DecodeKernel.
+constexpr int64_t kDecodeQueries = 4;
+
+template <int kD>
+absl::Status Decode(const Params& params, cudaStream_t stream) {
+  return Launch(DecodeKernel<kD>, params.batch * params.heads * params.queries, 0, stream, params,
+                "flash attention decoding");
 }
 
 bool UseTensorCores(const AttentionShape& shape, FlashAttentionMath math) {
@@ -1137,6 +1465,12 @@ absl::Status FlashAttentionForwardCuda(const AttentionShape& shape, const float*
   p.out_w = out;
   p.lse_w = lse;
   p.vec4 = shape.head_dim % 4 == 0 && Aligned16(q) && Aligned16(k) && Aligned16(v);
+  if (shape.queries <= kDecodeQueries) {
+    if (shape.head_dim <= 32) return Decode<32>(p, stream);
+    if (shape.head_dim <= 64) return Decode<64>(p, stream);
+    if (shape.head_dim <= 128) return Decode<128>(p, stream);
+    return Decode<256>(p, stream);
+  }
   if (UseTensorCores(shape, math)) {
     if (shape.head_dim <= 32) return ForwardTc<32>(p, stream);
     if (shape.head_dim <= 64) return ForwardTc<64>(p, stream);

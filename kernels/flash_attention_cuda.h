@@ -21,7 +21,8 @@
 
 namespace maximus::kernels {
 
-// The arithmetic of the kernels.
+// The arithmetic of the tiled kernels. A forward of at most 4 queries per
+// sequence (decoding) runs a kernel of its own in fp32 whatever the choice.
 enum class FlashAttentionMath {
   // kTf32 where head_dim >= 32, kFp32 below (little work, tiny tiles).
   kAuto,

@@ -94,10 +94,10 @@ void CheckShape(const AttentionShape& s, uint64_t seed, FlashAttentionMath math)
   ASSERT_TRUE(
       CausalAttention(s, q.data(), k.data(), v.data(), want_out.data(), want_lse.data()).ok());
 
-  DeviceBuffer<float> dq_in = Upload(q), dk_in = Upload(k), dv_in = Upload(v),
-                      d_dout = Upload(dout);
+  DeviceBuffer<float> q_dev = Upload(q), k_dev = Upload(k), v_dev = Upload(v),
+                      dout_dev = Upload(dout);
   DeviceBuffer<float> out = Poisoned(q_size), lse = Poisoned(rows);
-  ASSERT_TRUE(FlashAttentionForwardCuda(s, dq_in.data(), dk_in.data(), dv_in.data(), out.data(),
+  ASSERT_TRUE(FlashAttentionForwardCuda(s, q_dev.data(), k_dev.data(), v_dev.data(), out.data(),
                                         lse.data(), nullptr, math)
                   .ok());
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -107,7 +107,7 @@ void CheckShape(const AttentionShape& s, uint64_t seed, FlashAttentionMath math)
 
   // Without lse (decoding) the output is the same.
   DeviceBuffer<float> out2 = Poisoned(q_size);
-  ASSERT_TRUE(FlashAttentionForwardCuda(s, dq_in.data(), dk_in.data(), dv_in.data(), out2.data(),
+  ASSERT_TRUE(FlashAttentionForwardCuda(s, q_dev.data(), k_dev.data(), v_dev.data(), out2.data(),
                                         nullptr, nullptr, math)
                   .ok());
   EXPECT_EQ(Download(out2), got_out);
@@ -115,8 +115,8 @@ void CheckShape(const AttentionShape& s, uint64_t seed, FlashAttentionMath math)
   DeviceBuffer<float> dq = Poisoned(q_size), dk = Poisoned(kv_size), dv = Poisoned(kv_size),
                       delta = Poisoned(rows);
   if (s.query_offset != 0) {
-    EXPECT_FALSE(FlashAttentionBackwardCuda(s, dq_in.data(), dk_in.data(), dv_in.data(), out.data(),
-                                            lse.data(), d_dout.data(), dq.data(), dk.data(),
+    EXPECT_FALSE(FlashAttentionBackwardCuda(s, q_dev.data(), k_dev.data(), v_dev.data(), out.data(),
+                                            lse.data(), dout_dev.data(), dq.data(), dk.data(),
                                             dv.data(), delta.data(), nullptr, math)
                      .ok());
     return;
@@ -126,9 +126,9 @@ void CheckShape(const AttentionShape& s, uint64_t seed, FlashAttentionMath math)
                                       want_lse.data(), dout.data(), want_dq.data(), want_dk.data(),
                                       want_dv.data())
                   .ok());
-  ASSERT_TRUE(FlashAttentionBackwardCuda(s, dq_in.data(), dk_in.data(), dv_in.data(), out.data(),
-                                         lse.data(), d_dout.data(), dq.data(), dk.data(), dv.data(),
-                                         delta.data(), nullptr, math)
+  ASSERT_TRUE(FlashAttentionBackwardCuda(s, q_dev.data(), k_dev.data(), v_dev.data(), out.data(),
+                                         lse.data(), dout_dev.data(), dq.data(), dk.data(),
+                                         dv.data(), delta.data(), nullptr, math)
                   .ok());
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   const std::vector<float> got_dq = Download(dq), got_dk = Download(dk), got_dv = Download(dv);
@@ -138,8 +138,8 @@ void CheckShape(const AttentionShape& s, uint64_t seed, FlashAttentionMath math)
 
   // A second run gives the same bits.
   DeviceBuffer<float> dq2 = Poisoned(q_size), dk2 = Poisoned(kv_size), dv2 = Poisoned(kv_size);
-  ASSERT_TRUE(FlashAttentionBackwardCuda(s, dq_in.data(), dk_in.data(), dv_in.data(), out.data(),
-                                         lse.data(), d_dout.data(), dq2.data(), dk2.data(),
+  ASSERT_TRUE(FlashAttentionBackwardCuda(s, q_dev.data(), k_dev.data(), v_dev.data(), out.data(),
+                                         lse.data(), dout_dev.data(), dq2.data(), dk2.data(),
                                          dv2.data(), delta.data(), nullptr, math)
                   .ok());
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -175,6 +175,16 @@ TEST(FlashAttentionCudaTest, HeadDim256Windowed) {
   CheckShape(Shape(1, 1000, 4, 1, 256, 512), 40);
 }
 
+// The tensor-core forward and dK/dV split each query or key tile over a
+// cluster of 4 blocks, of 2, or none as the tiles (times batch and heads) grow
+// past half the SM count and the SM count (132 on an H200); the smaller tests
+// take clusters of 4.
+TEST(FlashAttentionCudaTest, ClusterSplits) {
+  MAXIMUS_SKIP_WITHOUT_GPU();
+  CheckShape(Shape(2, 1100, 2, 1, 64, 0), 160);    // 72 query tiles, 70 key tiles.
+  CheckShape(Shape(4, 1100, 2, 1, 64, 256), 170);  // 144 query tiles, 140 key tiles.
+}
+
 TEST(FlashAttentionCudaTest, OddHeadDims) {
   MAXIMUS_SKIP_WITHOUT_GPU();
   CheckShape(Shape(1, 130, 2, 2, 100, 0), 50);  // Padded to 128.
@@ -191,6 +201,17 @@ TEST(FlashAttentionCudaTest, Decoding) {
   chunk.query_offset = 60;
   chunk.key_stride = 80;
   CheckShape(chunk, 110);
+  AttentionShape long_cache = Shape(2, 1, 4, 1, 256, 0);
+  long_cache.query_offset = 3000;
+  long_cache.key_stride = 4096;
+  CheckShape(long_cache, 120);
+  long_cache.window = 1000;
+  CheckShape(long_cache, 130);
+  AttentionShape few = Shape(2, 3, 4, 2, 40, 2);  // Few queries, after a cache...
+  few.query_offset = 5;
+  CheckShape(few, 140);
+  few.query_offset = 0;  // ... and without one, with a backward.
+  CheckShape(few, 150);
 }
 
 TEST(FlashAttentionCudaTest, RejectsBadShapes) {

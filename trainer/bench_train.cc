@@ -247,7 +247,7 @@ absl::Status PrintBreakdown(CudaBackend* backend, const ModelConfig& c, const To
     return backend->Gemm(dims, 1.0f, x->data(), y->data(), 0.0f, z->data());
   };
   // The layer's GEMMs: forward x·Wᵀ, backward dy·W and dyᵀ·x, for its seven matrices.
-  auto layer_gemm_pass = [&]() -> absl::Status {
+  MAXIMUS_ASSIGN_OR_RETURN(double layer_gemms, TimeOp(backend, [&]() -> absl::Status {
     for (auto [out, in] : {std::pair{q_dim, d}, {kv_dim, d}, {kv_dim, d}, {d, q_dim}, {f, d},
                            {f, d}, {d, f}}) {
       MAXIMUS_RETURN_IF_ERROR(gemm(n, out, in, false, true));
@@ -255,15 +255,8 @@ absl::Status PrintBreakdown(CudaBackend* backend, const ModelConfig& c, const To
       MAXIMUS_RETURN_IF_ERROR(gemm(out, in, n, true, false));
     }
     return absl::OkStatus();
-  };
-  MAXIMUS_ASSIGN_OR_RETURN(double layer_gemms, TimeOp(backend, layer_gemm_pass));
+  }));
   lines.push_back({"GEMMs of one layer (21)", layer_gemms, c.layers});
-  // The same without cutting the weight gradients' reductions into slices.
-  backend->set_split_k(false);
-  absl::StatusOr<double> unsplit = TimeOp(backend, layer_gemm_pass);
-  backend->set_split_k(true);
-  if (!unsplit.ok()) return unsplit.status();
-  lines.push_back({"(the same GEMMs with split-K off)", *unsplit, c.layers});
   for (bool sliding : {true, false}) {
     int64_t count = 0;
     int64_t layer = -1;

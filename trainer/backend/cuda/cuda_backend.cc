@@ -94,7 +94,6 @@ struct CudaBackend::State {
 
   // Scratch.
   DeviceBuffer<float> norm_workspace;
-  DeviceBuffer<float> split_k_workspace;
   DeviceBuffer<double> norm_partials;
   DeviceBuffer<double> norm_sum;
   DeviceBuffer<kernels::Bf16Bits> hidden_bf16, weight_bf16;
@@ -283,21 +282,8 @@ absl::Status CudaBackend::Synchronize() {
   return TakeError();
 }
 
-void CudaBackend::set_split_k(bool on) { state_->options.split_k = on; }
-
 absl::Status CudaBackend::Gemm(const kernels::GemmDims& dims, float alpha, const float* a,
                                const float* b, float beta, float* c) {
-  MAXIMUS_RETURN_IF_ERROR(TakeError());
-  if (state_->options.split_k) {
-    MAXIMUS_RETURN_IF_ERROR(kernels::ValidateGemmDims(dims));
-    const int64_t slices = cuda::SplitKSlices(dims);
-    if (slices > 1) {
-      MAXIMUS_RETURN_IF_ERROR(Reserve(state_->split_k_workspace, slices * dims.m * dims.n));
-      return cuda::SplitKGemmCuda(state_->cublas->get(), dims, slices, state_->options.tf32_gemms,
-                                  alpha, a, b, beta, c, state_->split_k_workspace.data(),
-                                  state_->s());
-    }
-  }
   return kernels::GemmCuda(state_->cublas->get(), dims, kernels::DType::kFloat32,
                            kernels::DType::kFloat32, alpha, a, b, beta, c,
                            state_->options.tf32_gemms ? kernels::GemmMath::kTf32

@@ -28,10 +28,6 @@ class CudaBackend : public Backend {
     // GEMMs round fp32 inputs to tf32 on the tensor cores (about 1e-3
     // relative); false keeps full fp32 multiply-adds.
     bool tf32_gemms = true;
-    // GEMMs whose C has too few tiles to fill the GPU and whose reduction is
-    // long (the weight gradients) cut the reduction into slices run side by
-    // side (ops_cuda.h, SplitKSlices).
-    bool split_k = true;
     // Rows of logits the exact cross-entropy holds at once.
     int64_t cross_entropy_chunk_tokens = 2048;
   };
@@ -46,8 +42,6 @@ class CudaBackend : public Backend {
   uint64_t MemoryBytes() const override;
   // A description of the device, for logs.
   const std::string& device_description() const;
-  // Turns the split-K path of Options on or off (for benchmarks).
-  void set_split_k(bool on);
   // Device memory in use by this process and the peak since the last reset
   // (as cudaMemGetInfo sees it: total minus free).
   int64_t DeviceBytesInUse() const;

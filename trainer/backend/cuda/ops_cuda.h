@@ -8,14 +8,12 @@
 #ifndef MAXIMUS_TRAINER_BACKEND_CUDA_OPS_CUDA_H_
 #define MAXIMUS_TRAINER_BACKEND_CUDA_OPS_CUDA_H_
 
-#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
 
 #include "absl/status/status.h"
 #include "kernels/gated_activation.h"
-#include "kernels/gemm.h"
 
 namespace maximus::trainer::cuda {
 
@@ -81,17 +79,6 @@ int64_t RmsNormWorkspaceFloats(int64_t rows, int64_t d);
 // in float64 as the CPU backend forms them.
 absl::Status RopeCuda(float* x, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
                       int64_t position_offset, float theta, bool inverse, cudaStream_t stream);
-
-// --- Split-K GEMMs (split_k_gemm.cu) --------------------------------------------
-// How many slices the reduction of `dims` is cut into: 1 unless C has too few
-// tiles to fill the GPU and the reduction is long (a weight gradient).
-int64_t SplitKSlices(const kernels::GemmDims& dims);
-// C = alpha op(A) op(B) + beta C with the reduction in `slices` slices
-// (products into `workspace`, slices · m · n floats, then summed in slice
-// order). tf32: tensor-core math on fp32 inputs.
-absl::Status SplitKGemmCuda(cublasHandle_t handle, const kernels::GemmDims& dims, int64_t slices,
-                            bool tf32, float alpha, const float* a, const float* b, float beta,
-                            float* c, float* workspace, cudaStream_t stream);
 
 // --- Scoring (log_softmax.cu) ----------------------------------------------------
 // out[r] = logits[r, targets[r]] - logsumexp(logits[r, :]) for r < rows, in

@@ -62,7 +62,9 @@ TEST_P(BackendConformanceTest, Gemm) {
                          {33, 17, 65},
                          {8, 8, 8},
                          {130, 300, 20},
-                         {1, 600, 16}}) {
+                         {1, 600, 16},
+                         // A small C and a long reduction, as a weight gradient.
+                         {24, 40, 9001}}) {
     for (int transpose = 0; transpose < 4; ++transpose) {
       kernels::GemmDims dims;
       dims.m = m;

@@ -1,0 +1,56 @@
+// --backend: names checked, and what "auto" and "cuda" do without a usable
+// GPU (MAXIMUS_DISABLE_GPU=1 makes any machine one).
+
+#include "trainer/backend/select_backend.h"
+
+#include <cstdlib>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace maximus::trainer {
+namespace {
+
+class SelectBackendTest : public ::testing::Test {
+ protected:
+  // Before the first probe, which the process caches.
+  static void SetUpTestSuite() { ASSERT_EQ(setenv("MAXIMUS_DISABLE_GPU", "1", 1), 0); }
+};
+
+TEST_F(SelectBackendTest, UnknownNamesAreRefusedByFlag) {
+  for (const char* name : {"", "gpu", "CPU", "cuda "}) {
+    const absl::Status s = ValidateBackendName(name);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << name;
+    EXPECT_NE(s.message().find("--backend="), std::string::npos) << s;
+    EXPECT_NE(s.message().find("auto, cpu or cuda"), std::string::npos) << s;
+    EXPECT_EQ(MakeBackend(name).status().code(), absl::StatusCode::kInvalidArgument) << name;
+  }
+  for (const char* name : {"auto", "cpu", "cuda"}) EXPECT_TRUE(ValidateBackendName(name).ok());
+}
+
+TEST_F(SelectBackendTest, CpuIsAlwaysThere) {
+  std::string said;
+  auto backend = MakeBackend("cpu", &said);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  EXPECT_EQ((*backend)->name(), "cpu");
+  EXPECT_EQ(said, "backend: cpu");
+  EXPECT_GT((*backend)->MemoryBytes(), uint64_t{1} << 20);
+}
+
+TEST_F(SelectBackendTest, AutoFallsBackToTheCpuAndSaysWhy) {
+  std::string said;
+  auto backend = MakeBackend("auto", &said);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  EXPECT_EQ((*backend)->name(), "cpu");
+  EXPECT_NE(said.find("no usable GPU"), std::string::npos) << said;
+  EXPECT_NE(said.find("MAXIMUS_DISABLE_GPU"), std::string::npos) << said;
+}
+
+TEST_F(SelectBackendTest, CudaWithoutAGpuIsUnavailableWithTheReason) {
+  const absl::Status s = MakeBackend("cuda").status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_NE(s.message().find("--backend=cuda: no usable GPU"), std::string::npos) << s;
+}
+
+}  // namespace
+}  // namespace maximus::trainer

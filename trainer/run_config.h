@@ -50,7 +50,10 @@ uint64_t ActivationBytes(const RunConfig& config, const ModelConfig& model);
 
 // INVALID_ARGUMENT naming --batch and --seq_len when the model's parameters
 // and optimizer state (ModelMemoryBytes) and one micro-batch's activations
-// (ActivationBytes) need more than `memory_bytes` (the backend's memory).
+// (ActivationBytes) need more than `memory_bytes` (the backend's memory). A
+// lower bound: the losses' scratch (exact CE's V x d gradient and its chunk of
+// logits, MAXIS's workspace), the attention state and a GPU's context come on
+// top, so a run that passes can still run out of device memory.
 absl::Status ValidateBatchFitsMemory(const RunConfig& config, const ModelConfig& model,
                                      uint64_t memory_bytes);
 

@@ -16,6 +16,7 @@ cd "$(dirname "$0")/../.."
 out="${OUT:-$PWD/device-out}"
 mkdir -p "${out}"
 pkg="$(mktemp -d -t maximus-quality.XXXXXX)"
+trap 'rm -rf "${pkg}"' EXIT
 tar -C "${pkg}" -xf "${MAXIMUS_DEVICE_ARCHIVE:-.device/maximus-device.tar.gz}"
 gunzip -c .device/gemma3_tokenizer.json.gz > "${pkg}/tokenizer.json"
 mkdir -p "${pkg}/corpus"
@@ -24,4 +25,3 @@ paths="$(ls -d "${pkg}"/corpus/* | paste -sd, -)"
 "${pkg}/bin/trainer/bench_quality" --backend=cuda --tokenizer="${pkg}/tokenizer.json" \
   --ingest="${paths}" --data="${pkg}/store" --out_dir="${pkg}/runs" "$@" \
   2> >(grep -v '^  step' >&2) | tee "${out}/quality.txt"
-rm -rf "${pkg}"

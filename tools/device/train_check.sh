@@ -26,6 +26,7 @@ done
 out="${OUT:-$PWD/device-out}"
 mkdir -p "${out}"
 pkg="$(mktemp -d -t maximus-train.XXXXXX)"
+trap 'rm -rf "${pkg}"' EXIT
 tar -C "${pkg}" -xf "${MAXIMUS_DEVICE_ARCHIVE:-.device/maximus-device.tar.gz}"
 gunzip -c .device/gemma3_tokenizer.json.gz > "${pkg}/tokenizer.json"
 common=(--tokenizer="${pkg}/tokenizer.json" --ingest="${PWD}/data/austen" --steps="${steps}"
@@ -33,10 +34,10 @@ common=(--tokenizer="${pkg}/tokenizer.json" --ingest="${PWD}/data/austen" --step
 
 for backend in cuda cpu; do
   run="${pkg}/run-${backend}"
-  echo "== ${backend}: main --steps=${steps} ${extra[*]}"
+  echo "== ${backend}: main --steps=${steps} ${extra[*]:-}"
   start=$(date +%s.%N)
   "${pkg}/bin/trainer/main" "${common[@]}" --backend="${backend}" --data="${pkg}/store-${backend}" \
-    --out_dir="${run}" "${extra[@]}" 2>&1 | grep -v '^  step' | tail -n 12
+    --out_dir="${run}" ${extra[@]+"${extra[@]}"} 2>&1 | grep -v '^  step' | tail -n 12
   echo "wall seconds: $(python3 -c "import time; print(round(time.time() - ${start}, 1))")"
   cp "${run}/metrics.csv" "${out}/metrics-${backend}.csv"
 done
@@ -56,9 +57,8 @@ PY
 echo "== score: each checkpoint on each backend"
 head -c 6000 data/austen/*.txt | tail -c 4000 > "${pkg}/text.txt"
 for ckpt in cuda cpu; do
-  latest="$(ls -d "${pkg}/run-${ckpt}/checkpoints/"*/ | sort | tail -n 1)"
   for backend in cuda cpu; do
-    "${pkg}/bin/trainer/score" --checkpoint="${latest}" --backend="${backend}" \
+    "${pkg}/bin/trainer/score" --checkpoint="${pkg}/run-${ckpt}" --backend="${backend}" \
       --tokenizer="${pkg}/tokenizer.json" --text_file="${pkg}/text.txt" \
       > "${pkg}/score-${ckpt}-${backend}.json"
   done
@@ -72,12 +72,11 @@ print(f"checkpoint trained on {sys.argv[3]}: {len(a['logprobs'])} tokens, mean l
 PY
 done
 echo "== generate: greedy continuation with the GPU-trained checkpoint on each backend"
-latest="$(ls -d "${pkg}/run-cuda/checkpoints/"*/ | sort | tail -n 1)"
 for backend in cuda cpu; do
   printf '%s: ' "${backend}"
-  "${pkg}/bin/trainer/generate" --checkpoint="${latest}" --backend="${backend}" \
+  "${pkg}/bin/trainer/generate" --checkpoint="${pkg}/run-cuda" --backend="${backend}" \
     --tokenizer="${pkg}/tokenizer.json" --prompt="Anne Elliot" --max_new_tokens=24 \
-    --temperature=0 2>/dev/null | tr '\n' ' '
+    --temperature=0 2> "${pkg}/generate-${backend}.log" | tr '\n' ' ' ||
+    { echo "generate failed:"; cat "${pkg}/generate-${backend}.log"; exit 1; }
   echo
 done
-rm -rf "${pkg}"

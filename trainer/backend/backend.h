@@ -98,8 +98,8 @@ struct DeviceBatch {
 using kernels::AttentionShape;
 
 // What an attention forward keeps for its backward, sized and owned by the
-// backend: the probabilities for the CPU reference, the log-sum-exp of each
-// row for a flash-style kernel.
+// backend: the log-sum-exp of each query row, from which the backward
+// recomputes the probabilities.
 class AttentionState {
  public:
   virtual ~AttentionState() = default;

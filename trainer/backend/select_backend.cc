@@ -34,7 +34,11 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(absl::string_view name,
     return std::make_unique<CpuBackend>();
   }
   absl::StatusOr<std::unique_ptr<CudaBackend>> cuda = CudaBackend::Create();
-  if (!cuda.ok()) return cuda.status();
+  if (!cuda.ok()) {
+    if (name == "cuda") return cuda.status();
+    said = absl::StrCat("backend: cpu (the GPU could not be set up: ", cuda.status().message(), ")");
+    return std::make_unique<CpuBackend>();
+  }
   said = absl::StrCat("backend: cuda on ", (*cuda)->device_description());
   return std::unique_ptr<Backend>(*std::move(cuda));
 }

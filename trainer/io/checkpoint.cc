@@ -179,6 +179,9 @@ absl::Status SaveCheckpoint(const std::string& dir, Model& model,
     host.push_back(ToHost(backend, *p.value));
     params.push_back({p.name, p.shape, host.back().data()});
   }
+  // A copy that failed on an asynchronous backend is reported here, before
+  // anything it should have filled is written.
+  MAXIMUS_RETURN_IF_ERROR(backend->Synchronize());
   const std::map<std::string, std::string> metadata = {{"format", "pt"},
                                                        {"maximus.model", model.config().name}};
   MAXIMUS_RETURN_IF_ERROR(WriteSafetensors(partial + "/model.safetensors", params, metadata));
@@ -193,6 +196,7 @@ absl::Status SaveCheckpoint(const std::string& dir, Model& model,
       moments.push_back(ToHost(backend, *v[i]));
       views.push_back({p.name + ".exp_avg_sq", p.shape, moments.back().data()});
     }
+    MAXIMUS_RETURN_IF_ERROR(backend->Synchronize());
     MAXIMUS_RETURN_IF_ERROR(WriteSafetensors(partial + "/optimizer.safetensors", views, {}));
   }
   std::string cursor_json;

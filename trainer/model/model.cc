@@ -372,9 +372,10 @@ absl::Status Model::Backward(const DeviceBatch& batch, Activations* a, const flo
     Activations::Layer& l = a->layers[layer];
     Parameter* p = &parameters_[1 + layer * kLayerParams];
     const float theta = config_.RopeThetaOf(layer);
-    if (checkpointing_) {
-      // The shared buffers hold another layer's activations: recompute this
-      // one's from its input (a->x is free once the forward is done).
+    if (checkpointing_ && layer != config_.layers - 1) {
+      // The shared buffers hold another layer's activations (the last
+      // layer's are still there from the forward): recompute this one's from
+      // its input (a->x is free once the forward is done).
       b->Copy(l.x_in->data(), n * d, a->x->data());
       MAXIMUS_RETURN_IF_ERROR(
           LayerForward(layer, batch, a, nullptr, a->x->data(), /*recompute=*/true));

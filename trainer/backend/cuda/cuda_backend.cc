@@ -112,12 +112,11 @@ struct CudaBackend::State {
   std::optional<kernels::LinearCrossEntropyCuda> cross_entropy;
   kernels::LinearHeadShape cross_entropy_shape;
 
-  // The arena's runs of segments with one weight-decay setting.
-  const ParameterArena* runs_arena = nullptr;
-  int64_t runs_size = 0;
+  // The last arena's runs of segments with one weight-decay setting.
+  std::vector<int64_t> host_run_starts;
+  std::vector<uint8_t> host_run_decays;
   DeviceBuffer<int64_t> run_starts;
   DeviceBuffer<uint8_t> run_decays;
-  int64_t runs = 0;
 
   cudaStream_t s() const { return stream.get(); }
 
@@ -284,6 +283,7 @@ absl::Status CudaBackend::Synchronize() {
 
 absl::Status CudaBackend::Gemm(const kernels::GemmDims& dims, float alpha, const float* a,
                                const float* b, float beta, float* c) {
+  MAXIMUS_RETURN_IF_ERROR(TakeError());
   return kernels::GemmCuda(state_->cublas->get(), dims, kernels::DType::kFloat32,
                            kernels::DType::kFloat32, alpha, a, b, beta, c,
                            state_->options.tf32_gemms ? kernels::GemmMath::kTf32
@@ -511,22 +511,30 @@ absl::StatusOr<double> CudaBackend::OptimizerUpdate(const OptimizerStep& step,
   MAXIMUS_RETURN_IF_ERROR(TakeError());
   State& st = *state_;
   const int64_t n = arena.size();
-  if (st.runs_arena != &arena || st.runs_size != n) {
-    std::vector<int64_t> starts;
-    std::vector<uint8_t> decays;
-    for (const ParameterArena::Segment& s : arena.segments()) {
-      if (decays.empty() || decays.back() != static_cast<uint8_t>(s.decay)) {
-        starts.push_back(s.offset);
-        decays.push_back(static_cast<uint8_t>(s.decay));
-      }
+  std::vector<int64_t> starts;
+  std::vector<uint8_t> decays;
+  for (const ParameterArena::Segment& s : arena.segments()) {
+    if (decays.empty() || decays.back() != static_cast<uint8_t>(s.decay)) {
+      starts.push_back(s.offset);
+      decays.push_back(static_cast<uint8_t>(s.decay));
     }
-    if (starts.empty()) return 0.0;
-    MAXIMUS_ASSIGN_OR_RETURN(st.run_starts, DeviceBuffer<int64_t>::FromHost(starts));
-    MAXIMUS_ASSIGN_OR_RETURN(st.run_decays, DeviceBuffer<uint8_t>::FromHost(decays));
-    st.runs = static_cast<int64_t>(starts.size());
-    st.runs_arena = &arena;
-    st.runs_size = n;
   }
+  if (starts.empty()) return 0.0;
+  // The runs of this arena's segments, uploaded when they differ from the
+  // last arena's (compared by value: a new arena may reuse an old address).
+  if (starts != st.host_run_starts || decays != st.host_run_decays) {
+    MAXIMUS_RETURN_IF_ERROR(Reserve(st.run_starts, static_cast<int64_t>(starts.size())));
+    MAXIMUS_RETURN_IF_ERROR(Reserve(st.run_decays, static_cast<int64_t>(decays.size())));
+    // On the backend's stream, so that the update below reads them.
+    MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st.run_starts.data(), starts.data(),
+                                                 starts.size() * sizeof(int64_t),
+                                                 cudaMemcpyHostToDevice, st.s()));
+    MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st.run_decays.data(), decays.data(),
+                                                 decays.size(), cudaMemcpyHostToDevice, st.s()));
+    st.host_run_starts = std::move(starts);
+    st.host_run_decays = std::move(decays);
+  }
+  const int64_t runs = static_cast<int64_t>(st.host_run_starts.size());
   MAXIMUS_RETURN_IF_ERROR(Reserve(st.norm_partials, std::max<int64_t>(1, cuda::GradientNormBlocks(n))));
   MAXIMUS_RETURN_IF_ERROR(cuda::ScaleAndSumSquaresCuda(arena.grads().data(), n, step.grad_scale,
                                                        st.norm_partials.data(), st.norm_sum.data(),
@@ -555,7 +563,7 @@ absl::StatusOr<double> CudaBackend::OptimizerUpdate(const OptimizerStep& step,
   scalars.step_size = static_cast<float>(step.lr / bias_correction1);
   scalars.bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
   MAXIMUS_RETURN_IF_ERROR(cuda::AdamWCuda(scalars, clip, n, st.run_starts.data(),
-                                          st.run_decays.data(), st.runs, arena.values().data(),
+                                          st.run_decays.data(), runs, arena.values().data(),
                                           arena.grads().data(), arena.m().data(), arena.v().data(),
                                           st.s()));
   return norm;

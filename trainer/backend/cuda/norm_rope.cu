@@ -16,9 +16,10 @@ __device__ __forceinline__ float WarpSum(float value) {
   return value;
 }
 
-__global__ void RmsNormKernel(const float* __restrict__ x, const float* __restrict__ weight,
-                              int64_t rows, int64_t d, float eps, float* __restrict__ out,
-                              float* __restrict__ rstd) {
+// x and out may be the same (decoding normalises keys in the cache in
+// place): each lane reads an element before it writes it.
+__global__ void RmsNormKernel(const float* x, const float* __restrict__ weight, int64_t rows,
+                              int64_t d, float eps, float* out, float* __restrict__ rstd) {
   const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;

@@ -23,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "base/status_macros.h"
 #include "trainer/backend/select_backend.h"
+#include "trainer/data_flags.h"
 #include "trainer/run_config.h"
 #include "trainer/run_setup.h"
 #include "trainer/trainer.h"
@@ -110,6 +111,9 @@ int Main() {
   } else if (absl::StatusOr<std::string> sample = FindSampleCorpus(); sample.ok()) {
     data_options.ingest_if_empty.push_back(*sample);
   }
+  absl::StatusOr<rpc::ClientSecurity> data_security = DataClientSecurityFromFlags();
+  if (!data_security.ok()) return Fail(data_security.status());
+  data_options.security = *std::move(data_security);
   auto data = OpenData(data_options, **tok);
   if (!data.ok()) return Fail(data.status());
   auto model = ModelConfigFromFlag(run.preset());

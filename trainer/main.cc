@@ -23,6 +23,7 @@
 #include "rpc/grpc_server.h"
 #include "rpc/server_flags.h"
 #include "trainer/backend/select_backend.h"
+#include "trainer/data_flags.h"
 #include "trainer/io/hf_import.h"
 #include "trainer/model/inference.h"
 #include "trainer/run_config.h"
@@ -179,6 +180,9 @@ int Main(StopSignals* signals) {
     absl::StatusOr<std::string> sample = FindSampleCorpus();
     if (sample.ok()) data_options.ingest_if_empty.push_back(*sample);
   }
+  absl::StatusOr<rpc::ClientSecurity> data_security = DataClientSecurityFromFlags();
+  if (!data_security.ok()) return Usage(std::string(data_security.status().message()));
+  data_options.security = *std::move(data_security);
   absl::StatusOr<std::unique_ptr<data::DataSource>> data = OpenData(data_options, **tok);
   if (!data.ok()) return Fail(data.status());
 

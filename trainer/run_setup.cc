@@ -109,8 +109,10 @@ absl::StatusOr<std::unique_ptr<data::DataSource>> OpenData(const DataOptions& op
   if (options.data.empty()) return absl::InvalidArgumentError("--data is empty");
   // host:port lists have a colon and no slash.
   if (absl::StrContains(options.data, ':') && !absl::StrContains(options.data, '/')) {
+    data::RemoteDataSource::Options remote_options;
+    remote_options.security = options.security;
     absl::StatusOr<std::unique_ptr<data::RemoteDataSource>> remote =
-        data::RemoteDataSource::Connect(data::SplitAddresses(options.data));
+        data::RemoteDataSource::Connect(data::SplitAddresses(options.data), remote_options);
     if (!remote.ok()) return remote.status();
     if ((*remote)->info().tokenizer().sha256() != tokenizer.fingerprint()) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -118,6 +120,11 @@ absl::StatusOr<std::unique_ptr<data::DataSource>> OpenData(const DataOptions& op
           ", not of ", tokenizer.fingerprint()));
     }
     return std::unique_ptr<data::DataSource>(*std::move(remote));
+  }
+  if (options.security.tls || !options.security.token.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--data=", options.data, " is an embedded store; the --data_tls* and --data_token_file "
+        "flags apply to DataService addresses (host:port)"));
   }
   const std::string dir = ResolveUserPath(options.data);
   absl::StatusOr<std::unique_ptr<data::TokenStore>> store =

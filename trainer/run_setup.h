@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "data_service/data_source.h"
+#include "rpc/client_security.h"
 #include "tokenizer/tokenizer.h"
 #include "trainer/model/model_config.h"
 
@@ -49,6 +50,9 @@ struct DataOptions {
   // empty.
   std::vector<std::string> ingest_if_empty;
   bool quiet = false;
+  // TLS and bearer token for DataServices (trainer/data_flags.h); must be
+  // empty for an embedded store.
+  rpc::ClientSecurity security;
 };
 
 // Opens the data; the embedded store must have been built with `tokenizer`.

@@ -1,0 +1,45 @@
+#include "trainer/data_flags.h"
+
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+
+ABSL_FLAG(bool, data_tls, false,
+          "Connect to the DataServices over TLS (verified by the system's root certificates "
+          "unless --data_tls_ca is given)");
+ABSL_FLAG(std::string, data_tls_ca, "",
+          "PEM of the CA that signed the DataServices' certificates (implies --data_tls)");
+ABSL_FLAG(std::string, data_tls_cert, "",
+          "This client's certificate (PEM), for DataServices that require mutual TLS");
+ABSL_FLAG(std::string, data_tls_key, "", "The key (PEM) of --data_tls_cert");
+ABSL_FLAG(std::string, data_token_file, "",
+          "File holding the bearer token the DataServices require (needs TLS)");
+ABSL_FLAG(std::string, data_tls_server_name, "",
+          "Name the servers' certificates are checked against instead of the dialled host");
+
+namespace maximus::trainer {
+
+absl::StatusOr<rpc::ClientSecurity> DataClientSecurityFromFlags() {
+  absl::StatusOr<rpc::ClientSecurity> security = rpc::ClientSecurity::FromFiles(
+      absl::GetFlag(FLAGS_data_tls_ca), absl::GetFlag(FLAGS_data_tls_cert),
+      absl::GetFlag(FLAGS_data_tls_key), absl::GetFlag(FLAGS_data_token_file));
+  if (!security.ok()) {
+    return absl::Status(security.status().code(),
+                        absl::StrCat("--data_*: ", security.status().message()));
+  }
+  security->tls = security->tls || absl::GetFlag(FLAGS_data_tls);
+  security->tls_server_name = absl::GetFlag(FLAGS_data_tls_server_name);
+  if (!security->token.empty() && !security->tls) {
+    return absl::InvalidArgumentError(
+        "--data_token_file: a bearer token is only sent over TLS (add --data_tls or "
+        "--data_tls_ca)");
+  }
+  if (security->tls_cert_pem.empty() != security->tls_key_pem.empty()) {
+    return absl::InvalidArgumentError("--data_tls_cert and --data_tls_key go together");
+  }
+  return security;
+}
+
+}  // namespace maximus::trainer

@@ -7,28 +7,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "base/thread_pool.h"
+#include "kernels/cpu_parallel.h"
 
 namespace maximus::kernels {
 namespace {
-
-// Calls fn(begin, end) over [0, n) in contiguous blocks on the shared pool.
-// Every output row is computed by one call in a fixed order, so the split
-// (which depends on the pool's size) does not change the bits.
-template <typename Fn>
-void ParallelRanges(int64_t n, int64_t min_block, Fn&& fn) {
-  base::ThreadPool& pool = base::ThreadPool::Shared();
-  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(pool.size(), n / min_block));
-  if (blocks == 1) {
-    fn(int64_t{0}, n);
-    return;
-  }
-  pool.ParallelFor(blocks, static_cast<int>(blocks), [&](size_t b) {
-    const int64_t begin = n * static_cast<int64_t>(b) / blocks;
-    const int64_t end = n * static_cast<int64_t>(b + 1) / blocks;
-    fn(begin, end);
-  });
-}
 
 float Dot(const float* a, const float* b, int64_t n) {
   float sum = 0;

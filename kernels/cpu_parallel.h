@@ -7,11 +7,13 @@
 #ifndef MAXIMUS_KERNELS_CPU_PARALLEL_H_
 #define MAXIMUS_KERNELS_CPU_PARALLEL_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "base/thread_pool.h"
 
 namespace maximus::kernels {
 
@@ -34,6 +36,25 @@ class SingleThreadedBlas {
 absl::Status ParallelTasks(
     int64_t tasks,
     const std::function<absl::Status(int64_t task, std::vector<float>& scratch)>& fn);
+
+// Calls fn(begin, end) over [0, n) in contiguous blocks of at least
+// `min_block` on the shared pool (one block when n is small). The split
+// depends on the pool's size, so fn must give the same bits however [0, n)
+// is cut (each output owned by one index, say).
+template <typename Fn>
+void ParallelRanges(int64_t n, int64_t min_block, Fn&& fn) {
+  base::ThreadPool& pool = base::ThreadPool::Shared();
+  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(pool.size(), n / min_block));
+  if (blocks == 1) {
+    fn(int64_t{0}, n);
+    return;
+  }
+  pool.ParallelFor(blocks, static_cast<int>(blocks), [&](size_t b) {
+    const int64_t begin = n * static_cast<int64_t>(b) / blocks;
+    const int64_t end = n * static_cast<int64_t>(b + 1) / blocks;
+    fn(begin, end);
+  });
+}
 
 }  // namespace maximus::kernels
 

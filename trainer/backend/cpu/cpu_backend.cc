@@ -40,22 +40,7 @@ class CpuAttentionState : public AttentionState {
   std::vector<float> lse;
 };
 
-// Calls fn(begin, end) over [0, n) in contiguous blocks on the shared pool;
-// the split depends only on n and the pool size.
-template <typename Fn>
-void ParallelRanges(int64_t n, int64_t min_block, Fn&& fn) {
-  base::ThreadPool& pool = base::ThreadPool::Shared();
-  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(pool.size(), n / min_block));
-  if (blocks == 1) {
-    fn(int64_t{0}, n);
-    return;
-  }
-  pool.ParallelFor(blocks, static_cast<int>(blocks), [&](size_t b) {
-    const int64_t begin = n * static_cast<int64_t>(b) / blocks;
-    const int64_t end = n * static_cast<int64_t>(b + 1) / blocks;
-    fn(begin, end);
-  });
-}
+using kernels::ParallelRanges;
 
 }  // namespace
 

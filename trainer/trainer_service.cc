@@ -81,6 +81,7 @@ grpc::Status TrainerServiceImpl::GetStatus(grpc::ServerContext*, const GetStatus
   const ModelConfig& config = trainer_->model().config();
   response->set_model_name(config.name);
   response->set_model_parameters(config.NumParameters());
+  response->set_backend(trainer_->model().backend()->name());
   *response->mutable_run_config() = trainer_->options().run;
   return grpc::Status::OK;
 }

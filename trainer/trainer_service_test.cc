@@ -133,6 +133,7 @@ TEST_F(TrainerServiceTest, WatchesAndSteersARun) {
   EXPECT_EQ(before.total_steps(), kSteps);
   EXPECT_EQ(before.model_name(), "service-test");
   EXPECT_EQ(before.model_parameters(), options_.model.NumParameters());
+  EXPECT_EQ(before.backend(), "cpu");
   EXPECT_TRUE(before.has_validation_loss());  // Measured at step 0.
   EXPECT_GT(before.tokens_seen(), 0);
   EXPECT_GT(before.learning_rate(), 0);

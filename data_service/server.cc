@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
       "DataService: sharded token store and packed-batch streaming.\n"
       "  server --data_dir=DIR --tokenizer=tokenizer.json [--port=50052 | --listen=HOST:PORT] "
       "[--shards=N] [--serve_shards=all]",
-      "data_service/server.cc");
+      {"data_service/server.cc"});
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_data_dir).empty() || absl::GetFlag(FLAGS_tokenizer).empty()) {
     absl::FPrintF(stderr, "server: --data_dir and --tokenizer are required (see --help)\n");

@@ -78,12 +78,15 @@ std::string SecurityNote(const ServerSecurity& security) {
                       security.token.empty() ? "" : " and a bearer token");
 }
 
-void SetServerUsage(absl::string_view usage, absl::string_view main_file) {
+void SetServerUsage(absl::string_view usage, std::vector<std::string> flag_files) {
   absl::SetProgramUsageMessage(usage);
   absl::FlagsUsageConfig config;
-  const std::string main(main_file);
-  config.contains_help_flags = [main](absl::string_view file) {
-    return absl::EndsWith(file, main) || absl::EndsWith(file, "rpc/server_flags.cc");
+  flag_files.push_back("rpc/server_flags.cc");
+  config.contains_help_flags = [flag_files](absl::string_view file) {
+    for (const std::string& flag_file : flag_files) {
+      if (absl::EndsWith(file, flag_file)) return true;
+    }
+    return false;
   };
   absl::SetFlagsUsageConfig(config);
 }

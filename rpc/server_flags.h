@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/flags/declare.h"
 #include "absl/status/statusor.h"
@@ -44,9 +45,10 @@ absl::StatusOr<int64_t> MebibytesFlag(absl::string_view flag, int64_t mebibytes,
 std::string SecurityNote(const ServerSecurity& security);
 
 // Sets the usage message and makes --help list the flags defined in
-// `main_file` (e.g. "tokenizer/server.cc") and the shared server flags.
-// Before absl::ParseCommandLine.
-void SetServerUsage(absl::string_view usage, absl::string_view main_file);
+// `flag_files` (e.g. {"tokenizer/server.cc"}: the program's own file and any
+// flag library it links) and the shared server flags. Before
+// absl::ParseCommandLine.
+void SetServerUsage(absl::string_view usage, std::vector<std::string> flag_files);
 
 // The value of a flag check, or: prints "<program>: <message>" and exits with
 // status 2 (a usage error). For a program's checks at start, before it has

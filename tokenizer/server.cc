@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
   maximus::rpc::SetServerUsage(
       "TokenizerService: encodes and decodes text with a tokenizer.json.\n"
       "  server --tokenizer=PATH/tokenizer.json [--port=50051 | --listen=HOST:PORT]",
-      "tokenizer/server.cc");
+      {"tokenizer/server.cc"});
   absl::ParseCommandLine(argc, argv);
   const std::string path = absl::GetFlag(FLAGS_tokenizer);
   if (path.empty()) {

@@ -61,14 +61,6 @@ ABSL_FLAG(std::string, tokenizer, "", "tokenizer.json (default: Gemma 3)");
 ABSL_FLAG(std::string, out_dir, "", "Where both runs write (default runs/bench_quality)");
 ABSL_FLAG(uint64_t, seed, Defaults().seed(), "Seed of both runs");
 ABSL_FLAG(std::string, backend, "auto", maximus::trainer::kBackendFlagHelp);
-ABSL_FLAG(int64_t, maxis_low_dim, Defaults().maxis_low_dim(),
-          "MAXIS: dimensions of the scouts and the auxiliary loss");
-ABSL_FLAG(int64_t, maxis_stride, Defaults().maxis_stride(), "MAXIS: every how many tokens a scout");
-ABSL_FLAG(int64_t, maxis_candidates, Defaults().maxis_candidates(), "MAXIS: candidate budget K");
-ABSL_FLAG(double, maxis_aux_weight, Defaults().maxis_aux_weight(),
-          "MAXIS: weight of the auxiliary loss");
-ABSL_FLAG(bool, activation_checkpointing, Defaults().activation_checkpointing(),
-          "Recompute each layer's activations in the backward (less memory)");
 
 namespace maximus::trainer {
 namespace {

@@ -59,16 +59,8 @@ ABSL_FLAG(double, weight_decay, Defaults().weight_decay(), "AdamW decoupled weig
 ABSL_FLAG(double, clip, Defaults().clip(), "Gradient-norm clipping (0: off)");
 ABSL_FLAG(std::string, loss, std::string(maximus::trainer::LossFlagValue(Defaults().loss())),
           "maxis (sampled softmax with ghost logit) or ce (exact)");
-ABSL_FLAG(int64_t, maxis_low_dim, Defaults().maxis_low_dim(),
-          "MAXIS: dimensions of the scouts and the auxiliary loss");
-ABSL_FLAG(int64_t, maxis_stride, Defaults().maxis_stride(), "MAXIS: every how many tokens a scout");
-ABSL_FLAG(int64_t, maxis_candidates, Defaults().maxis_candidates(), "MAXIS: candidate budget K");
-ABSL_FLAG(double, maxis_aux_weight, Defaults().maxis_aux_weight(),
-          "MAXIS: weight of the auxiliary loss");
 ABSL_FLAG(std::string, attention, Defaults().attention(), "Attention: standard (causal softmax)");
 ABSL_FLAG(std::string, backend, Defaults().backend(), maximus::trainer::kBackendFlagHelp);
-ABSL_FLAG(bool, activation_checkpointing, Defaults().activation_checkpointing(),
-          "Recompute each layer's activations in the backward (less memory, one more forward)");
 ABSL_FLAG(std::string, data, "",
           "An embedded store directory (default runs/store, filled from the sample corpus when "
           "empty) or DataService addresses host:port[,host:port...]");
@@ -266,7 +258,7 @@ int main(int argc, char** argv) {
   maximus::rpc::SetServerUsage(
       "Trains a Gemma-3-like model with the MAXIS loss.\n"
       "  ./bazelw run //trainer:main [-- --steps=N --loss=ce --data=host:port ...]",
-      "trainer/main.cc");
+      {"trainer/main.cc", "trainer/loss_flags.cc", "trainer/data_flags.cc"});
   absl::ParseCommandLine(argc, argv);
   auto signals = maximus::trainer::StopSignals::Start();
   if (!signals.ok()) {

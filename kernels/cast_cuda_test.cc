@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/bf16.h"
 #include "kernels/device_buffer.h"
@@ -48,6 +49,34 @@ TEST(CastCudaTest, FloatToBf16MatchesReferenceBitForBit) {
     }
   }
   EXPECT_EQ(mismatches, 0);
+}
+
+// The 4-wide path takes aligned starts; other starts and the count % 4 tail
+// go scalar. Every split gives the reference's bits and writes nothing past
+// the count.
+TEST(CastCudaTest, FloatToBf16AnyOffsetAndTail) {
+  MAXIMUS_SKIP_WITHOUT_GPU();
+  const std::vector<float> input = InputsWithEdgeCases();
+  auto in = DeviceBuffer<float>::FromHost(input);
+  auto out = DeviceBuffer<Bf16Bits>::Allocate(input.size());
+  ASSERT_TRUE(in.ok() && out.ok());
+  for (int64_t offset : {0, 1, 2, 3, 4}) {
+    for (int64_t count : {int64_t{0}, int64_t{3}, int64_t{5}, int64_t{1001}}) {
+      SCOPED_TRACE(absl::StrCat("offset ", offset, " count ", count));
+      ASSERT_TRUE(out->FillBytes(0xab).ok());
+      const int64_t start = static_cast<int64_t>(input.size()) - 1100 + offset;
+      ASSERT_TRUE(
+          CastFloatToBf16Cuda(in->data() + start, out->data() + offset, count).ok());
+      const std::vector<Bf16Bits> got = *out->ToHost();
+      for (int64_t i = 0; i < offset + count + 8 && i < static_cast<int64_t>(got.size()); ++i) {
+        const bool written = i >= offset && i < offset + count;
+        const Bf16Bits want = written ? FloatToBf16(input[start + i - offset]) : Bf16Bits{0xabab};
+        const bool both_nan = written && std::isnan(Bf16ToFloat(want)) &&
+                              std::isnan(Bf16ToFloat(got[i]));
+        ASSERT_TRUE(got[i] == want || both_nan) << "element " << i;
+      }
+    }
+  }
 }
 
 TEST(CastCudaTest, Bf16ToFloatIsExact) {

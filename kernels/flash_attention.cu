@@ -1483,6 +1483,22 @@ absl::Status FlashAttentionForwardCuda(const AttentionShape& shape, const float*
   return Forward<256>(p, stream);
 }
 
+absl::Status FlashAttentionDeltaCuda(const AttentionShape& shape, const float* out,
+                                     const float* dout, float* delta, cudaStream_t stream) {
+  if (absl::Status status = CheckShape(shape); !status.ok()) return status;
+  const int64_t rows = shape.batch * shape.heads * shape.queries;
+  if (rows == 0) return absl::OkStatus();
+  constexpr int kRowsPerBlock = kThreads / 32;
+  const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
+  if (blocks > INT_MAX) return absl::InvalidArgumentError("flash attention: too many rows");
+  Params p = MakeParams(shape);
+  p.out = out;
+  p.dout = dout;
+  p.delta = delta;
+  DeltaKernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+  return CudaStatus(cudaGetLastError(), "flash attention delta");
+}
+
 absl::Status FlashAttentionBackwardCuda(const AttentionShape& shape, const float* q, const float* k,
                                         const float* v, const float* out, const float* lse,
                                         const float* dout, float* dq, float* dk, float* dv,
@@ -1506,12 +1522,10 @@ absl::Status FlashAttentionBackwardCuda(const AttentionShape& shape, const float
   p.dv = dv;
   p.vec4 =
       shape.head_dim % 4 == 0 && Aligned16(q) && Aligned16(k) && Aligned16(v) && Aligned16(dout);
-  const int64_t rows = shape.batch * shape.heads * shape.queries;
-  constexpr int kRowsPerBlock = kThreads / 32;
-  const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
-  if (blocks > INT_MAX) return absl::InvalidArgumentError("flash attention: too many rows");
-  DeltaKernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
-  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  if (absl::Status status = FlashAttentionDeltaCuda(shape, out, dout, delta_workspace, stream);
+      !status.ok()) {
+    return status;
+  }
   if (UseTensorCores(shape, math)) {
     if (shape.head_dim <= 32) return BackwardTc<32>(p, stream);
     if (shape.head_dim <= 64) return BackwardTc<64>(p, stream);

@@ -41,6 +41,13 @@ absl::Status FlashAttentionForwardCuda(const AttentionShape& shape, const float*
                                        cudaStream_t stream = nullptr,
                                        FlashAttentionMath math = FlashAttentionMath::kAuto);
 
+// delta [batch, heads, queries] = Σ dout·out over each row's head_dim: the
+// row term of the backward (FlashAttentionBackwardBf16Cuda takes it
+// precomputed). Asynchronous on `stream`.
+absl::Status FlashAttentionDeltaCuda(const AttentionShape& shape, const float* out,
+                                     const float* dout, float* delta,
+                                     cudaStream_t stream = nullptr);
+
 // The gradients from the forward's `out` and `lse` and dout (like out). Needs
 // query_offset 0. dq is overwritten; dk and dv are overwritten in their first
 // keys() rows of each sequence. delta_workspace holds batch·heads·queries

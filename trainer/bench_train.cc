@@ -47,6 +47,9 @@ ABSL_FLAG(std::string, torch, "",
           "shapes; empty: none");
 ABSL_FLAG(std::string, torch_modes, "eager,compile", "The script's modes");
 ABSL_FLAG(std::string, python, "python3", "Interpreter for --torch");
+ABSL_FLAG(std::string, gemm, "bf16",
+          "The layers' GEMMs: bf16 (inputs rounded to bf16 copies), tf32 or fp32");
+ABSL_FLAG(bool, bf16_attention, true, "Attention on bf16 tensor cores (else tf32)");
 ABSL_FLAG(bool, breakdown, true,
           "Also time each kind of op at the step's shapes, summed over the layers");
 
@@ -170,7 +173,7 @@ absl::StatusOr<std::vector<Row>> RunTorch(const ModelConfig& config, int64_t row
   return result;
 }
 
-// Milliseconds of one tf32 GEMM of the layers' most common shape (tokens x
+// Milliseconds of one GEMM (in the backend's math) of the layers' most common shape (tokens x
 // hidden times hidden x mlp_hidden), and its rate: the floor's yardstick.
 absl::StatusOr<double> MeasureGemmTflops(CudaBackend* backend, int64_t m, int64_t n, int64_t k) {
   std::unique_ptr<Buffer> a = backend->Allocate(m * k), b = backend->Allocate(n * k),
@@ -348,7 +351,16 @@ int Main() {
     return 2;
   }
   const int64_t rows = absl::GetFlag(FLAGS_batch), seq = absl::GetFlag(FLAGS_seq);
-  absl::StatusOr<std::unique_ptr<CudaBackend>> backend = CudaBackend::Create();
+  CudaBackend::Options options;
+  absl::StatusOr<CudaBackend::GemmPrecision> gemm =
+      CudaBackend::ParseGemmPrecision(absl::GetFlag(FLAGS_gemm));
+  if (!gemm.ok()) {
+    std::fprintf(stderr, "bench_train: --gemm: %s\n", gemm.status().ToString().c_str());
+    return 2;
+  }
+  options.gemm_precision = *gemm;
+  options.bf16_attention = absl::GetFlag(FLAGS_bf16_attention);
+  absl::StatusOr<std::unique_ptr<CudaBackend>> backend = CudaBackend::Create(options);
   if (!backend.ok()) {
     std::fprintf(stderr, "bench_train: %s\n", backend.status().ToString().c_str());
     return 1;
@@ -358,6 +370,8 @@ int Main() {
               absl::GetFlag(FLAGS_preset).c_str(), config->NumParameters() / 1e6,
               static_cast<long long>(rows), static_cast<long long>(seq),
               (*backend)->device_description().c_str());
+  std::printf("GEMMs %s, attention %s\n", CudaBackend::GemmPrecisionName(options.gemm_precision),
+              options.bf16_attention ? "bf16" : "tf32");
   std::printf("model FLOPs per token (exact model, training): %.3g\n", flops);
   const TokenBatch batch = MakeBatch(rows, seq, config->vocab_size);
   absl::StatusOr<double> gemm_tflops =
@@ -371,9 +385,9 @@ int Main() {
                                   (config->hidden * (2 * q_dim + 2 * kv_dim) +
                                    3.0 * config->hidden * config->mlp_hidden);
   const double head_gemm_flops = 6.0 * rows * seq * config->vocab_size * config->hidden;
-  std::printf("cuBLAS tf32 GEMM %lldx%lldx%lld: %.0f TFLOP/s; the layers' GEMMs at that rate: "
+  std::printf("cuBLAS %s GEMM %lldx%lldx%lld: %.0f TFLOP/s; the layers' GEMMs at that rate: "
               "%.1f ms a step, the exact head's three GEMMs %.1f ms more\n",
-              static_cast<long long>(rows * seq), static_cast<long long>(config->mlp_hidden),
+              CudaBackend::GemmPrecisionName(options.gemm_precision), static_cast<long long>(rows * seq), static_cast<long long>(config->mlp_hidden),
               static_cast<long long>(config->hidden), *gemm_tflops,
               layer_gemm_flops / (*gemm_tflops * 1e9), head_gemm_flops / (*gemm_tflops * 1e9));
   std::vector<Row> table;

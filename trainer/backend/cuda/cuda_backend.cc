@@ -19,6 +19,7 @@
 #include "kernels/cuda_status.h"
 #include "kernels/cuda_stream.h"
 #include "kernels/device_buffer.h"
+#include "kernels/flash_attention_bf16_cuda.h"
 #include "kernels/flash_attention_cuda.h"
 #include "kernels/gemm_cuda.h"
 #include "kernels/gpu_probe.h"
@@ -97,6 +98,8 @@ struct CudaBackend::State {
   DeviceBuffer<double> norm_partials;
   DeviceBuffer<double> norm_sum;
   DeviceBuffer<kernels::Bf16Bits> hidden_bf16, weight_bf16;
+  DeviceBuffer<kernels::Bf16Bits> attention_bf16;  // Q, K, V (and dO) rounded
+  DeviceBuffer<kernels::Bf16Bits> gemm_a_bf16, gemm_b_bf16;  // GEMM inputs rounded
   DeviceBuffer<float> loss_values;  // 3 floats
   DeviceBuffer<float> token_loss;
   DeviceBuffer<float> dense_grad;  // exact CE's dW before it is added in
@@ -284,10 +287,54 @@ absl::Status CudaBackend::Synchronize() {
 absl::Status CudaBackend::Gemm(const kernels::GemmDims& dims, float alpha, const float* a,
                                const float* b, float beta, float* c) {
   MAXIMUS_RETURN_IF_ERROR(TakeError());
-  return kernels::GemmCuda(state_->cublas->get(), dims, kernels::DType::kFloat32,
-                           kernels::DType::kFloat32, alpha, a, b, beta, c,
-                           state_->options.tf32_gemms ? kernels::GemmMath::kTf32
-                                                      : kernels::GemmMath::kFloat32);
+  switch (state_->options.gemm_precision) {
+    case GemmPrecision::kFp32:
+    case GemmPrecision::kTf32:
+      return kernels::GemmCuda(state_->cublas->get(), dims, kernels::DType::kFloat32,
+                               kernels::DType::kFloat32, alpha, a, b, beta, c,
+                               state_->options.gemm_precision == GemmPrecision::kTf32
+                                   ? kernels::GemmMath::kTf32
+                                   : kernels::GemmMath::kFloat32);
+    case GemmPrecision::kBf16:
+      break;
+  }
+  MAXIMUS_RETURN_IF_ERROR(kernels::ValidateGemmDims(dims));
+  // The stored extent of each input: its last stored row ends at
+  // (rows - 1) · leading + row length.
+  const int64_t a_rows = dims.transpose_a ? dims.k : dims.m;
+  const int64_t a_size = (a_rows - 1) * dims.LeadingA() + (dims.transpose_a ? dims.m : dims.k);
+  const int64_t b_rows = dims.transpose_b ? dims.n : dims.k;
+  const int64_t b_size = (b_rows - 1) * dims.LeadingB() + (dims.transpose_b ? dims.k : dims.n);
+  MAXIMUS_RETURN_IF_ERROR(Reserve(state_->gemm_a_bf16, a_size));
+  MAXIMUS_RETURN_IF_ERROR(Reserve(state_->gemm_b_bf16, b_size));
+  MAXIMUS_RETURN_IF_ERROR(
+      kernels::CastFloatToBf16Cuda(a, state_->gemm_a_bf16.data(), a_size, state_->s()));
+  MAXIMUS_RETURN_IF_ERROR(
+      kernels::CastFloatToBf16Cuda(b, state_->gemm_b_bf16.data(), b_size, state_->s()));
+  return kernels::GemmCuda(state_->cublas->get(), dims, kernels::DType::kBFloat16,
+                           kernels::DType::kFloat32, alpha, state_->gemm_a_bf16.data(),
+                           state_->gemm_b_bf16.data(), beta, c);
+}
+
+absl::StatusOr<CudaBackend::GemmPrecision> CudaBackend::ParseGemmPrecision(
+    absl::string_view name) {
+  if (name == "bf16") return GemmPrecision::kBf16;
+  if (name == "tf32") return GemmPrecision::kTf32;
+  if (name == "fp32") return GemmPrecision::kFp32;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown GEMM precision \"", name, "\" (bf16, tf32 or fp32)"));
+}
+
+const char* CudaBackend::GemmPrecisionName(GemmPrecision precision) {
+  switch (precision) {
+    case GemmPrecision::kBf16:
+      return "bf16";
+    case GemmPrecision::kTf32:
+      return "tf32";
+    case GemmPrecision::kFp32:
+      return "fp32";
+  }
+  return "?";
 }
 
 void CudaBackend::Embed(const int32_t* ids, int64_t n, const float* table, int64_t d, float scale,
@@ -346,7 +393,41 @@ absl::Status CudaBackend::CausalAttention(const AttentionShape& shape, const flo
     }
     lse = cuda_state->lse.data();
   }
+  if (UseBf16Attention(shape)) {
+    MAXIMUS_ASSIGN_OR_RETURN(AttentionInputsBf16 inputs, RoundAttentionInputs(shape, q, k, v, nullptr));
+    return kernels::FlashAttentionForwardBf16Cuda(shape, inputs.q, inputs.k, inputs.v, out, lse,
+                                                  state_->s());
+  }
   return kernels::FlashAttentionForwardCuda(shape, q, k, v, out, lse, state_->s());
+}
+
+bool CudaBackend::UseBf16Attention(const AttentionShape& shape) const {
+  // Decoding (a few queries) keeps its fp32 kernel: it reads the cache once.
+  return state_->options.bf16_attention && kernels::Bf16AttentionSupported(shape) &&
+         shape.queries > 4;
+}
+
+absl::StatusOr<CudaBackend::AttentionInputsBf16> CudaBackend::RoundAttentionInputs(
+    const AttentionShape& shape, const float* q, const float* k, const float* v,
+    const float* dout) {
+  // Each piece starts on a 16-byte boundary (8 bf16), as the kernels' copies need.
+  auto padded = [](int64_t n) { return (n + 7) / 8 * 8; };
+  const int64_t q_size = shape.batch * shape.queries * shape.heads * shape.head_dim;
+  const int64_t kv_size = shape.batch * shape.KeyStride() * shape.kv_heads * shape.head_dim;
+  const int64_t total = 2 * padded(q_size) + 2 * padded(kv_size);
+  MAXIMUS_RETURN_IF_ERROR(Reserve(state_->attention_bf16, total));
+  AttentionInputsBf16 inputs;
+  kernels::Bf16Bits* at = state_->attention_bf16.data();
+  const std::pair<const float*, int64_t> pieces[] = {{q, q_size}, {k, kv_size}, {v, kv_size}, {dout, q_size}};
+  const kernels::Bf16Bits** targets[] = {&inputs.q, &inputs.k, &inputs.v, &inputs.dout};
+  for (int i = 0; i < 4; ++i) {
+    if (pieces[i].first == nullptr) continue;
+    MAXIMUS_RETURN_IF_ERROR(
+        kernels::CastFloatToBf16Cuda(pieces[i].first, at, pieces[i].second, state_->s()));
+    *targets[i] = at;
+    at += padded(pieces[i].second);
+  }
+  return inputs;
 }
 
 absl::Status CudaBackend::CausalAttentionBackward(const AttentionShape& shape, const float* q,
@@ -358,6 +439,15 @@ absl::Status CudaBackend::CausalAttentionBackward(const AttentionShape& shape, c
     return absl::InvalidArgumentError("attention backward needs query_offset 0");
   }
   auto& cuda_state = const_cast<CudaAttentionState&>(static_cast<const CudaAttentionState&>(state));
+  if (UseBf16Attention(shape)) {
+    MAXIMUS_ASSIGN_OR_RETURN(AttentionInputsBf16 inputs, RoundAttentionInputs(shape, q, k, v, dout));
+    MAXIMUS_RETURN_IF_ERROR(kernels::FlashAttentionDeltaCuda(shape, out, dout,
+                                                             cuda_state.delta.data(), state_->s()));
+    return kernels::FlashAttentionBackwardBf16Cuda(shape, inputs.q, inputs.k, inputs.v,
+                                                   inputs.dout, cuda_state.lse.data(),
+                                                   cuda_state.delta.data(), dq, dk, dv,
+                                                   state_->s());
+  }
   return kernels::FlashAttentionBackwardCuda(shape, q, k, v, out, cuda_state.lse.data(), dout, dq,
                                              dk, dv, cuda_state.delta.data(), state_->s());
 }

@@ -18,16 +18,33 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "kernels/bf16.h"
 #include "trainer/backend/backend.h"
 
 namespace maximus::trainer {
 
 class CudaBackend : public Backend {
  public:
+  // How a GEMM of fp32 matrices runs:
+  //   kBf16: both inputs rounded to bf16 copies (a memory-bound pass each),
+  //     then bf16 tensor cores with fp32 accumulation and an fp32 result;
+  //     about 3e-3 relative. cuBLAS's own FAST_16BF mode on fp32 data runs
+  //     no faster than TF32 on sm_90, hence the copies.
+  //   kTf32: cuBLAS rounds the inputs to tf32; about 1e-3, half the speed.
+  //   kFp32: full fp32 multiply-adds.
+  enum class GemmPrecision { kBf16, kTf32, kFp32 };
+  // "bf16", "tf32" or "fp32"; INVALID_ARGUMENT otherwise.
+  static absl::StatusOr<GemmPrecision> ParseGemmPrecision(absl::string_view name);
+  static const char* GemmPrecisionName(GemmPrecision precision);
+
   struct Options {
-    // GEMMs round fp32 inputs to tf32 on the tensor cores (about 1e-3
-    // relative); false keeps full fp32 multiply-adds.
-    bool tf32_gemms = true;
+    // The layers' GEMMs (fp32 data in and out; see GemmPrecision).
+    GemmPrecision gemm_precision = GemmPrecision::kBf16;
+    // Attention on bf16 tensor cores (Q, K, V and dO rounded to bf16, fp32
+    // softmax and accumulation; about 3e-3 relative); false keeps the tf32
+    // kernels. Shapes the bf16 kernels do not take use tf32 either way.
+    bool bf16_attention = true;
     // Rows of logits the exact cross-entropy holds at once.
     int64_t cross_entropy_chunk_tokens = 2048;
   };
@@ -105,6 +122,20 @@ class CudaBackend : public Backend {
   // Keeps the first failure for Synchronize().
   void Record(absl::Status status);
   absl::Status TakeError();
+
+  // Attention's bf16 copies of its inputs (null where not asked for).
+  struct AttentionInputsBf16 {
+    const kernels::Bf16Bits* q = nullptr;
+    const kernels::Bf16Bits* k = nullptr;
+    const kernels::Bf16Bits* v = nullptr;
+    const kernels::Bf16Bits* dout = nullptr;
+  };
+  bool UseBf16Attention(const AttentionShape& shape) const;
+  // Rounds q, k, v (and dout when not null) into the backend's scratch,
+  // valid until the next call.
+  absl::StatusOr<AttentionInputsBf16> RoundAttentionInputs(const AttentionShape& shape,
+                                                           const float* q, const float* k,
+                                                           const float* v, const float* dout);
 
   std::unique_ptr<State> state_;
 };

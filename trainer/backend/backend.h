@@ -250,11 +250,13 @@ class Backend {
                                         const kernels::SketchFactors<float>& sketch, float* out,
                                         AttentionState* state) = 0;
   // dq, dk, dv, dscores overwritten (query_offset 0); the sketch gradients +=.
-  virtual absl::Status RandnlaAttentionBackward(
-      const RandnlaShape& shape, const float* q, const float* k, const float* v,
-      const float* scores, const kernels::SketchFactors<float>& sketch, const float* out,
-      const AttentionState& state, const float* dout, float* dq, float* dk, float* dv,
-      float* dscores, const kernels::SketchFactorGrads<float>& grads) = 0;
+  virtual absl::Status RandnlaAttentionBackward(const RandnlaShape& shape, const float* q,
+                                                const float* k, const float* v, const float* scores,
+                                                const kernels::SketchFactors<float>& sketch,
+                                                const float* out, const AttentionState& state,
+                                                const float* dout, float* dq, float* dk, float* dv,
+                                                float* dscores,
+                                                const kernels::SketchFactorGrads<float>& grads) = 0;
 
   // out = act(gate) * up (kernels/gated_activation.h).
   virtual void GatedActivation(kernels::Activation activation, const float* gate, const float* up,

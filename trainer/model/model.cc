@@ -82,8 +82,7 @@ struct Model::Activations {
   std::vector<Layer> layers;
   std::unique_ptr<Buffer> x, final_in, final, rstd_final;
   // Backward scratch.
-  std::unique_ptr<Buffer> dx, dfinal, dtmp, dn, dq, dk, dv, dqn, dkn, dao, dff, dgate, dup,
-      dscores;
+  std::unique_ptr<Buffer> dx, dfinal, dtmp, dn, dq, dk, dv, dqn, dkn, dao, dff, dgate, dup, dscores;
 };
 
 Model::Model(Backend* backend, const ModelConfig& config) : backend_(backend), config_(config) {}
@@ -247,16 +246,26 @@ std::unique_ptr<Buffer> ViewBuffer(const std::unique_ptr<Buffer>& b) {
 Model::Activations::Layer Model::Activations::ViewOf(Backend* backend, const Layer& shared,
                                                      int64_t n, int64_t d) {
   Layer l;
-  for (auto [to, from] : {std::pair{&l.n1, &shared.n1},         {&l.rstd1, &shared.rstd1},
-                          {&l.q_pre, &shared.q_pre},           {&l.k_pre, &shared.k_pre},
-                          {&l.rstd_q, &shared.rstd_q},         {&l.rstd_k, &shared.rstd_k},
-                          {&l.q, &shared.q},                   {&l.k, &shared.k},
-                          {&l.v, &shared.v},                   {&l.ao, &shared.ao},
-                          {&l.o, &shared.o},                   {&l.rstd_po, &shared.rstd_po},
-                          {&l.x_mid, &shared.x_mid},           {&l.n2, &shared.n2},
-                          {&l.rstd2, &shared.rstd2},           {&l.gate, &shared.gate},
-                          {&l.up, &shared.up},                 {&l.act, &shared.act},
-                          {&l.down, &shared.down},             {&l.rstd_pf, &shared.rstd_pf},
+  for (auto [to, from] : {std::pair{&l.n1, &shared.n1},
+                          {&l.rstd1, &shared.rstd1},
+                          {&l.q_pre, &shared.q_pre},
+                          {&l.k_pre, &shared.k_pre},
+                          {&l.rstd_q, &shared.rstd_q},
+                          {&l.rstd_k, &shared.rstd_k},
+                          {&l.q, &shared.q},
+                          {&l.k, &shared.k},
+                          {&l.v, &shared.v},
+                          {&l.ao, &shared.ao},
+                          {&l.o, &shared.o},
+                          {&l.rstd_po, &shared.rstd_po},
+                          {&l.x_mid, &shared.x_mid},
+                          {&l.n2, &shared.n2},
+                          {&l.rstd2, &shared.rstd2},
+                          {&l.gate, &shared.gate},
+                          {&l.up, &shared.up},
+                          {&l.act, &shared.act},
+                          {&l.down, &shared.down},
+                          {&l.rstd_pf, &shared.rstd_pf},
                           {&l.scores, &shared.scores}}) {
     *to = ViewBuffer(*from);
   }
@@ -401,8 +410,8 @@ absl::Status Model::LayerForward(int64_t layer, const DeviceBatch& batch, Activa
   Activations::Layer& l = a->layers[acts != nullptr ? layer : 0];
   Parameter* p = LayerParams(layer);
   const float theta = config_.RopeThetaOf(layer);
-  const AttentionShape shape = AttentionShapeOf(layer, rows, seq, offset,
-                                                decoder != nullptr ? decoder->max_positions_ : 0);
+  const AttentionShape shape =
+      AttentionShapeOf(layer, rows, seq, offset, decoder != nullptr ? decoder->max_positions_ : 0);
   if (acts != nullptr && x != l.x_in->data() && !recompute) b->Copy(x, n * d, l.x_in->data());
   b->RmsNorm(x, p[kPreAttnNorm].value->data(), n, d, eps, l.n1->data(), l.rstd1->data());
   // Keys and values go straight into the decoder's cache.

@@ -107,8 +107,8 @@ class Model {
     std::vector<std::unique_ptr<Buffer>> keys_;  // per layer [max, kv_heads * head_dim]
     std::vector<std::unique_ptr<Buffer>> values_;
     std::vector<std::unique_ptr<Buffer>> scores_;  // per RandNLA layer [max]; null otherwise
-    TokenBatch batch_;                      // the fed ids, for UploadBatch
-    std::unique_ptr<Activations> scratch_;  // one layer's worth, for the longest feed so far
+    TokenBatch batch_;                             // the fed ids, for UploadBatch
+    std::unique_ptr<Activations> scratch_;         // one layer's worth, for the longest feed so far
     std::unique_ptr<Buffer> final_;
   };
   std::unique_ptr<Decoder> NewDecoder(int64_t max_positions);

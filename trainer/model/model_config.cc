@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "kernels/importance_scorer.h"
 #include "nlohmann/json.hpp"
 
@@ -40,10 +41,17 @@ kernels::RandnlaConfig ModelConfig::Randnla() const {
   return {randnla_block, randnla_detail, randnla_sketch};
 }
 
+std::string AttentionDescription(const ModelConfig& c) {
+  if (c.attention != "randnla") return absl::StrCat(c.attention, " attention");
+  if (c.standard_attention_layers.empty()) return "RandNLA attention on every layer";
+  return absl::StrCat("RandNLA attention (standard on layers ",
+                      absl::StrJoin(c.standard_attention_layers, ", "), ")");
+}
+
 int64_t RandnlaLayerParameters(const ModelConfig& c) {
   const kernels::SketchFactorShape f = kernels::SketchFactorsOf(c.Randnla());
-  return kernels::kImportanceScorerWidth * (c.hidden + 2) + 1 +
-         f.sketch_outer * f.block_outer + f.sketch_inner * f.block_inner + 1;
+  return kernels::kImportanceScorerWidth * (c.hidden + 2) + 1 + f.sketch_outer * f.block_outer +
+         f.sketch_inner * f.block_inner + 1;
 }
 
 float ModelConfig::AttentionScale() const { return 1.0f / std::sqrt(query_pre_attn_scalar); }
@@ -141,8 +149,8 @@ absl::Status ValidateModelConfig(const ModelConfig& c) {
       return absl::InvalidArgumentError(absl::StrCat("model standard_attention_layers: layer ",
                                                      layer, " is not in 0..", c.layers - 1));
     }
-    if (std::count(c.standard_attention_layers.begin(), c.standard_attention_layers.end(),
-                   layer) > 1) {
+    if (std::count(c.standard_attention_layers.begin(), c.standard_attention_layers.end(), layer) >
+        1) {
       return absl::InvalidArgumentError(
           absl::StrCat("model standard_attention_layers names layer ", layer, " twice"));
     }
@@ -176,11 +184,10 @@ uint64_t ModelMemoryBytes(const ModelConfig& c) {
   const u128 mlp = 3 * u(c.hidden) * u(c.mlp_hidden);
   const u128 norms = 4 * u(c.hidden) + 2 * u(c.head_dim);
   // Within the bounds only: RandNLA's share is small and bounded by them.
-  const u128 randnla = ValidateModelConfig(c).ok()
-                           ? u(c.RandnlaLayers()) * u(RandnlaLayerParameters(c))
-                           : 0;
-  const u128 parameters = u(c.vocab_size) * u(c.hidden) +
-                          u(c.layers) * (attention + mlp + norms) + u(c.hidden) + randnla;
+  const u128 randnla =
+      ValidateModelConfig(c).ok() ? u(c.RandnlaLayers()) * u(RandnlaLayerParameters(c)) : 0;
+  const u128 parameters = u(c.vocab_size) * u(c.hidden) + u(c.layers) * (attention + mlp + norms) +
+                          u(c.hidden) + randnla;
   // Value, gradient, exp_avg, exp_avg_sq (fp32) and the bf16 shadow.
   const u128 bytes = parameters * (4 * sizeof(float) + 2);
   return bytes > std::numeric_limits<uint64_t>::max() ? std::numeric_limits<uint64_t>::max()

@@ -70,6 +70,10 @@ struct ModelConfig {
   kernels::RandnlaConfig Randnla() const;
 };
 
+// "standard attention", "RandNLA attention on every layer" or "RandNLA
+// attention (standard on layers 0, 3)".
+std::string AttentionDescription(const ModelConfig& config);
+
 // The parameters a RandNLA layer adds to a standard one: the importance
 // scorer (hidden → 64 → 1) and the sketch's two factors and scale.
 int64_t RandnlaLayerParameters(const ModelConfig& config);

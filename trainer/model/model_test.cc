@@ -188,10 +188,9 @@ TEST(ModelTest, RandnlaLayersHaveNamedParameters) {
   ASSERT_TRUE(model.ok()) << model.status();
   (*model)->Initialize(1);
   EXPECT_EQ(static_cast<int64_t>((*model)->arena().size()), RandnlaConfig(3).NumParameters());
-  for (const char* name :
-       {"importance_scorer.in_proj.weight", "importance_scorer.in_proj.bias",
-        "importance_scorer.out_proj.weight", "importance_scorer.out_proj.bias",
-        "sketch.time_outer", "sketch.time_inner", "sketch.scale"}) {
+  for (const char* name : {"importance_scorer.in_proj.weight", "importance_scorer.in_proj.bias",
+                           "importance_scorer.out_proj.weight", "importance_scorer.out_proj.bias",
+                           "sketch.time_outer", "sketch.time_inner", "sketch.scale"}) {
     EXPECT_NE((*model)->Find(absl::StrCat("model.layers.0.self_attn.", name)), nullptr) << name;
     EXPECT_EQ((*model)->Find(absl::StrCat("model.layers.1.self_attn.", name)), nullptr) << name;
   }
@@ -200,8 +199,8 @@ TEST(ModelTest, RandnlaLayersHaveNamedParameters) {
                      &scale);
   EXPECT_EQ(scale, 1.0f);
   std::vector<float> outer(4);
-  backend.CopyToHost((*model)->Find("model.layers.0.self_attn.sketch.time_outer")->value->data(),
-                     4, outer.data());
+  backend.CopyToHost((*model)->Find("model.layers.0.self_attn.sketch.time_outer")->value->data(), 4,
+                     outer.data());
   EXPECT_NEAR(outer[0] * outer[0] + outer[1] * outer[1], 1.0, 1e-6);  // a DCT row
 }
 
@@ -218,7 +217,10 @@ TEST(ModelTest, RandnlaConfigIsValidatedAndRoundTrips) {
        std::vector<std::pair<std::function<void(ModelConfig&)>, std::string>>{
            {[](ModelConfig& m) { m.attention = "linear"; }, "attention"},
            {[](ModelConfig& m) { m.standard_attention_layers = {2}; }, "layer 2"},
-           {[](ModelConfig& m) { m.standard_attention_layers = {0, 0}; }, "twice"},
+           {[](ModelConfig& m) {
+              m.standard_attention_layers = {0, 0};
+            },
+            "twice"},
            {[](ModelConfig& m) { m.randnla_sketch = 8; }, "randnla_sketch"},
            {[](ModelConfig& m) {
               m.attention = "standard";

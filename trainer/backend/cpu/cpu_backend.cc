@@ -12,8 +12,8 @@
 #include "kernels/cpu_parallel.h"
 #include "kernels/gated_activation.h"
 #include "kernels/importance_scorer.h"
-#include "kernels/random.h"
 #include "kernels/randnla_attention.h"
+#include "kernels/random.h"
 
 namespace maximus::trainer {
 namespace {
@@ -258,8 +258,8 @@ std::unique_ptr<AttentionState> CpuBackend::NewRandnlaAttentionState(const Randn
   return std::make_unique<CpuRandnlaState>();  // sized by each forward
 }
 
-absl::Status CpuBackend::RandnlaAttention(const RandnlaShape& shape, const float* q,
-                                          const float* k, const float* v, const float* scores,
+absl::Status CpuBackend::RandnlaAttention(const RandnlaShape& shape, const float* q, const float* k,
+                                          const float* v, const float* scores,
                                           const kernels::SketchFactors<float>& sketch, float* out,
                                           AttentionState* state) {
   kernels::RandnlaSaved<float>* saved =

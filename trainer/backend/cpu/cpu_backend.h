@@ -53,10 +53,9 @@ class CpuBackend : public Backend {
   bool SupportsRandnlaAttention() const override { return true; }
   absl::Status ImportanceScores(const kernels::ImportanceScorerWeights<float>& weights,
                                 int64_t rows, const float* x, float* scores) override;
-  absl::Status ImportanceScoresBackward(const kernels::ImportanceScorerWeights<float>& weights,
-                                        int64_t rows, const float* x, const float* dscores,
-                                        float* dx,
-                                        const kernels::ImportanceScorerGrads<float>& grads) override;
+  absl::Status ImportanceScoresBackward(
+      const kernels::ImportanceScorerWeights<float>& weights, int64_t rows, const float* x,
+      const float* dscores, float* dx, const kernels::ImportanceScorerGrads<float>& grads) override;
   std::unique_ptr<AttentionState> NewRandnlaAttentionState(const RandnlaShape& shape) override;
   absl::Status RandnlaAttention(const RandnlaShape& shape, const float* q, const float* k,
                                 const float* v, const float* scores,

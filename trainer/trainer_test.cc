@@ -356,9 +356,8 @@ TEST(TrainerTest, BadOptionsNameTheFlag) {
   o.run.set_seq_len(int64_t{1} << 20);
   t = Trainer::Create(&backend, data.get(), o);
   ASSERT_FALSE(t.ok());
-  EXPECT_NE(
-      t.status().message().find("--batch=64 --seq_len=1048576: the parameters and optimizer state"),
-      absl::string_view::npos)
+  EXPECT_NE(t.status().message().find("--batch=64 --seq_len=1048576: the parameters and optimizer state"),
+            absl::string_view::npos)
       << t.status();
   o = Options("bad2");
   o.model.vocab_size = 100;

@@ -209,7 +209,8 @@ std::unique_ptr<Buffer> CudaBackend::Allocate(int64_t n, DType dtype) {
     std::fprintf(stderr,
                  "cuda backend: cannot allocate %.1f MiB of device memory (%s); %.1f MiB free of "
                  "%.1f MiB. Use a smaller batch, sequence or model.\n",
-                 bytes / 1048576.0, cudaGetErrorString(error), free / 1048576.0, total / 1048576.0);
+                 bytes / 1048576.0, cudaGetErrorString(error), free / 1048576.0,
+                 total / 1048576.0);
     std::exit(1);
   }
   Record(CudaStatus(cudaMemsetAsync(data, 0, bytes, state_->s()), "cudaMemsetAsync"));
@@ -217,16 +218,16 @@ std::unique_ptr<Buffer> CudaBackend::Allocate(int64_t n, DType dtype) {
 }
 
 void CudaBackend::CopyToHost(const float* src, int64_t n, float* host) {
-  Record(
-      CudaStatus(cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost, state_->s()),
-                 "cudaMemcpyAsync to host"));
+  Record(CudaStatus(cudaMemcpyAsync(host, src, n * sizeof(float), cudaMemcpyDeviceToHost,
+                                    state_->s()),
+                    "cudaMemcpyAsync to host"));
   Record(CudaStatus(cudaStreamSynchronize(state_->s()), "cudaStreamSynchronize"));
 }
 
 void CudaBackend::CopyFromHost(const float* host, int64_t n, float* dst) {
-  Record(
-      CudaStatus(cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice, state_->s()),
-                 "cudaMemcpyAsync to device"));
+  Record(CudaStatus(cudaMemcpyAsync(dst, host, n * sizeof(float), cudaMemcpyHostToDevice,
+                                    state_->s()),
+                    "cudaMemcpyAsync to device"));
   // The caller may free `host` on return.
   Record(CudaStatus(cudaStreamSynchronize(state_->s()), "cudaStreamSynchronize"));
 }
@@ -262,11 +263,10 @@ absl::StatusOr<DeviceBatch> CudaBackend::UploadBatch(const TokenBatch& batch) {
   MAXIMUS_RETURN_IF_ERROR(Reserve(st.loss_mask, n));
   // Pageable host memory: the copies are staged before they return, so the
   // batch may change afterwards.
-  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
-      st.inputs.data(), batch.inputs.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, st.s()));
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st.inputs.data(), batch.inputs.data(),
+                                               n * sizeof(int32_t), cudaMemcpyHostToDevice, st.s()));
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st.targets.data(), batch.targets.data(),
-                                               n * sizeof(int32_t), cudaMemcpyHostToDevice,
-                                               st.s()));
+                                               n * sizeof(int32_t), cudaMemcpyHostToDevice, st.s()));
   st.batch_tokens = n;
   st.counted_tokens = n;
   if (!batch.loss_mask.empty()) {
@@ -292,9 +292,10 @@ absl::Status CudaBackend::Synchronize() {
 absl::Status CudaBackend::Gemm(const kernels::GemmDims& dims, float alpha, const float* a,
                                const float* b, float beta, float* c) {
   MAXIMUS_RETURN_IF_ERROR(TakeError());
-  return kernels::GemmCuda(
-      state_->cublas->get(), dims, kernels::DType::kFloat32, kernels::DType::kFloat32, alpha, a, b,
-      beta, c, state_->options.tf32_gemms ? kernels::GemmMath::kTf32 : kernels::GemmMath::kFloat32);
+  return kernels::GemmCuda(state_->cublas->get(), dims, kernels::DType::kFloat32,
+                           kernels::DType::kFloat32, alpha, a, b, beta, c,
+                           state_->options.tf32_gemms ? kernels::GemmMath::kTf32
+                                                      : kernels::GemmMath::kFloat32);
 }
 
 void CudaBackend::Embed(const int32_t* ids, int64_t n, const float* table, int64_t d, float scale,
@@ -323,8 +324,8 @@ void CudaBackend::RmsNormBackward(const float* x, const float* weight, const flo
 
 void CudaBackend::Rope(float* x, int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
                        int64_t position_offset, float theta, bool inverse) {
-  Record(
-      cuda::RopeCuda(x, batch, seq, heads, head_dim, position_offset, theta, inverse, state_->s()));
+  Record(cuda::RopeCuda(x, batch, seq, heads, head_dim, position_offset, theta, inverse,
+                        state_->s()));
 }
 
 std::unique_ptr<AttentionState> CudaBackend::NewAttentionState(const AttentionShape& shape) {
@@ -424,8 +425,9 @@ absl::StatusOr<LossOutput> CudaBackend::Loss(LossKind kind, const kernels::Linea
   MAXIMUS_RETURN_IF_ERROR(kernels::ValidateLinearHeadShape(shape));
   State& st = *state_;
   if (shape.tokens != st.batch_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the loss covers ", shape.tokens, " tokens; the uploaded batch holds ", st.batch_tokens));
+    return absl::InvalidArgumentError(absl::StrCat("the loss covers ", shape.tokens,
+                                                   " tokens; the uploaded batch holds ",
+                                                   st.batch_tokens));
   }
   const int64_t d = shape.hidden, vocab = shape.vocab;
   MAXIMUS_ASSIGN_OR_RETURN(kernels::LinearHeadDeviceInputs inputs,
@@ -474,8 +476,9 @@ absl::StatusOr<LossOutput> CudaBackend::Loss(LossKind kind, const kernels::Linea
     }
   }
   const int64_t values = kind == LossKind::kMaxis ? 3 : 1;
-  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
-      host_loss, st.loss_values.data(), values * sizeof(float), cudaMemcpyDeviceToHost, st.s()));
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host_loss, st.loss_values.data(),
+                                               values * sizeof(float), cudaMemcpyDeviceToHost,
+                                               st.s()));
   MAXIMUS_RETURN_IF_ERROR(Synchronize());
   output.loss = host_loss[0];
   output.main_loss = kind == LossKind::kMaxis ? host_loss[1] : host_loss[0];
@@ -502,9 +505,10 @@ absl::StatusOr<std::vector<float>> CudaBackend::TokenLogProbs(const kernels::Lin
     dims.n = vocab;
     dims.k = d;
     dims.transpose_b = true;
-    MAXIMUS_RETURN_IF_ERROR(kernels::GemmCuda(
-        st.cublas->get(), dims, kernels::DType::kFloat32, kernels::DType::kFloat32, 1.0f,
-        hidden + row * d, weight, 0.0f, st.logits.data(), kernels::GemmMath::kFloat32));
+    MAXIMUS_RETURN_IF_ERROR(kernels::GemmCuda(st.cublas->get(), dims, kernels::DType::kFloat32,
+                                              kernels::DType::kFloat32, 1.0f, hidden + row * d,
+                                              weight, 0.0f, st.logits.data(),
+                                              kernels::GemmMath::kFloat32));
     MAXIMUS_RETURN_IF_ERROR(cuda::TargetLogSoftmaxCuda(
         st.logits.data(), rows, vocab, batch.targets + row, st.token_loss.data() + row, st.s()));
   }
@@ -514,11 +518,9 @@ absl::StatusOr<std::vector<float>> CudaBackend::TokenLogProbs(const kernels::Lin
   MAXIMUS_RETURN_IF_ERROR(Synchronize());
   for (int64_t i = 0; i < n; ++i) {
     if (std::isnan(logprobs[i])) {
-      return absl::InvalidArgumentError(absl::StrCat("no log-probability at position ", i,
-                                                     ": its target is outside the "
-                                                     "vocabulary of ",
-                                                     vocab,
-                                                     " or the hidden states are not finite"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("no log-probability at position ", i, ": its target is outside the "
+                       "vocabulary of ", vocab, " or the hidden states are not finite"));
     }
   }
   return logprobs;
@@ -566,14 +568,13 @@ absl::StatusOr<double> CudaBackend::OptimizerUpdate(const OptimizerStep& step,
     MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st.run_starts.data(), starts.data(),
                                                  starts.size() * sizeof(int64_t),
                                                  cudaMemcpyHostToDevice, st.s()));
-    MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st.run_decays.data(), decays.data(), decays.size(),
-                                                 cudaMemcpyHostToDevice, st.s()));
+    MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(st.run_decays.data(), decays.data(),
+                                                 decays.size(), cudaMemcpyHostToDevice, st.s()));
     st.host_run_starts = std::move(starts);
     st.host_run_decays = std::move(decays);
   }
   const int64_t runs = static_cast<int64_t>(st.host_run_starts.size());
-  MAXIMUS_RETURN_IF_ERROR(
-      Reserve(st.norm_partials, std::max<int64_t>(1, cuda::GradientNormBlocks(n))));
+  MAXIMUS_RETURN_IF_ERROR(Reserve(st.norm_partials, std::max<int64_t>(1, cuda::GradientNormBlocks(n))));
   MAXIMUS_RETURN_IF_ERROR(cuda::ScaleAndSumSquaresCuda(arena.grads().data(), n, step.grad_scale,
                                                        st.norm_partials.data(), st.norm_sum.data(),
                                                        st.s()));
@@ -600,9 +601,10 @@ absl::StatusOr<double> CudaBackend::OptimizerUpdate(const OptimizerStep& step,
   scalars.decay = static_cast<float>(1.0 - static_cast<double>(step.lr) * c.weight_decay);
   scalars.step_size = static_cast<float>(step.lr / bias_correction1);
   scalars.bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
-  MAXIMUS_RETURN_IF_ERROR(cuda::AdamWCuda(
-      scalars, clip, n, st.run_starts.data(), st.run_decays.data(), runs, arena.values().data(),
-      arena.grads().data(), arena.m().data(), arena.v().data(), st.s()));
+  MAXIMUS_RETURN_IF_ERROR(cuda::AdamWCuda(scalars, clip, n, st.run_starts.data(),
+                                          st.run_decays.data(), runs, arena.values().data(),
+                                          arena.grads().data(), arena.m().data(), arena.v().data(),
+                                          st.s()));
   return norm;
 }
 

@@ -59,7 +59,12 @@ ABSL_FLAG(double, weight_decay, Defaults().weight_decay(), "AdamW decoupled weig
 ABSL_FLAG(double, clip, Defaults().clip(), "Gradient-norm clipping (0: off)");
 ABSL_FLAG(std::string, loss, std::string(maximus::trainer::LossFlagValue(Defaults().loss())),
           "maxis (sampled softmax with ghost logit) or ce (exact)");
-ABSL_FLAG(std::string, attention, Defaults().attention(), "Attention: standard (causal softmax)");
+ABSL_FLAG(std::string, attention, Defaults().attention(),
+          "Attention: standard (causal softmax) or randnla (own block, top-K detail tokens and "
+          "a sketch of the past; kernels/randnla_attention.md; CPU backend only for now)");
+ABSL_FLAG(std::string, standard_attention_layers, Defaults().standard_attention_layers(),
+          "With --attention=randnla: comma-separated indices of the layers that keep standard "
+          "attention (e.g. 0,3); empty: none");
 ABSL_FLAG(std::string, backend, Defaults().backend(), maximus::trainer::kBackendFlagHelp);
 ABSL_FLAG(std::string, data, "",
           "An embedded store directory (default runs/store, filled from the sample corpus when "
@@ -153,6 +158,9 @@ int Main(StopSignals* signals) {
     if (!hf.ok()) return Fail(hf.status());
     o.model = *hf;
   }
+  if (absl::Status s = ApplyAttentionFlags(run, &o.model); !s.ok()) {
+    return Usage(std::string(s.message()));
+  }
 
   absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok = LoadTokenizer(run.tokenizer());
   if (!tok.ok()) return Fail(tok.status());
@@ -196,16 +204,18 @@ int Main(StopSignals* signals) {
   auto stats = (*data)->GetStats(run.validation_fraction());
   if (!stats.ok()) return Fail(stats.status());
   absl::FPrintF(stderr,
-                "model %s: %.1f M parameters (%d layers, hidden %d, vocab %d); loss %s; %d steps "
-                "of %d x %d tokens\ndata: %d training documents, %d tokens; %d validation "
+                "model %s: %.1f M parameters (%d layers, hidden %d, vocab %d, %s); loss %s; %d "
+                "steps of %d x %d tokens\ndata: %d training documents, %d tokens; %d validation "
                 "documents\nrun directory: %s\n",
                 o.model.name, o.model.NumParameters() / 1e6, o.model.layers, o.model.hidden,
-                o.model.vocab_size, LossFlagValue(run.loss()), run.steps(),
-                run.batch() * run.accumulation(), run.seq_len(), stats->train().documents(),
-                stats->train().tokens(), stats->validation().documents(), run.out_dir());
+                o.model.vocab_size, AttentionDescription(o.model), LossFlagValue(run.loss()),
+                run.steps(), run.batch() * run.accumulation(), run.seq_len(),
+                stats->train().documents(), stats->train().tokens(),
+                stats->validation().documents(), run.out_dir());
 
   std::string chosen;
-  absl::StatusOr<std::unique_ptr<Backend>> backend = MakeBackend(run.backend(), &chosen);
+  absl::StatusOr<std::unique_ptr<Backend>> backend =
+      MakeBackend(run.backend(), &chosen, /*randnla_attention=*/o.model.RandnlaLayers() > 0);
   if (!backend.ok()) return Fail(backend.status());
   absl::FPrintF(stderr, "%s\n", chosen);
   absl::StatusOr<std::unique_ptr<Trainer>> trainer =

@@ -1,7 +1,9 @@
 #include "trainer/run_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "absl/flags/commandlineflag.h"
 #include "absl/flags/reflection.h"
@@ -9,6 +11,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "base/status_macros.h"
 #include "data_service/batch_packer.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
@@ -212,9 +216,17 @@ absl::Status ValidateRunConfig(const RunConfig& c) {
   if (c.loss() != RunConfig::MAXIS && c.loss() != RunConfig::CE) {
     return BadFlag("loss", RunConfig::Loss_Name(c.loss()), "use maxis or ce");
   }
-  if (c.attention() != "standard") {
+  if (c.attention() != "standard" && c.attention() != "randnla") {
     return BadFlag("attention", c.attention(),
-                   "only standard (causal softmax) attention is built into this version");
+                   "use standard (causal softmax) or randnla (kernels/randnla_attention.md)");
+  }
+  if (absl::StatusOr<std::vector<int64_t>> layers =
+          ParseStandardAttentionLayers(c.standard_attention_layers());
+      !layers.ok()) {
+    return layers.status();
+  } else if (!layers->empty() && c.attention() != "randnla") {
+    return BadFlag("standard_attention_layers", c.standard_attention_layers(),
+                   "needs --attention=randnla (with standard attention every layer is standard)");
   }
   // The data service's limits on one micro-batch (checked here, before the
   // narrowing to its 32-bit request fields).
@@ -248,6 +260,45 @@ absl::Status ValidateRunConfig(const RunConfig& c) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<int64_t>> ParseStandardAttentionLayers(absl::string_view flag) {
+  std::vector<int64_t> layers;
+  if (flag.empty()) return layers;
+  for (absl::string_view part : absl::StrSplit(flag, ',')) {
+    int64_t layer = 0;
+    if (!absl::SimpleAtoi(part, &layer) || layer < 0) {
+      return BadFlag("standard_attention_layers", flag,
+                     absl::StrCat("\"", part, "\" is not a layer index (comma-separated, from 0)"));
+    }
+    if (std::find(layers.begin(), layers.end(), layer) != layers.end()) {
+      return BadFlag("standard_attention_layers", flag, absl::StrCat("layer ", layer, " twice"));
+    }
+    layers.push_back(layer);
+  }
+  return layers;
+}
+
+absl::Status ApplyAttentionFlags(const RunConfig& run, ModelConfig* model) {
+  if (run.attention() == "standard") {
+    if (model->attention != "standard") {
+      return BadFlag("attention", run.attention(),
+                     absl::StrCat("the model config asks for ", model->attention,
+                                  " attention: pass --attention=", model->attention));
+    }
+    return absl::OkStatus();
+  }
+  MAXIMUS_ASSIGN_OR_RETURN(std::vector<int64_t> layers,
+                           ParseStandardAttentionLayers(run.standard_attention_layers()));
+  for (int64_t layer : layers) {
+    if (layer >= model->layers) {
+      return BadFlag("standard_attention_layers", run.standard_attention_layers(),
+                     absl::StrCat("the model has layers 0..", model->layers - 1));
+    }
+  }
+  model->attention = run.attention();
+  model->standard_attention_layers = std::move(layers);
+  return ValidateModelConfig(*model);
+}
+
 uint64_t ActivationBytes(const RunConfig& c, const ModelConfig& m) {
   const long double tokens = static_cast<long double>(c.batch()) * c.seq_len();
   const long double d = m.hidden, q = m.heads * m.head_dim, kv = m.kv_heads * m.head_dim,
@@ -255,8 +306,8 @@ uint64_t ActivationBytes(const RunConfig& c, const ModelConfig& m) {
   // Model::Activations: per layer 6 d + 3 q + 3 kv + 3 f values (and row
   // statistics); the backward's scratch 7 d + 3 q + 3 kv + 3 f.
   const long double layer = 6 * d + 3 * q + 3 * kv + 3 * f + m.heads + m.kv_heads + 4;
-  const long double kept = c.activation_checkpointing() ? layer + (m.layers - 1) * d
-                                                        : layer * m.layers;
+  const long double kept =
+      c.activation_checkpointing() ? layer + (m.layers - 1) * d : layer * m.layers;
   const long double bytes = tokens * (kept + 7 * d + 3 * q + 3 * kv + 3 * f) * sizeof(float);
   return bytes > static_cast<long double>(UINT64_MAX) ? UINT64_MAX : static_cast<uint64_t>(bytes);
 }

@@ -77,6 +77,17 @@ absl::StatusOr<RunConfig> RunConfigFromJson(absl::string_view json);
 // "maxis" or "ce".
 absl::string_view LossFlagValue(RunConfig::Loss loss);
 
+// The layer indices of --standard_attention_layers ("0,3"; empty: none), or
+// INVALID_ARGUMENT naming the flag.
+absl::StatusOr<std::vector<int64_t>> ParseStandardAttentionLayers(absl::string_view flag);
+
+// Gives `model` the run's attention: --attention=randnla makes every layer
+// RandNLA but those of --standard_attention_layers. INVALID_ARGUMENT naming
+// the flag for a layer the model lacks, or for --attention=standard with a
+// model config file that asks for RandNLA (the flag must say so too, so that
+// the run's record tells the truth). Idempotent.
+absl::Status ApplyAttentionFlags(const RunConfig& run, ModelConfig* model);
+
 // What the loop's parts take from the run (for a valid config). The
 // schedule's warmup is at most the run's steps.
 LrSchedule ScheduleOf(const RunConfig& config);

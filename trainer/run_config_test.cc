@@ -103,6 +103,38 @@ TEST(RunConfigTest, RangesNameTheFlagAndValue) {
   ExpectError(c, "--attention=linear");
 }
 
+TEST(RunConfigTest, AttentionFlagsReachTheModelAndNameTheFlag) {
+  RunConfig c = DefaultRunConfig();
+  c.set_standard_attention_layers("1");
+  ExpectError(c, "--standard_attention_layers=1: needs --attention=randnla");
+  c.set_attention("randnla");
+  EXPECT_TRUE(ValidateRunConfig(c).ok());
+  for (const char* bad : {"1,x", "-1", "1,,2", "2,2"}) {
+    c.set_standard_attention_layers(bad);
+    ExpectError(c, absl::StrCat("--standard_attention_layers=", bad));
+  }
+  ModelConfig model = *PresetModelConfig("tiny");
+  c.set_standard_attention_layers("0,3");
+  ASSERT_TRUE(ApplyAttentionFlags(c, &model).ok());
+  EXPECT_EQ(model.RandnlaLayers(), 2);
+  EXPECT_FALSE(model.IsRandnlaLayer(0));
+  EXPECT_TRUE(model.IsRandnlaLayer(1));
+  EXPECT_EQ(AttentionDescription(model), "RandNLA attention (standard on layers 0, 3)");
+  ASSERT_TRUE(ApplyAttentionFlags(c, &model).ok());  // idempotent
+  EXPECT_EQ(model.RandnlaLayers(), 2);
+  c.set_standard_attention_layers("4");
+  const absl::Status beyond = ApplyAttentionFlags(c, &model);
+  EXPECT_NE(beyond.message().find("--standard_attention_layers=4: the model has layers 0..3"),
+            std::string::npos)
+      << beyond;
+  // A model file that asks for RandNLA needs the flag to say so.
+  RunConfig standard = DefaultRunConfig();
+  const absl::Status file = ApplyAttentionFlags(standard, &model);
+  EXPECT_NE(file.message().find("--attention=standard: the model config asks for randnla"),
+            std::string::npos)
+      << file;
+}
+
 TEST(RunConfigTest, BatchShapeWithinTheDataServiceAndSixtyFourBits) {
   RunConfig c = DefaultRunConfig();
   // 2^32 + 128 would wrap to 128 in the data request's 32-bit field.

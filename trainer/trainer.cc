@@ -48,6 +48,7 @@ absl::Status Trainer::Setup() {
   const TrainerOptions& o = options_;
   const RunConfig& run = o.run;
   MAXIMUS_RETURN_IF_ERROR(ValidateRunConfig(run));
+  MAXIMUS_RETURN_IF_ERROR(ApplyAttentionFlags(run, &options_.model));
   schedule_ = ScheduleOf(run);
   adamw_ = AdamWOf(run);
   loss_ = LossOf(run);
@@ -107,6 +108,14 @@ absl::Status Trainer::Setup() {
       return absl::FailedPreconditionError(
           absl::StrCat("checkpoint ", *dir, " was trained with tokenizer ",
                        state->tokenizer_fingerprint, ", this run uses ", o.tokenizer_fingerprint));
+    }
+    if (saved.attention != o.model.attention ||
+        saved.standard_attention_layers != o.model.standard_attention_layers) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint ", *dir, " has ", AttentionDescription(saved),
+                       ", this run asks for ", AttentionDescription(o.model),
+                       ": --attention and --standard_attention_layers must match "
+                       "the checkpoint's"));
     }
     if (ModelConfigToJson(saved) != ModelConfigToJson(o.model)) {
       return absl::FailedPreconditionError(

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "data_service/embedded_data_source.h"
@@ -242,6 +243,71 @@ TEST(TrainerTest, LearnsAndWritesItsOutputs) {
 
 // An observer woken by a step's metric points finds a status that includes
 // that step (TrainerService answers GetStatus from it).
+// --attention=randnla on the CPU: the validation loss falls, the scorer and
+// sketch parameters move and are checkpointed, a resume continues exactly,
+// and a run of another attention kind cannot resume from the checkpoint.
+TEST(TrainerTest, TrainsWithRandnlaAttention) {
+  CpuBackend backend;
+  auto data = MakeData("randnla_store");
+  TrainerOptions o = Options("randnla");
+  o.model.randnla_block = 8;
+  o.model.randnla_detail = 4;
+  o.model.randnla_sketch = 4;
+  o.run.set_attention("randnla");
+  o.run.set_standard_attention_layers("1");
+  o.run.set_steps(30);
+  o.run.set_warmup(3);
+  o.run.set_lr(1e-2);
+  o.run.set_eval_interval(0);
+  o.run.set_checkpoint_interval(15);
+  o.run.set_keep_checkpoints(0);
+  auto t = Trainer::Create(&backend, data.get(), o);
+  ASSERT_TRUE(t.ok()) << t.status();
+  Model& model = (*t)->model();
+  EXPECT_EQ(model.config().RandnlaLayers(), 1);
+  Parameter* scale = model.Find("model.layers.0.self_attn.sketch.scale");
+  Parameter* scorer = model.Find("model.layers.0.self_attn.importance_scorer.in_proj.weight");
+  ASSERT_NE(scale, nullptr);
+  ASSERT_NE(scorer, nullptr);
+  EXPECT_EQ(model.Find("model.layers.1.self_attn.sketch.scale"), nullptr);
+  const std::vector<float> scale_before = Values(model, *scale);
+  const std::vector<float> scorer_before = Values(model, *scorer);
+  auto before = (*t)->ValidationLoss();
+  ASSERT_TRUE(before.ok()) << before.status();
+  ASSERT_TRUE((*t)->Run().ok());
+  const TrainerStatus status = (*t)->status();
+  EXPECT_EQ(status.step, 30);
+  EXPECT_LT(status.validation_loss, *before - 1.0) << "validation loss did not fall";
+  EXPECT_NE(Values(model, *scale), scale_before);
+  EXPECT_NE(Values(model, *scorer), scorer_before);
+
+  // Resuming from step 15 gives step 30's parameters again.
+  TrainerOptions resumed = o;
+  resumed.run.set_out_dir(data::FreshTestDir("randnla_resumed"));
+  resumed.run.set_resume(o.run.out_dir() + "/checkpoints/step-00000015");
+  auto r = Trainer::Create(&backend, data.get(), resumed);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE((*r)->Run().ok());
+  EXPECT_EQ(Values((*r)->model(), *(*r)->model().Find("model.layers.0.self_attn.sketch.scale")),
+            Values(model, *scale));
+
+  for (auto [attention, layers] :
+       {std::pair<const char*, const char*>{"standard", ""}, {"randnla", ""}}) {
+    TrainerOptions other = o;
+    other.run.set_out_dir(data::FreshTestDir("randnla_other"));
+    other.run.set_resume(o.run.out_dir());
+    other.run.set_attention(attention);
+    other.run.set_standard_attention_layers(layers);
+    auto refused = Trainer::Create(&backend, data.get(), other);
+    ASSERT_FALSE(refused.ok()) << attention;
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_NE(refused.status().message().find(
+                  "has RandNLA attention (standard on layers 1), this run asks for"),
+              absl::string_view::npos)
+        << refused.status();
+  }
+}
+
 TEST(TrainerTest, StatusIncludesEveryPublishedStep) {
   CpuBackend backend;
   auto data = MakeData("observe_store");

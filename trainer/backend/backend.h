@@ -33,7 +33,9 @@
 #include "kernels/cross_entropy.h"
 #include "kernels/gated_activation.h"
 #include "kernels/gemm.h"
+#include "kernels/importance_scorer.h"
 #include "kernels/maxis.h"
+#include "kernels/randnla_attention.h"
 #include "trainer/optim/adamw.h"
 
 namespace maximus::trainer {
@@ -96,10 +98,12 @@ struct DeviceBatch {
 };
 
 using kernels::AttentionShape;
+using kernels::RandnlaShape;
 
 // What an attention forward keeps for its backward, sized and owned by the
 // backend: the log-sum-exp of each query row, from which the backward
-// recomputes the probabilities.
+// recomputes the probabilities (and for RandNLA attention each block's detail
+// positions and sketch, kernels/randnla_attention.h's RandnlaSaved).
 class AttentionState {
  public:
   virtual ~AttentionState() = default;
@@ -225,6 +229,34 @@ class Backend {
                                                const float* k, const float* v, const float* out,
                                                const AttentionState& state, const float* dout,
                                                float* dq, float* dk, float* dv) = 0;
+
+  // RandNLA attention (kernels/randnla_attention.h, the construction in
+  // kernels/randnla_attention.md) and its importance scorer
+  // (kernels/importance_scorer.h), with the CPU reference's layouts. A backend
+  // without them says so here and answers UNIMPLEMENTED from each.
+  virtual bool SupportsRandnlaAttention() const = 0;
+  // scores [rows] of x [rows, d].
+  virtual absl::Status ImportanceScores(const kernels::ImportanceScorerWeights<float>& weights,
+                                        int64_t rows, const float* x, float* scores) = 0;
+  // dx += the gradient through the scorer; the weights' gradients +=.
+  virtual absl::Status ImportanceScoresBackward(
+      const kernels::ImportanceScorerWeights<float>& weights, int64_t rows, const float* x,
+      const float* dscores, float* dx, const kernels::ImportanceScorerGrads<float>& grads) = 0;
+  virtual std::unique_ptr<AttentionState> NewRandnlaAttentionState(const RandnlaShape& shape) = 0;
+  // scores [batch, KeyStride()] of the keys' positions; `state` as for
+  // CausalAttention (null when no backward follows).
+  virtual absl::Status RandnlaAttention(const RandnlaShape& shape, const float* q, const float* k,
+                                        const float* v, const float* scores,
+                                        const kernels::SketchFactors<float>& sketch, float* out,
+                                        AttentionState* state) = 0;
+  // dq, dk, dv, dscores overwritten (query_offset 0); the sketch gradients +=.
+  virtual absl::Status RandnlaAttentionBackward(const RandnlaShape& shape, const float* q,
+                                                const float* k, const float* v, const float* scores,
+                                                const kernels::SketchFactors<float>& sketch,
+                                                const float* out, const AttentionState& state,
+                                                const float* dout, float* dq, float* dk, float* dv,
+                                                float* dscores,
+                                                const kernels::SketchFactorGrads<float>& grads) = 0;
 
   // out = act(gate) * up (kernels/gated_activation.h).
   virtual void GatedActivation(kernels::Activation activation, const float* gate, const float* up,

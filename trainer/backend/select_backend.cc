@@ -16,12 +16,22 @@ absl::Status ValidateBackendName(absl::string_view name) {
 }
 
 absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(absl::string_view name,
-                                                     std::string* description) {
+                                                     std::string* description,
+                                                     bool randnla_attention) {
   if (absl::Status s = ValidateBackendName(name); !s.ok()) return s;
   std::string ignored;
   std::string& said = description != nullptr ? *description : ignored;
   if (name == "cpu") {
     said = "backend: cpu";
+    return std::make_unique<CpuBackend>();
+  }
+  if (randnla_attention) {
+    if (name == "cuda") {
+      return absl::UnimplementedError(
+          "--backend=cuda: RandNLA attention (--attention=randnla) is not yet on the CUDA "
+          "backend; use --backend=cpu or auto");
+    }
+    said = "backend: cpu (RandNLA attention is not yet on the CUDA backend)";
     return std::make_unique<CpuBackend>();
   }
   const absl::StatusOr<kernels::GpuInfo> gpu = kernels::ProbeGpu();
@@ -36,7 +46,8 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(absl::string_view name,
   absl::StatusOr<std::unique_ptr<CudaBackend>> cuda = CudaBackend::Create();
   if (!cuda.ok()) {
     if (name == "cuda") return cuda.status();
-    said = absl::StrCat("backend: cpu (the GPU could not be set up: ", cuda.status().message(), ")");
+    said =
+        absl::StrCat("backend: cpu (the GPU could not be set up: ", cuda.status().message(), ")");
     return std::make_unique<CpuBackend>();
   }
   said = absl::StrCat("backend: cuda on ", (*cuda)->device_description());

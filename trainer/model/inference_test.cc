@@ -5,7 +5,9 @@
 //
 // Usage: inference_test PATH/tokenizer.json
 //        inference_test --write_checkpoint PATH/tokenizer.json DIR
-// (the second form writes the test model's checkpoint for score_cli_test).
+//        inference_test --write_randnla_checkpoint PATH/tokenizer.json DIR
+// (the other forms write the test model's checkpoint for score_cli_test and,
+// with RandNLA layers, score_prefix_test).
 
 #include "trainer/model/inference.h"
 
@@ -14,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -67,13 +70,40 @@ std::string TestDir(const std::string& name) {
   return dir;
 }
 
+// TestConfig with two RandNLA layers: blocks of 4, 2 detail tokens, a sketch
+// of 2 x 2.
+ModelConfig RandnlaTestConfig() {
+  ModelConfig c = TestConfig();
+  c.name = "inference-test-randnla";
+  c.layers = 2;
+  c.attention = "randnla";
+  c.randnla_block = 4;
+  c.randnla_detail = 2;
+  c.randnla_sketch = 4;
+  return c;
+}
+
 // A randomly initialised test model saved as a checkpoint of `fingerprint`
-// at `dir`.
+// at `dir`; with `randnla`, RandNLA layers whose scorer and sketch are moved
+// away from their initial values, as training would.
 absl::Status WriteCheckpoint(Backend* backend, const std::string& dir,
-                             const std::string& fingerprint, int64_t vocab_size) {
-  absl::StatusOr<std::unique_ptr<Model>> model = Model::Create(backend, TestConfig());
+                             const std::string& fingerprint, int64_t vocab_size,
+                             bool randnla = false) {
+  absl::StatusOr<std::unique_ptr<Model>> model =
+      Model::Create(backend, randnla ? RandnlaTestConfig() : TestConfig());
   if (!model.ok()) return model.status();
   (*model)->Initialize(11);
+  std::mt19937_64 rng(5);
+  std::normal_distribution<float> normal(0.0f, 0.5f);
+  for (Parameter& p : (*model)->parameters()) {
+    if (!absl::StrContains(p.name, "importance_scorer") && !absl::StrContains(p.name, "sketch")) {
+      continue;
+    }
+    std::vector<float> host(p.size());
+    backend->CopyToHost(p.value->data(), p.size(), host.data());
+    for (float& x : host) x += normal(rng);
+    backend->CopyFromHost(host.data(), p.size(), p.value->data());
+  }
   CheckpointState state;
   state.step = 3;
   state.tokenizer_fingerprint = fingerprint;
@@ -399,13 +429,16 @@ TEST_F(InferenceTest, StreamingNeverCutsACharacter) {
 }  // namespace maximus::trainer
 
 int main(int argc, char** argv) {
-  if (argc == 4 && std::string(argv[1]) == "--write_checkpoint") {
+  if (argc == 4 && (std::string(argv[1]) == "--write_checkpoint" ||
+                    std::string(argv[1]) == "--write_randnla_checkpoint")) {
     auto tokenizer = maximus::tokenizer::Tokenizer::FromFile(argv[2]);
     maximus::trainer::CpuBackend backend;
-    absl::Status status = tokenizer.ok() ? maximus::trainer::WriteCheckpoint(
-                                               &backend, argv[3], (*tokenizer)->fingerprint(),
-                                               (*tokenizer)->vocab_size())
-                                         : tokenizer.status();
+    absl::Status status =
+        tokenizer.ok()
+            ? maximus::trainer::WriteCheckpoint(
+                  &backend, argv[3], (*tokenizer)->fingerprint(), (*tokenizer)->vocab_size(),
+                  /*randnla=*/std::string(argv[1]) == "--write_randnla_checkpoint")
+            : tokenizer.status();
     if (!status.ok()) {
       absl::FPrintF(stderr, "inference_test: %s\n", status.ToString());
       return 1;

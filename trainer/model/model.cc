@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "kernels/importance_scorer.h"
+#include "kernels/randnla_attention.h"
 
 namespace maximus::trainer {
 namespace {
@@ -27,6 +29,38 @@ enum LayerParam {
   kLayerParams
 };
 
+// What a RandNLA layer adds, in order, after its standard parameters.
+enum RandnlaParam {
+  kScorerInWeight,
+  kScorerInBias,
+  kScorerOutWeight,
+  kScorerOutBias,
+  kSketchTimeOuter,
+  kSketchTimeInner,
+  kSketchScale,
+  kRandnlaParams
+};
+
+kernels::ImportanceScorerWeights<float> ScorerOf(const Parameter* r, int64_t hidden) {
+  return {hidden, r[kScorerInWeight].value->data(), r[kScorerInBias].value->data(),
+          r[kScorerOutWeight].value->data(), r[kScorerOutBias].value->data()};
+}
+
+kernels::ImportanceScorerGrads<float> ScorerGradsOf(Parameter* r) {
+  return {r[kScorerInWeight].grad->data(), r[kScorerInBias].grad->data(),
+          r[kScorerOutWeight].grad->data(), r[kScorerOutBias].grad->data()};
+}
+
+kernels::SketchFactors<float> SketchOf(const Parameter* r) {
+  return {r[kSketchTimeOuter].value->data(), r[kSketchTimeInner].value->data(),
+          r[kSketchScale].value->data()};
+}
+
+kernels::SketchFactorGrads<float> SketchGradsOf(Parameter* r) {
+  return {r[kSketchTimeOuter].grad->data(), r[kSketchTimeInner].grad->data(),
+          r[kSketchScale].grad->data()};
+}
+
 }  // namespace
 
 // What the backward of one layer needs, for rows x seq tokens.
@@ -34,6 +68,7 @@ struct Model::Activations {
   struct Layer {
     std::unique_ptr<Buffer> x_in, n1, rstd1, q_pre, k_pre, rstd_q, rstd_k, q, k, v, ao, o, rstd_po,
         x_mid, n2, rstd2, gate, up, act, down, rstd_pf;
+    std::unique_ptr<Buffer> scores;  // RandNLA's importance scores [n]
     std::unique_ptr<AttentionState> attention;
   };
   static Layer NewLayer(Backend* backend, const ModelConfig& config, int64_t rows, int64_t seq,
@@ -47,7 +82,7 @@ struct Model::Activations {
   std::vector<Layer> layers;
   std::unique_ptr<Buffer> x, final_in, final, rstd_final;
   // Backward scratch.
-  std::unique_ptr<Buffer> dx, dfinal, dtmp, dn, dq, dk, dv, dqn, dkn, dao, dff, dgate, dup;
+  std::unique_ptr<Buffer> dx, dfinal, dtmp, dn, dq, dk, dv, dqn, dkn, dao, dff, dgate, dup, dscores;
 };
 
 Model::Model(Backend* backend, const ModelConfig& config) : backend_(backend), config_(config) {}
@@ -56,6 +91,11 @@ Model::~Model() = default;
 absl::StatusOr<std::unique_ptr<Model>> Model::Create(Backend* backend, const ModelConfig& config) {
   MAXIMUS_RETURN_IF_ERROR(ValidateModelConfig(config));
   MAXIMUS_RETURN_IF_ERROR(ValidateModelFitsMemory(config, backend->MemoryBytes()));
+  if (config.RandnlaLayers() > 0 && !backend->SupportsRandnlaAttention()) {
+    return absl::UnimplementedError(absl::StrCat(
+        "the model has RandNLA attention on ", config.RandnlaLayers(), " layers, which the ",
+        backend->name(), " backend does not run yet: use --backend=cpu"));
+  }
   std::unique_ptr<Model> model(new Model(backend, config));
   const int64_t d = config.hidden, q_dim = config.heads * config.head_dim,
                 kv_dim = config.kv_heads * config.head_dim, f = config.mlp_hidden;
@@ -83,6 +123,18 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(Backend* backend, const Mod
     add(prefix + "mlp.up_proj.weight", {f, d}, true);
     add(prefix + "mlp.down_proj.weight", {d, f}, true);
     add(prefix + "post_feedforward_layernorm.weight", {d}, false);
+    model->first_param_.push_back(static_cast<int64_t>(segments.size()) - kLayerParams);
+    if (config.IsRandnlaLayer(l)) {
+      const int64_t width = kernels::kImportanceScorerWidth;
+      const kernels::SketchFactorShape f = kernels::SketchFactorsOf(config.Randnla());
+      add(prefix + "self_attn.importance_scorer.in_proj.weight", {width, d}, true);
+      add(prefix + "self_attn.importance_scorer.in_proj.bias", {width}, false);
+      add(prefix + "self_attn.importance_scorer.out_proj.weight", {1, width}, true);
+      add(prefix + "self_attn.importance_scorer.out_proj.bias", {1}, false);
+      add(prefix + "self_attn.sketch.time_outer", {f.sketch_outer, f.block_outer}, false);
+      add(prefix + "self_attn.sketch.time_inner", {f.sketch_inner, f.block_inner}, false);
+      add(prefix + "self_attn.sketch.scale", {1}, false);
+    }
   }
   add("model.norm.weight", {d}, false);
   MAXIMUS_ASSIGN_OR_RETURN(model->arena_, backend->AllocateArena(std::move(segments)));
@@ -117,7 +169,25 @@ void Model::Initialize(uint64_t seed) {
                            output ? output_std : projection_std);
     }
   }
+  // The sketch starts as a DCT basis with random signs, at scale 1.
+  for (int64_t layer = 0; layer < config_.layers; ++layer) {
+    if (!config_.IsRandnlaLayer(layer)) continue;
+    Parameter* r = RandnlaParams(layer);
+    for (Parameter* factor : {&r[kSketchTimeOuter], &r[kSketchTimeInner]}) {
+      std::vector<float> host(factor->size());
+      kernels::DctSketchFactor(factor->shape[0], factor->shape[1],
+                               seed * 1000003 + (factor - parameters_.data()), host.data());
+      backend_->CopyFromHost(host.data(), factor->size(), factor->value->data());
+    }
+    backend_->Fill(r[kSketchScale].value->data(), 1, 1.0f);
+  }
   ZeroGrads();
+}
+
+Parameter* Model::LayerParams(int64_t layer) { return &parameters_[first_param_[layer]]; }
+
+Parameter* Model::RandnlaParams(int64_t layer) {
+  return &parameters_[first_param_[layer] + kLayerParams];
 }
 
 Parameter* Model::Find(const std::string& name) {
@@ -153,6 +223,7 @@ Model::Activations::Layer Model::Activations::NewLayer(Backend* backend, const M
   l.act = alloc(n * f);
   l.down = alloc(n * d);
   l.rstd_pf = alloc(n);
+  if (config.RandnlaLayers() > 0) l.scores = alloc(n);
   if (for_backward) {
     // Decoding writes keys and values into its cache and keeps no inputs.
     l.x_in = alloc(n * d);
@@ -175,16 +246,27 @@ std::unique_ptr<Buffer> ViewBuffer(const std::unique_ptr<Buffer>& b) {
 Model::Activations::Layer Model::Activations::ViewOf(Backend* backend, const Layer& shared,
                                                      int64_t n, int64_t d) {
   Layer l;
-  for (auto [to, from] : {std::pair{&l.n1, &shared.n1},         {&l.rstd1, &shared.rstd1},
-                          {&l.q_pre, &shared.q_pre},           {&l.k_pre, &shared.k_pre},
-                          {&l.rstd_q, &shared.rstd_q},         {&l.rstd_k, &shared.rstd_k},
-                          {&l.q, &shared.q},                   {&l.k, &shared.k},
-                          {&l.v, &shared.v},                   {&l.ao, &shared.ao},
-                          {&l.o, &shared.o},                   {&l.rstd_po, &shared.rstd_po},
-                          {&l.x_mid, &shared.x_mid},           {&l.n2, &shared.n2},
-                          {&l.rstd2, &shared.rstd2},           {&l.gate, &shared.gate},
-                          {&l.up, &shared.up},                 {&l.act, &shared.act},
-                          {&l.down, &shared.down},             {&l.rstd_pf, &shared.rstd_pf}}) {
+  for (auto [to, from] : {std::pair{&l.n1, &shared.n1},
+                          {&l.rstd1, &shared.rstd1},
+                          {&l.q_pre, &shared.q_pre},
+                          {&l.k_pre, &shared.k_pre},
+                          {&l.rstd_q, &shared.rstd_q},
+                          {&l.rstd_k, &shared.rstd_k},
+                          {&l.q, &shared.q},
+                          {&l.k, &shared.k},
+                          {&l.v, &shared.v},
+                          {&l.ao, &shared.ao},
+                          {&l.o, &shared.o},
+                          {&l.rstd_po, &shared.rstd_po},
+                          {&l.x_mid, &shared.x_mid},
+                          {&l.n2, &shared.n2},
+                          {&l.rstd2, &shared.rstd2},
+                          {&l.gate, &shared.gate},
+                          {&l.up, &shared.up},
+                          {&l.act, &shared.act},
+                          {&l.down, &shared.down},
+                          {&l.rstd_pf, &shared.rstd_pf},
+                          {&l.scores, &shared.scores}}) {
     *to = ViewBuffer(*from);
   }
   l.x_in = backend->Allocate(n * d);
@@ -212,7 +294,10 @@ Model::Activations* Model::ActivationsFor(int64_t rows, int64_t seq) {
       a.layers.push_back(
           Activations::NewLayer(backend_, config_, rows, seq, /*for_backward=*/true));
     }
-    a.layers.back().attention = backend_->NewAttentionState(AttentionShapeOf(l, rows, seq, 0, 0));
+    const AttentionShape shape = AttentionShapeOf(l, rows, seq, 0, 0);
+    a.layers.back().attention = config_.IsRandnlaLayer(l)
+                                    ? backend_->NewRandnlaAttentionState({shape, config_.Randnla()})
+                                    : backend_->NewAttentionState(shape);
   }
   a.x = alloc(n * d);
   a.final_in = alloc(n * d);
@@ -231,6 +316,7 @@ Model::Activations* Model::ActivationsFor(int64_t rows, int64_t seq) {
   a.dff = alloc(n * f);
   a.dgate = alloc(n * f);
   a.dup = alloc(n * f);
+  if (config_.RandnlaLayers() > 0) a.dscores = alloc(n);
   return acts_.get();
 }
 
@@ -286,7 +372,8 @@ AttentionShape Model::AttentionShapeOf(int64_t layer, int64_t rows, int64_t seq,
   shape.heads = config_.heads;
   shape.kv_heads = config_.kv_heads;
   shape.head_dim = config_.head_dim;
-  shape.window = config_.WindowOf(layer);
+  // A RandNLA layer's own block replaces the sliding window.
+  shape.window = config_.IsRandnlaLayer(layer) ? 0 : config_.WindowOf(layer);
   shape.scale = config_.AttentionScale();
   return shape;
 }
@@ -321,10 +408,10 @@ absl::Status Model::LayerForward(int64_t layer, const DeviceBatch& batch, Activa
   Activations* a = acts != nullptr ? acts : decoder->scratch_.get();
   float* normed = a->dtmp->data();  // a post-norm output before it joins the stream
   Activations::Layer& l = a->layers[acts != nullptr ? layer : 0];
-  Parameter* p = &parameters_[1 + layer * kLayerParams];
+  Parameter* p = LayerParams(layer);
   const float theta = config_.RopeThetaOf(layer);
-  const AttentionShape shape = AttentionShapeOf(layer, rows, seq, offset,
-                                                decoder != nullptr ? decoder->max_positions_ : 0);
+  const AttentionShape shape =
+      AttentionShapeOf(layer, rows, seq, offset, decoder != nullptr ? decoder->max_positions_ : 0);
   if (acts != nullptr && x != l.x_in->data() && !recompute) b->Copy(x, n * d, l.x_in->data());
   b->RmsNorm(x, p[kPreAttnNorm].value->data(), n, d, eps, l.n1->data(), l.rstd1->data());
   // Keys and values go straight into the decoder's cache.
@@ -340,10 +427,22 @@ absl::Status Model::LayerForward(int64_t layer, const DeviceBatch& batch, Activa
   b->RmsNorm(k_pre, p[kKNorm].value->data(), n * config_.kv_heads, hd, eps, k, l.rstd_k->data());
   b->Rope(l.q->data(), rows, seq, config_.heads, hd, offset, theta, false);
   b->Rope(k, rows, seq, config_.kv_heads, hd, offset, theta, false);
-  MAXIMUS_RETURN_IF_ERROR(b->CausalAttention(
-      shape, l.q->data(), decoder != nullptr ? decoder->keys_[layer]->data() : k,
-      decoder != nullptr ? decoder->values_[layer]->data() : v, l.ao->data(),
-      acts != nullptr ? l.attention.get() : nullptr));
+  const float* keys = decoder != nullptr ? decoder->keys_[layer]->data() : k;
+  const float* values = decoder != nullptr ? decoder->values_[layer]->data() : v;
+  AttentionState* state = acts != nullptr ? l.attention.get() : nullptr;
+  if (config_.IsRandnlaLayer(layer)) {
+    // Scores, like keys, go into the decoder's cache: later queries rank them.
+    float* all_scores = decoder != nullptr ? decoder->scores_[layer]->data() : l.scores->data();
+    Parameter* r = RandnlaParams(layer);
+    MAXIMUS_RETURN_IF_ERROR(
+        b->ImportanceScores(ScorerOf(r, d), n, l.n1->data(), all_scores + offset));
+    MAXIMUS_RETURN_IF_ERROR(b->RandnlaAttention({shape, config_.Randnla()}, l.q->data(), keys,
+                                                values, all_scores, SketchOf(r), l.ao->data(),
+                                                state));
+  } else {
+    MAXIMUS_RETURN_IF_ERROR(
+        b->CausalAttention(shape, l.q->data(), keys, values, l.ao->data(), state));
+  }
   MAXIMUS_RETURN_IF_ERROR(Linear(b, l.ao->data(), p[kOProj], n, l.o->data()));
   b->RmsNorm(l.o->data(), p[kPostAttnNorm].value->data(), n, d, eps, normed, l.rstd_po->data());
   b->Add(x, normed, n * d, l.x_mid->data());
@@ -370,7 +469,8 @@ absl::Status Model::Backward(const DeviceBatch& batch, Activations* a, const flo
                      grad_final, n, d, dx, final_norm.grad->data());
   for (int64_t layer = config_.layers - 1; layer >= 0; --layer) {
     Activations::Layer& l = a->layers[layer];
-    Parameter* p = &parameters_[1 + layer * kLayerParams];
+    Parameter* p = LayerParams(layer);
+    Parameter* r = config_.IsRandnlaLayer(layer) ? RandnlaParams(layer) : nullptr;
     const float theta = config_.RopeThetaOf(layer);
     if (checkpointing_ && layer != config_.layers - 1) {
       // The shared buffers hold another layer's activations (the last
@@ -399,9 +499,17 @@ absl::Status Model::Backward(const DeviceBatch& batch, Activations* a, const flo
                        dtmp, p[kPostAttnNorm].grad->data());
     MAXIMUS_RETURN_IF_ERROR(
         LinearBackward(b, l.ao->data(), p[kOProj], dtmp, n, a->dao->data(), false));
-    MAXIMUS_RETURN_IF_ERROR(b->CausalAttentionBackward(
-        AttentionShapeOf(layer, batch.rows, batch.seq, 0, 0), l.q->data(), l.k->data(), l.v->data(),
-        l.ao->data(), *l.attention, a->dao->data(), a->dqn->data(), a->dkn->data(), a->dv->data()));
+    const AttentionShape shape = AttentionShapeOf(layer, batch.rows, batch.seq, 0, 0);
+    if (r != nullptr) {
+      MAXIMUS_RETURN_IF_ERROR(b->RandnlaAttentionBackward(
+          {shape, config_.Randnla()}, l.q->data(), l.k->data(), l.v->data(), l.scores->data(),
+          SketchOf(r), l.ao->data(), *l.attention, a->dao->data(), a->dqn->data(), a->dkn->data(),
+          a->dv->data(), a->dscores->data(), SketchGradsOf(r)));
+    } else {
+      MAXIMUS_RETURN_IF_ERROR(b->CausalAttentionBackward(
+          shape, l.q->data(), l.k->data(), l.v->data(), l.ao->data(), *l.attention, a->dao->data(),
+          a->dqn->data(), a->dkn->data(), a->dv->data()));
+    }
     b->Rope(a->dqn->data(), batch.rows, batch.seq, config_.heads, hd, 0, theta, true);
     b->Rope(a->dkn->data(), batch.rows, batch.seq, config_.kv_heads, hd, 0, theta, true);
     b->RmsNormBackward(l.q_pre->data(), p[kQNorm].value->data(), l.rstd_q->data(), a->dqn->data(),
@@ -412,6 +520,10 @@ absl::Status Model::Backward(const DeviceBatch& batch, Activations* a, const flo
         LinearBackward(b, l.n1->data(), p[kQProj], a->dq->data(), n, dn, false));
     MAXIMUS_RETURN_IF_ERROR(LinearBackward(b, l.n1->data(), p[kKProj], a->dk->data(), n, dn, true));
     MAXIMUS_RETURN_IF_ERROR(LinearBackward(b, l.n1->data(), p[kVProj], a->dv->data(), n, dn, true));
+    if (r != nullptr) {
+      MAXIMUS_RETURN_IF_ERROR(b->ImportanceScoresBackward(
+          ScorerOf(r, d), n, l.n1->data(), a->dscores->data(), dn, ScorerGradsOf(r)));
+    }
     b->RmsNormBackward(l.x_in->data(), p[kPreAttnNorm].value->data(), l.rstd1->data(), dn, n, d,
                        dtmp, p[kPreAttnNorm].grad->data());
     b->Add(dx, dtmp, n * d, dx);  // dx is now d(x_in)
@@ -464,6 +576,8 @@ std::unique_ptr<Model::Decoder> Model::NewDecoder(int64_t max_positions) {
   for (int64_t l = 0; l < config_.layers; ++l) {
     decoder->keys_.push_back(backend_->Allocate(max_positions * kv_dim));
     decoder->values_.push_back(backend_->Allocate(max_positions * kv_dim));
+    decoder->scores_.push_back(config_.IsRandnlaLayer(l) ? backend_->Allocate(max_positions)
+                                                         : nullptr);
   }
   decoder->scratch_ = NewScratch(1);
   decoder->final_ = backend_->Allocate(config_.hidden);

@@ -10,6 +10,10 @@
 //         grouped KV heads, within the sliding window on local layers;
 //         output projection.
 //   hidden = FinalNorm(x); the LM head is the embedding E (tied).
+// Layers that config.IsRandnlaLayer() names take RandNLA attention instead of
+// the causal softmax (kernels/randnla_attention.h), with their own importance
+// scorer (self_attn.importance_scorer.*) reading the pre-attention norm's
+// output, and sketch factors and scale (self_attn.sketch.*).
 // RMSNorms scale by (1 + weight), weights start at 0 (Gemma's convention).
 // Parameters carry Hugging Face Gemma 3 names and [out, in] layouts, so a
 // checkpoint reads like a transformers state dict.
@@ -102,8 +106,9 @@ class Model {
     int64_t position_ = 0;
     std::vector<std::unique_ptr<Buffer>> keys_;  // per layer [max, kv_heads * head_dim]
     std::vector<std::unique_ptr<Buffer>> values_;
-    TokenBatch batch_;                      // the fed ids, for UploadBatch
-    std::unique_ptr<Activations> scratch_;  // one layer's worth, for the longest feed so far
+    std::vector<std::unique_ptr<Buffer>> scores_;  // per RandNLA layer [max]; null otherwise
+    TokenBatch batch_;                             // the fed ids, for UploadBatch
+    std::unique_ptr<Activations> scratch_;         // one layer's worth, for the longest feed so far
     std::unique_ptr<Buffer> final_;
   };
   std::unique_ptr<Decoder> NewDecoder(int64_t max_positions);
@@ -131,11 +136,15 @@ class Model {
   // INVALID_ARGUMENT naming the first id outside the vocabulary.
   absl::Status CheckIds(absl::Span<const int32_t> ids, absl::string_view what) const;
   Activations* ActivationsFor(int64_t rows, int64_t seq);
+  // The first of a layer's standard parameters, and of its RandNLA ones.
+  Parameter* LayerParams(int64_t layer);
+  Parameter* RandnlaParams(int64_t layer);
 
   Backend* backend_;
   ModelConfig config_;
   std::unique_ptr<ParameterArena> arena_;
   std::vector<Parameter> parameters_;
+  std::vector<int64_t> first_param_;  // per layer, its first parameter's index
   std::unique_ptr<Activations> acts_;
   bool checkpointing_ = false;
 };

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
@@ -10,6 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "kernels/importance_scorer.h"
 #include "nlohmann/json.hpp"
 
 namespace maximus::trainer {
@@ -18,7 +21,37 @@ int64_t ModelConfig::NumParameters() const {
   const int64_t attention = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2;
   const int64_t mlp = 3 * hidden * mlp_hidden;
   const int64_t norms = 4 * hidden + 2 * head_dim;
-  return vocab_size * hidden + layers * (attention + mlp + norms) + hidden;
+  return vocab_size * hidden + layers * (attention + mlp + norms) + hidden +
+         RandnlaLayers() * RandnlaLayerParameters(*this);
+}
+
+bool ModelConfig::IsRandnlaLayer(int64_t layer) const {
+  if (attention != "randnla") return false;
+  return std::find(standard_attention_layers.begin(), standard_attention_layers.end(), layer) ==
+         standard_attention_layers.end();
+}
+
+int64_t ModelConfig::RandnlaLayers() const {
+  int64_t n = 0;
+  for (int64_t l = 0; l < layers; ++l) n += IsRandnlaLayer(l) ? 1 : 0;
+  return n;
+}
+
+kernels::RandnlaConfig ModelConfig::Randnla() const {
+  return {randnla_block, randnla_detail, randnla_sketch};
+}
+
+std::string AttentionDescription(const ModelConfig& c) {
+  if (c.attention != "randnla") return absl::StrCat(c.attention, " attention");
+  if (c.standard_attention_layers.empty()) return "RandNLA attention on every layer";
+  return absl::StrCat("RandNLA attention (standard on layers ",
+                      absl::StrJoin(c.standard_attention_layers, ", "), ")");
+}
+
+int64_t RandnlaLayerParameters(const ModelConfig& c) {
+  const kernels::SketchFactorShape f = kernels::SketchFactorsOf(c.Randnla());
+  return kernels::kImportanceScorerWidth * (c.hidden + 2) + 1 + f.sketch_outer * f.block_outer +
+         f.sketch_inner * f.block_inner + 1;
 }
 
 float ModelConfig::AttentionScale() const { return 1.0f / std::sqrt(query_pre_attn_scalar); }
@@ -70,7 +103,10 @@ absl::Status ValidateModelConfig(const ModelConfig& c) {
         {"mlp_hidden", c.mlp_hidden, 1, kMaxMlpHidden},
         {"sliding_window", c.sliding_window, 0, kMaxPositions},
         {"sliding_window_pattern", c.sliding_window_pattern, 1, kMaxSlidingWindowPattern},
-        {"max_position_embeddings", c.max_position_embeddings, 1, kMaxPositions}}) {
+        {"max_position_embeddings", c.max_position_embeddings, 1, kMaxPositions},
+        {"randnla_block", c.randnla_block, 1, kMaxPositions},
+        {"randnla_detail", c.randnla_detail, 0, kMaxPositions},
+        {"randnla_sketch", c.randnla_sketch, 1, kMaxPositions}}) {
     if (f.value < f.min || f.value > f.max) {
       return absl::InvalidArgumentError(
           absl::StrCat("model ", f.name, " must be in ", f.min, "..", f.max, ", not ", f.value));
@@ -99,6 +135,30 @@ absl::Status ValidateModelConfig(const ModelConfig& c) {
           "model ", f.name, " must be positive and at most ", f.max, ", not ", f.value));
     }
   }
+  if (c.attention != "standard" && c.attention != "randnla") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model attention \"", c.attention, "\" is neither standard nor randnla"));
+  }
+  if (c.attention == "standard" && !c.standard_attention_layers.empty()) {
+    return absl::InvalidArgumentError(
+        "model standard_attention_layers needs attention \"randnla\" (every layer is standard)");
+  }
+  for (size_t i = 0; i < c.standard_attention_layers.size(); ++i) {
+    const int64_t layer = c.standard_attention_layers[i];
+    if (layer < 0 || layer >= c.layers) {
+      return absl::InvalidArgumentError(absl::StrCat("model standard_attention_layers: layer ",
+                                                     layer, " is not in 0..", c.layers - 1));
+    }
+    if (std::count(c.standard_attention_layers.begin(), c.standard_attention_layers.end(), layer) >
+        1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model standard_attention_layers names layer ", layer, " twice"));
+    }
+  }
+  if (absl::Status s = kernels::ValidateRandnlaConfig(c.Randnla()); !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model randnla_block/randnla_detail/randnla_sketch: ", s.message()));
+  }
   if (!c.layer_types.empty()) {
     if (static_cast<int64_t>(c.layer_types.size()) != c.layers) {
       return absl::InvalidArgumentError(absl::StrCat("model layer_types has ", c.layer_types.size(),
@@ -123,8 +183,11 @@ uint64_t ModelMemoryBytes(const ModelConfig& c) {
   const u128 attention = u(c.hidden) * u(c.head_dim) * (u(c.heads) + u(c.kv_heads)) * 2;
   const u128 mlp = 3 * u(c.hidden) * u(c.mlp_hidden);
   const u128 norms = 4 * u(c.hidden) + 2 * u(c.head_dim);
-  const u128 parameters =
-      u(c.vocab_size) * u(c.hidden) + u(c.layers) * (attention + mlp + norms) + u(c.hidden);
+  // Within the bounds only: RandNLA's share is small and bounded by them.
+  const u128 randnla =
+      ValidateModelConfig(c).ok() ? u(c.RandnlaLayers()) * u(RandnlaLayerParameters(c)) : 0;
+  const u128 parameters = u(c.vocab_size) * u(c.hidden) + u(c.layers) * (attention + mlp + norms) +
+                          u(c.hidden) + randnla;
   // Value, gradient, exp_avg, exp_avg_sq (fp32) and the bf16 shadow.
   const u128 bytes = parameters * (4 * sizeof(float) + 2);
   return bytes > std::numeric_limits<uint64_t>::max() ? std::numeric_limits<uint64_t>::max()
@@ -181,6 +244,15 @@ std::string ModelConfigToJson(const ModelConfig& c) {
                       {"max_position_embeddings", c.max_position_embeddings},
                       {"norm_eps", c.norm_eps}};
   if (!c.layer_types.empty()) j["layer_types"] = c.layer_types;
+  // Standard models print as before, so their files and checkpoints compare
+  // equal to older ones.
+  if (c.attention != "standard") {
+    j["attention"] = c.attention;
+    j["standard_attention_layers"] = c.standard_attention_layers;
+    j["randnla_block"] = c.randnla_block;
+    j["randnla_detail"] = c.randnla_detail;
+    j["randnla_sketch"] = c.randnla_sketch;
+  }
   return j.dump(2);
 }
 
@@ -207,7 +279,10 @@ int64_t* IntegerField(ModelConfig& c, absl::string_view key) {
       {"mlp_hidden", &c.mlp_hidden},
       {"sliding_window", &c.sliding_window},
       {"sliding_window_pattern", &c.sliding_window_pattern},
-      {"max_position_embeddings", &c.max_position_embeddings}};
+      {"max_position_embeddings", &c.max_position_embeddings},
+      {"randnla_block", &c.randnla_block},
+      {"randnla_detail", &c.randnla_detail},
+      {"randnla_sketch", &c.randnla_sketch}};
   return FieldByKey(fields, key);
 }
 
@@ -270,6 +345,21 @@ absl::StatusOr<ModelConfig> ModelConfigFromJson(absl::string_view json) {
       absl::StatusOr<Activation> activation = ParseActivation(value.get<std::string>());
       if (!activation.ok()) return activation.status();
       c.activation = *activation;
+    } else if (key == "attention") {
+      if (!value.is_string()) return absl::InvalidArgumentError("model attention must be a string");
+      c.attention = value.get<std::string>();
+    } else if (key == "standard_attention_layers") {
+      if (!value.is_array()) {
+        return absl::InvalidArgumentError("model standard_attention_layers must be a list");
+      }
+      c.standard_attention_layers.clear();
+      for (const auto& layer : value) {
+        if (!layer.is_number_integer()) {
+          return absl::InvalidArgumentError(
+              "model standard_attention_layers must hold layer indices");
+        }
+        c.standard_attention_layers.push_back(layer.get<int64_t>());
+      }
     } else if (key == "layer_types") {
       if (!value.is_array()) return absl::InvalidArgumentError("model layer_types must be a list");
       c.layer_types.clear();

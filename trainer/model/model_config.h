@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "kernels/gated_activation.h"
+#include "kernels/randnla_attention.h"
 
 namespace maximus::trainer {
 
@@ -46,6 +47,16 @@ struct ModelConfig {
   float rope_local_theta = 10000.0f;  // RoPE base of sliding-window layers.
   int64_t max_position_embeddings = 32768;
   float norm_eps = 1e-6f;
+  // The layers' attention: "standard" (causal softmax, windowed on sliding
+  // layers) or "randnla" (kernels/randnla_attention.h: own block, top-K
+  // detail tokens, a sketch of the past; no window), except the layers listed
+  // in standard_attention_layers, which keep standard attention.
+  std::string attention = "standard";
+  std::vector<int64_t> standard_attention_layers;
+  // RandNLA's sizes: block L, detail tokens K, sketch tokens S.
+  int64_t randnla_block = 64;
+  int64_t randnla_detail = 32;
+  int64_t randnla_sketch = 16;
 
   int64_t NumParameters() const;
   float AttentionScale() const;
@@ -54,7 +65,18 @@ struct ModelConfig {
   // limit) for global ones.
   int64_t WindowOf(int64_t layer) const;
   float RopeThetaOf(int64_t layer) const;
+  bool IsRandnlaLayer(int64_t layer) const;
+  int64_t RandnlaLayers() const;
+  kernels::RandnlaConfig Randnla() const;
 };
+
+// "standard attention", "RandNLA attention on every layer" or "RandNLA
+// attention (standard on layers 0, 3)".
+std::string AttentionDescription(const ModelConfig& config);
+
+// The parameters a RandNLA layer adds to a standard one: the importance
+// scorer (hidden → 64 → 1) and the sketch's two factors and scale.
+int64_t RandnlaLayerParameters(const ModelConfig& config);
 
 // Upper bounds of the config's fields, far above any Gemma 3 (hidden 5376,
 // 62 layers, vocabulary 262,144, 128K positions) yet low enough that every
@@ -76,7 +98,9 @@ inline constexpr float kMaxNormEps = 1.0f;
 
 // INVALID_ARGUMENT naming the field: sizes positive and within the bounds
 // above, heads a multiple of kv_heads, head_dim even, theta and eps positive
-// and bounded, layer_types well formed.
+// and bounded, layer_types well formed, attention known,
+// standard_attention_layers distinct layers (and only with RandNLA), the
+// RandNLA sizes valid (kernels::ValidateRandnlaConfig).
 absl::Status ValidateModelConfig(const ModelConfig& config);
 
 // What Model::Create allocates for `config`'s parameters: every parameter's

@@ -1,9 +1,13 @@
 #include "trainer/model/model.h"
 
 #include <cmath>
+#include <functional>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "trainer/backend/cpu/cpu_backend.h"
 
@@ -62,15 +66,28 @@ void Perturb(Model& model, CpuBackend& backend) {
   }
 }
 
+// SmallConfig with RandNLA attention on layer 0 (layer 1 stays standard):
+// blocks of 4, a sketch of 2 x 2 tokens.
+ModelConfig RandnlaConfig(int64_t detail) {
+  ModelConfig c = SmallConfig();
+  c.attention = "randnla";
+  c.standard_attention_layers = {1};
+  c.randnla_block = 4;
+  c.randnla_detail = detail;
+  c.randnla_sketch = 4;
+  return c;
+}
+
 // Central differences of the model's loss for sampled coordinates of every
 // parameter, against the backward.
-void CheckWholeModel(const LossSettings& loss, bool mask) {
+void CheckWholeModel(const LossSettings& loss, bool mask, const ModelConfig& config = SmallConfig(),
+                     int64_t seq = 5) {
   CpuBackend backend;
-  auto model = Model::Create(&backend, SmallConfig());
+  auto model = Model::Create(&backend, config);
   ASSERT_TRUE(model.ok()) << model.status();
   (*model)->Initialize(7);
   Perturb(**model, backend);
-  const TokenBatch batch = RandomBatch(2, 5, 48, 3, mask);
+  const TokenBatch batch = RandomBatch(2, seq, 48, 3, mask);
   (*model)->ZeroGrads();
   ASSERT_TRUE((*model)->Step(batch, loss, true).ok());
   std::mt19937_64 rng(5);
@@ -118,6 +135,106 @@ TEST(ModelTest, WholeModelGradientsWithMaxis) {
   CheckWholeModel(loss, /*mask=*/false);
 }
 
+// Detail 8 holds every past token of a 12-token row: the top-K choice, which
+// has no gradient, cannot change under the differences' steps.
+TEST(ModelTest, WholeModelGradientsWithRandnlaAttention) {
+  LossSettings loss;
+  loss.kind = LossKind::kCrossEntropy;
+  CheckWholeModel(loss, /*mask=*/true, RandnlaConfig(8), 12);
+}
+
+// Log-probabilities at positions <= t do not move, bit for bit, when every
+// token after t changes, with RandNLA layers whose parameters are not the
+// initial ones; the same check on a model of the seed's kind would fail.
+TEST(ModelTest, RandnlaModelIsCausal) {
+  CpuBackend backend;
+  ModelConfig config = RandnlaConfig(2);
+  config.standard_attention_layers.clear();  // every layer RandNLA
+  auto model = Model::Create(&backend, config);
+  ASSERT_TRUE(model.ok()) << model.status();
+  (*model)->Initialize(3);
+  Perturb(**model, backend);
+  const TokenBatch batch = RandomBatch(2, 21, 48, 8, false);
+  auto base = (*model)->TokenLogProbs(batch);
+  ASSERT_TRUE(base.ok()) << base.status();
+  for (int64_t t : {0, 3, 4, 7, 8, 13, 19, 20}) {
+    TokenBatch changed = batch;
+    for (int64_t r = 0; r < 2; ++r) {
+      for (int64_t p = t + 1; p < 21; ++p) {
+        changed.inputs[r * 21 + p] = (changed.inputs[r * 21 + p] + 17) % 48;
+      }
+    }
+    auto out = (*model)->TokenLogProbs(changed);
+    ASSERT_TRUE(out.ok()) << out.status();
+    bool later_changed = false;
+    for (int64_t r = 0; r < 2; ++r) {
+      for (int64_t p = 0; p < 21; ++p) {
+        if (p <= t) {
+          EXPECT_EQ((*out)[r * 21 + p], (*base)[r * 21 + p]) << "t " << t << " position " << p;
+        } else {
+          later_changed |= (*out)[r * 21 + p] != (*base)[r * 21 + p];
+        }
+      }
+    }
+    if (t < 20) {
+      EXPECT_TRUE(later_changed) << "t " << t;
+    }
+  }
+}
+
+TEST(ModelTest, RandnlaLayersHaveNamedParameters) {
+  CpuBackend backend;
+  auto model = Model::Create(&backend, RandnlaConfig(3));
+  ASSERT_TRUE(model.ok()) << model.status();
+  (*model)->Initialize(1);
+  EXPECT_EQ(static_cast<int64_t>((*model)->arena().size()), RandnlaConfig(3).NumParameters());
+  for (const char* name : {"importance_scorer.in_proj.weight", "importance_scorer.in_proj.bias",
+                           "importance_scorer.out_proj.weight", "importance_scorer.out_proj.bias",
+                           "sketch.time_outer", "sketch.time_inner", "sketch.scale"}) {
+    EXPECT_NE((*model)->Find(absl::StrCat("model.layers.0.self_attn.", name)), nullptr) << name;
+    EXPECT_EQ((*model)->Find(absl::StrCat("model.layers.1.self_attn.", name)), nullptr) << name;
+  }
+  float scale = 0;
+  backend.CopyToHost((*model)->Find("model.layers.0.self_attn.sketch.scale")->value->data(), 1,
+                     &scale);
+  EXPECT_EQ(scale, 1.0f);
+  std::vector<float> outer(4);
+  backend.CopyToHost((*model)->Find("model.layers.0.self_attn.sketch.time_outer")->value->data(), 4,
+                     outer.data());
+  EXPECT_NEAR(outer[0] * outer[0] + outer[1] * outer[1], 1.0, 1e-6);  // a DCT row
+}
+
+TEST(ModelTest, RandnlaConfigIsValidatedAndRoundTrips) {
+  ModelConfig c = RandnlaConfig(3);
+  auto back = ModelConfigFromJson(ModelConfigToJson(c));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(ModelConfigToJson(*back), ModelConfigToJson(c));
+  EXPECT_TRUE(back->IsRandnlaLayer(0));
+  EXPECT_FALSE(back->IsRandnlaLayer(1));
+  // Standard models print without the RandNLA keys, as before.
+  EXPECT_EQ(ModelConfigToJson(SmallConfig()).find("randnla"), std::string::npos);
+  for (auto [edit, message] :
+       std::vector<std::pair<std::function<void(ModelConfig&)>, std::string>>{
+           {[](ModelConfig& m) { m.attention = "linear"; }, "attention"},
+           {[](ModelConfig& m) { m.standard_attention_layers = {2}; }, "layer 2"},
+           {[](ModelConfig& m) {
+              m.standard_attention_layers = {0, 0};
+            },
+            "twice"},
+           {[](ModelConfig& m) { m.randnla_sketch = 8; }, "randnla_sketch"},
+           {[](ModelConfig& m) {
+              m.attention = "standard";
+              m.standard_attention_layers = {1};
+            },
+            "needs attention"}}) {
+    ModelConfig bad = RandnlaConfig(3);
+    edit(bad);
+    const absl::Status s = ValidateModelConfig(bad);
+    EXPECT_FALSE(s.ok()) << message;
+    EXPECT_NE(std::string(s.message()).find(message), std::string::npos) << s.message();
+  }
+}
+
 // Checkpointing recomputes the same activations in the same order: the loss
 // and every gradient have the same bits as with every activation kept.
 TEST(ModelTest, ActivationCheckpointingGivesTheSameGradients) {
@@ -151,9 +268,12 @@ TEST(ModelTest, ActivationCheckpointingGivesTheSameGradients) {
   EXPECT_GT(nonzero, static_cast<int64_t>(grads[0].size() / 2));
 }
 
-TEST(ModelTest, IncrementalDecodingEqualsTheFullForward) {
+class DecodingTest : public ::testing::TestWithParam<bool> {};
+
+// With RandNLA on layer 0 too: its scores are cached like its keys.
+TEST_P(DecodingTest, IncrementalDecodingEqualsTheFullForward) {
   CpuBackend backend;
-  auto model = Model::Create(&backend, SmallConfig());
+  auto model = Model::Create(&backend, GetParam() ? RandnlaConfig(2) : SmallConfig());
   ASSERT_TRUE(model.ok());
   (*model)->Initialize(11);
   Perturb(**model, backend);
@@ -178,6 +298,11 @@ TEST(ModelTest, IncrementalDecodingEqualsTheFullForward) {
   auto overflow = FeedForLogits(*decoder, std::vector<int32_t>(8, 1));
   EXPECT_EQ(overflow.status().code(), absl::StatusCode::kResourceExhausted);
 }
+
+INSTANTIATE_TEST_SUITE_P(Attention, DecodingTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Randnla" : "Standard";
+                         });
 
 TEST(ModelTest, InitialisationIsDeterministicAndScaled) {
   CpuBackend backend;

@@ -11,6 +11,8 @@
 #include "kernels/attention.h"
 #include "kernels/cpu_parallel.h"
 #include "kernels/gated_activation.h"
+#include "kernels/importance_scorer.h"
+#include "kernels/randnla_attention.h"
 #include "kernels/random.h"
 
 namespace maximus::trainer {
@@ -38,6 +40,12 @@ class CpuAttentionState : public AttentionState {
  public:
   explicit CpuAttentionState(int64_t n) : lse(n) {}
   std::vector<float> lse;
+};
+
+// What RandNLA attention's backward needs (kernels/randnla_attention.h).
+class CpuRandnlaState : public AttentionState {
+ public:
+  kernels::RandnlaSaved<float> saved;
 };
 
 using kernels::ParallelRanges;
@@ -233,6 +241,40 @@ absl::Status CpuBackend::CausalAttentionBackward(const AttentionShape& s, const 
                                                  float* dq, float* dk, float* dv) {
   const float* lse = static_cast<const CpuAttentionState&>(state).lse.data();
   return kernels::CausalAttentionBackward(s, q, k, v, out, lse, dout, dq, dk, dv);
+}
+
+absl::Status CpuBackend::ImportanceScores(const kernels::ImportanceScorerWeights<float>& weights,
+                                          int64_t rows, const float* x, float* scores) {
+  return kernels::ImportanceScores(weights, rows, x, scores);
+}
+
+absl::Status CpuBackend::ImportanceScoresBackward(
+    const kernels::ImportanceScorerWeights<float>& weights, int64_t rows, const float* x,
+    const float* dscores, float* dx, const kernels::ImportanceScorerGrads<float>& grads) {
+  return kernels::ImportanceScoresBackward(weights, rows, x, dscores, dx, grads);
+}
+
+std::unique_ptr<AttentionState> CpuBackend::NewRandnlaAttentionState(const RandnlaShape&) {
+  return std::make_unique<CpuRandnlaState>();  // sized by each forward
+}
+
+absl::Status CpuBackend::RandnlaAttention(const RandnlaShape& shape, const float* q, const float* k,
+                                          const float* v, const float* scores,
+                                          const kernels::SketchFactors<float>& sketch, float* out,
+                                          AttentionState* state) {
+  kernels::RandnlaSaved<float>* saved =
+      state != nullptr ? &static_cast<CpuRandnlaState*>(state)->saved : nullptr;
+  return kernels::RandnlaAttention(shape, q, k, v, scores, sketch, out, saved, nullptr);
+}
+
+absl::Status CpuBackend::RandnlaAttentionBackward(
+    const RandnlaShape& shape, const float* q, const float* k, const float* v, const float* scores,
+    const kernels::SketchFactors<float>& sketch, const float* out, const AttentionState& state,
+    const float* dout, float* dq, float* dk, float* dv, float* dscores,
+    const kernels::SketchFactorGrads<float>& grads) {
+  return kernels::RandnlaAttentionBackward(shape, q, k, v, scores, sketch, out,
+                                           static_cast<const CpuRandnlaState&>(state).saved, dout,
+                                           dq, dk, dv, dscores, grads);
 }
 
 void CpuBackend::GatedActivation(kernels::Activation activation, const float* gate, const float* up,

@@ -77,6 +77,14 @@ bool SameShape(const kernels::LinearHeadShape& a, const kernels::LinearHeadShape
   return a.tokens == b.tokens && a.hidden == b.hidden && a.vocab == b.vocab;
 }
 
+// RandNLA attention has only its CPU reference so far (kernels/randnla_attention.md
+// says what a kernel must compute); the trainer keeps RandNLA runs on the CPU.
+absl::Status RandnlaNotOnCuda() {
+  return absl::UnimplementedError(
+      "RandNLA attention is not yet on the CUDA backend (kernels/randnla_attention.md); use "
+      "--backend=cpu");
+}
+
 }  // namespace
 
 struct CudaBackend::State {
@@ -450,6 +458,37 @@ absl::Status CudaBackend::CausalAttentionBackward(const AttentionShape& shape, c
   }
   return kernels::FlashAttentionBackwardCuda(shape, q, k, v, out, cuda_state.lse.data(), dout, dq,
                                              dk, dv, cuda_state.delta.data(), state_->s());
+}
+
+absl::Status CudaBackend::ImportanceScores(const kernels::ImportanceScorerWeights<float>&, int64_t,
+                                           const float*, float*) {
+  return RandnlaNotOnCuda();
+}
+
+absl::Status CudaBackend::ImportanceScoresBackward(const kernels::ImportanceScorerWeights<float>&,
+                                                   int64_t, const float*, const float*, float*,
+                                                   const kernels::ImportanceScorerGrads<float>&) {
+  return RandnlaNotOnCuda();
+}
+
+std::unique_ptr<AttentionState> CudaBackend::NewRandnlaAttentionState(const RandnlaShape&) {
+  return std::make_unique<AttentionState>();
+}
+
+absl::Status CudaBackend::RandnlaAttention(const RandnlaShape&, const float*, const float*,
+                                           const float*, const float*,
+                                           const kernels::SketchFactors<float>&, float*,
+                                           AttentionState*) {
+  return RandnlaNotOnCuda();
+}
+
+absl::Status CudaBackend::RandnlaAttentionBackward(const RandnlaShape&, const float*, const float*,
+                                                   const float*, const float*,
+                                                   const kernels::SketchFactors<float>&,
+                                                   const float*, const AttentionState&,
+                                                   const float*, float*, float*, float*, float*,
+                                                   const kernels::SketchFactorGrads<float>&) {
+  return RandnlaNotOnCuda();
 }
 
 void CudaBackend::GatedActivation(kernels::Activation activation, const float* gate,

@@ -96,6 +96,25 @@ class CudaBackend : public Backend {
                                        const AttentionState& state, const float* dout, float* dq,
                                        float* dk, float* dv) override;
 
+  bool SupportsRandnlaAttention() const override { return false; }
+  absl::Status ImportanceScores(const kernels::ImportanceScorerWeights<float>& weights,
+                                int64_t rows, const float* x, float* scores) override;
+  absl::Status ImportanceScoresBackward(
+      const kernels::ImportanceScorerWeights<float>& weights, int64_t rows, const float* x,
+      const float* dscores, float* dx, const kernels::ImportanceScorerGrads<float>& grads) override;
+  std::unique_ptr<AttentionState> NewRandnlaAttentionState(const RandnlaShape& shape) override;
+  absl::Status RandnlaAttention(const RandnlaShape& shape, const float* q, const float* k,
+                                const float* v, const float* scores,
+                                const kernels::SketchFactors<float>& sketch, float* out,
+                                AttentionState* state) override;
+  absl::Status RandnlaAttentionBackward(const RandnlaShape& shape, const float* q, const float* k,
+                                        const float* v, const float* scores,
+                                        const kernels::SketchFactors<float>& sketch,
+                                        const float* out, const AttentionState& state,
+                                        const float* dout, float* dq, float* dk, float* dv,
+                                        float* dscores,
+                                        const kernels::SketchFactorGrads<float>& grads) override;
+
   void GatedActivation(kernels::Activation activation, const float* gate, const float* up,
                        int64_t n, float* out) override;
   void GatedActivationBackward(kernels::Activation activation, const float* gate, const float* up,

@@ -24,6 +24,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -47,6 +48,10 @@ ABSL_FLAG(std::string, torch, "",
           "shapes; empty: none");
 ABSL_FLAG(std::string, torch_modes, "eager,compile", "The script's modes");
 ABSL_FLAG(std::string, python, "python3", "Interpreter for --torch");
+ABSL_FLAG(std::string, attention, "standard",
+          "standard, or randnla on every layer but --standard_attention_layers");
+ABSL_FLAG(std::string, standard_attention_layers, "",
+          "With --attention=randnla: layers that keep standard attention (\"0,3\")");
 ABSL_FLAG(std::string, gemm, "bf16",
           "The layers' GEMMs: bf16 (inputs rounded to bf16 copies), tf32 or fp32");
 ABSL_FLAG(bool, bf16_attention, true, "Attention on bf16 tensor cores (else tf32)");
@@ -70,13 +75,25 @@ double MeanVisibleKeys(int64_t seq, int64_t window) {
   return total / seq;
 }
 
+// Keys a query of a RandNLA layer weighs, on average over the sequence: its
+// own block up to itself, then (after the first block) the detail and sketch
+// keys (kernels/randnla_attention.md).
+double MeanRandnlaKeys(const ModelConfig& c, int64_t seq) {
+  double total = 0;
+  for (int64_t p = 0; p < seq; ++p) {
+    total += p % c.randnla_block + 1 + (p >= c.randnla_block ? c.randnla_detail + c.randnla_sketch : 0);
+  }
+  return total / seq;
+}
+
 double ModelFlopsPerToken(const ModelConfig& c, int64_t seq) {
   const double q_dim = c.heads * c.head_dim, kv_dim = c.kv_heads * c.head_dim;
   const double per_layer = c.hidden * (q_dim + 2 * kv_dim) + q_dim * c.hidden +
                            3.0 * c.hidden * c.mlp_hidden;
   double attention = 0;
   for (int64_t l = 0; l < c.layers; ++l) {
-    attention += 12.0 * q_dim * MeanVisibleKeys(seq, c.WindowOf(l));
+    attention += 12.0 * q_dim *
+                 (c.IsRandnlaLayer(l) ? MeanRandnlaKeys(c, seq) : MeanVisibleKeys(seq, c.WindowOf(l)));
   }
   return 6.0 * per_layer * c.layers + 6.0 * c.vocab_size * c.hidden + attention;
 }
@@ -350,6 +367,30 @@ int Main() {
     std::fprintf(stderr, "bench_train: %s\n", config.status().ToString().c_str());
     return 2;
   }
+  const std::string attention = absl::GetFlag(FLAGS_attention);
+  if (attention == "randnla") {
+    config->attention = "randnla";
+    for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_standard_attention_layers),
+                                                 ',', absl::SkipEmpty())) {
+      int64_t layer = 0;
+      if (!absl::SimpleAtoi(part, &layer)) {
+        std::fprintf(stderr, "bench_train: --standard_attention_layers: \"%s\" is not a layer\n",
+                     std::string(part).c_str());
+        return 2;
+      }
+      config->standard_attention_layers.push_back(layer);
+    }
+    if (absl::GetFlag(FLAGS_breakdown) || !absl::GetFlag(FLAGS_torch).empty()) {
+      std::fprintf(stderr,
+                   "bench_train: --attention=randnla times whole steps only: pass "
+                   "--breakdown=false and no --torch\n");
+      return 2;
+    }
+  } else if (attention != "standard") {
+    std::fprintf(stderr, "bench_train: --attention: use standard or randnla, not \"%s\"\n",
+                 attention.c_str());
+    return 2;
+  }
   const int64_t rows = absl::GetFlag(FLAGS_batch), seq = absl::GetFlag(FLAGS_seq);
   CudaBackend::Options options;
   absl::StatusOr<CudaBackend::GemmPrecision> gemm =
@@ -370,8 +411,9 @@ int Main() {
               absl::GetFlag(FLAGS_preset).c_str(), config->NumParameters() / 1e6,
               static_cast<long long>(rows), static_cast<long long>(seq),
               (*backend)->device_description().c_str());
-  std::printf("GEMMs %s, attention %s\n", CudaBackend::GemmPrecisionName(options.gemm_precision),
-              options.bf16_attention ? "bf16" : "tf32");
+  std::printf("GEMMs %s, attention %s (%s)\n",
+              CudaBackend::GemmPrecisionName(options.gemm_precision),
+              options.bf16_attention ? "bf16" : "tf32", AttentionDescription(*config).c_str());
   std::printf("model FLOPs per token (exact model, training): %.3g\n", flops);
   const TokenBatch batch = MakeBatch(rows, seq, config->vocab_size);
   absl::StatusOr<double> gemm_tflops =

@@ -23,8 +23,8 @@ namespace {
 //     detail and sketch slots into per-block partials), SuffixKernel (the
 //     sketch gradients' suffix sum over blocks), TokenKernel (a warp per
 //     (token, KV head): detail partials of the later blocks that chose it, in
-//     block order, and the sketch path), DscoresKernel, ParamKernel (γ and the
-//     factors, one block in a fixed order).
+//     block order, and the sketch path), DscoresKernel, DphiKernel (a block
+//     per element of dΦ) and ParamKernel (γ and the factors, one block).
 // Every sum has one owner and a fixed order: no atomics.
 constexpr int kWarp = 32;
 constexpr unsigned kFullMask = 0xffffffffu;
@@ -558,31 +558,44 @@ __global__ void DscoresKernel(Params p) {
   p.dscores[idx] = sum * w * (1.0f - w);
 }
 
-// One block of kThreads: dγ and dΦ summed in a fixed order, dΦ folded through
-// the Kronecker product into the factors; all added to the gradients.
+// Sums a block's per-thread values in a fixed tree (kThreads threads);
+// every thread gets the total.
+__device__ float BlockSum(float value, float* scratch) {
+  scratch[threadIdx.x] = value;
+  __syncthreads();
+  for (int half = kThreads / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half) scratch[threadIdx.x] += scratch[threadIdx.x + half];
+    __syncthreads();
+  }
+  const float total = scratch[0];
+  __syncthreads();  // scratch is free again
+  return total;
+}
+
+// A block per element (s, τ) of dΦ: the sum of the tokens' terms over
+// (sequence, KV head, block c < blocks − 1), in a fixed order.
+__global__ void DphiKernel(Params p) {
+  __shared__ float scratch[kThreads];
+  const int s = blockIdx.x / p.block, tau = blockIdx.x % p.block;
+  const int64_t per = p.blocks - 1, items = p.batch * p.kv_heads * per;
+  float sum = 0.0f;
+  for (int64_t idx = threadIdx.x; idx < items; idx += kThreads) {
+    const int64_t bg = idx / per, c = idx % per;
+    sum += p.dphi_tok[(bg * p.queries + c * p.block + tau) * p.sketch + s];
+  }
+  const float total = BlockSum(sum, scratch);
+  if (threadIdx.x == 0) p.dphi[blockIdx.x] = total;
+}
+
+// One block of kThreads: dγ summed in a fixed order, dΦ (DphiKernel) folded
+// through the Kronecker product into the factors; all added to the gradients.
 __global__ void ParamKernel(Params p) {
-  __shared__ float partial[kThreads];
+  __shared__ float scratch[kThreads];
   const int64_t tokens = p.batch * p.kv_heads * p.queries;
   float sum = 0.0f;
   for (int64_t idx = threadIdx.x; idx < tokens; idx += kThreads) sum += p.dgamma_tok[idx];
-  partial[threadIdx.x] = sum;
-  __syncthreads();
-  for (int half = kThreads / 2; half > 0; half /= 2) {
-    if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) *p.grad_scale += partial[0];
-  for (int e = threadIdx.x; e < p.sketch * p.block; e += kThreads) {
-    const int s = e / p.block, tau = e % p.block;
-    float d = 0.0f;
-    for (int64_t bg = 0; bg < p.batch * p.kv_heads; ++bg) {
-      for (int c = 0; c + 1 < p.blocks; ++c) {
-        d += p.dphi_tok[(bg * p.queries + static_cast<int64_t>(c) * p.block + tau) * p.sketch + s];
-      }
-    }
-    p.dphi[e] = d;
-  }
-  __syncthreads();  // dΦ complete (global writes of this block are visible after the barrier)
+  const float dgamma = BlockSum(sum, scratch);
+  if (threadIdx.x == 0) *p.grad_scale += dgamma;
   for (int e = threadIdx.x; e < p.sketch_outer * p.block_outer; e += kThreads) {
     const int s1 = e / p.block_outer, l1 = e % p.block_outer;
     float d = 0.0f;
@@ -782,6 +795,8 @@ absl::Status RandnlaAttentionBackwardCuda(const RandnlaShape& s, const float* q,
   MAXIMUS_RETURN_IF_ERROR(Launched("RandNLA tokens"));
   DscoresKernel<<<GridFor(p.batch * p.queries, kThreads), kThreads, 0, stream>>>(p);
   MAXIMUS_RETURN_IF_ERROR(Launched("RandNLA dscores"));
+  DphiKernel<<<static_cast<unsigned>(p.sketch * p.block), kThreads, 0, stream>>>(p);
+  MAXIMUS_RETURN_IF_ERROR(Launched("RandNLA dPhi"));
   ParamKernel<<<1, kThreads, 0, stream>>>(p);
   return Launched("RandNLA sketch parameters");
 }

@@ -587,6 +587,30 @@ __global__ void DphiKernel(Params p) {
   if (threadIdx.x == 0) p.dphi[blockIdx.x] = total;
 }
 
+// Φ[(s1, s2), (l1, l2)] = outer[s1, l1] · inner[s2, l2], so d outer[s1, l1] =
+// Σ_{s2, l2} dΦ · inner[s2, l2], and d inner likewise over the outer factor.
+__device__ void AddFactorGradient(const Params& p, bool outer) {
+  const int rows = outer ? p.sketch_outer : p.sketch_inner;
+  const int cols = outer ? p.block_outer : p.block_inner;
+  const int other_rows = outer ? p.sketch_inner : p.sketch_outer;
+  const int other_cols = outer ? p.block_inner : p.block_outer;
+  const float* other = outer ? p.time_inner : p.time_outer;
+  float* grad = outer ? p.grad_outer : p.grad_inner;
+  for (int e = threadIdx.x; e < rows * cols; e += kThreads) {
+    const int row = e / cols, col = e % cols;
+    float d = 0.0f;
+    for (int orow = 0; orow < other_rows; ++orow) {
+      for (int ocol = 0; ocol < other_cols; ++ocol) {
+        const int s1 = outer ? row : orow, s2 = outer ? orow : row;
+        const int l1 = outer ? col : ocol, l2 = outer ? ocol : col;
+        d += p.dphi[(s1 * p.sketch_inner + s2) * p.block + l1 * p.block_inner + l2] *
+             other[orow * other_cols + ocol];
+      }
+    }
+    grad[e] += d;
+  }
+}
+
 // One block of kThreads: dγ summed in a fixed order, dΦ (DphiKernel) folded
 // through the Kronecker product into the factors; all added to the gradients.
 __global__ void ParamKernel(Params p) {
@@ -596,28 +620,8 @@ __global__ void ParamKernel(Params p) {
   for (int64_t idx = threadIdx.x; idx < tokens; idx += kThreads) sum += p.dgamma_tok[idx];
   const float dgamma = BlockSum(sum, scratch);
   if (threadIdx.x == 0) *p.grad_scale += dgamma;
-  for (int e = threadIdx.x; e < p.sketch_outer * p.block_outer; e += kThreads) {
-    const int s1 = e / p.block_outer, l1 = e % p.block_outer;
-    float d = 0.0f;
-    for (int s2 = 0; s2 < p.sketch_inner; ++s2) {
-      for (int l2 = 0; l2 < p.block_inner; ++l2) {
-        d += p.dphi[(s1 * p.sketch_inner + s2) * p.block + l1 * p.block_inner + l2] *
-             p.time_inner[s2 * p.block_inner + l2];
-      }
-    }
-    p.grad_outer[e] += d;
-  }
-  for (int e = threadIdx.x; e < p.sketch_inner * p.block_inner; e += kThreads) {
-    const int s2 = e / p.block_inner, l2 = e % p.block_inner;
-    float d = 0.0f;
-    for (int s1 = 0; s1 < p.sketch_outer; ++s1) {
-      for (int l1 = 0; l1 < p.block_outer; ++l1) {
-        d += p.dphi[(s1 * p.sketch_inner + s2) * p.block + l1 * p.block_inner + l2] *
-             p.time_outer[s1 * p.block_outer + l1];
-      }
-    }
-    p.grad_inner[e] += d;
-  }
+  AddFactorGradient(p, /*outer=*/true);
+  AddFactorGradient(p, /*outer=*/false);
 }
 
 Params MakeParams(const RandnlaShape& s, const float* q, const float* k, const float* v,

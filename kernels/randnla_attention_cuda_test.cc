@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/device_buffer.h"
+#include "kernels/device_test_util.h"
 #include "kernels/gpu_test_util.h"
 #include "kernels/importance_scorer.h"
 #include "kernels/importance_scorer_cuda.h"
@@ -27,8 +28,11 @@
 namespace maximus::kernels {
 namespace {
 
+using testing::Download;
+using testing::Poisoned;
 using testing::RandomNormal;
 using testing::RelativeError;
+using testing::Upload;
 
 // fp32 against fp32: only the order of summation (and expf) differs. The
 // score and parameter gradients sum over every token of a sequence (and over
@@ -62,31 +66,6 @@ std::string Label(const RandnlaShape& s) {
                       s.attention.query_offset, " stride ", s.attention.key_stride, " heads ",
                       s.attention.heads, "/", s.attention.kv_heads, " hd ", s.attention.head_dim,
                       " L ", s.config.block, " K ", s.config.detail, " S ", s.config.sketch);
-}
-
-template <typename T>
-std::vector<T> Download(const DeviceBuffer<T>& buffer) {
-  auto host = buffer.ToHost();
-  EXPECT_TRUE(host.ok()) << host.status();
-  return host.ok() ? *std::move(host) : std::vector<T>();
-}
-
-template <typename T>
-DeviceBuffer<T> Upload(const std::vector<T>& host) {
-  auto buffer = DeviceBuffer<T>::FromHost(host);
-  EXPECT_TRUE(buffer.ok()) << buffer.status();
-  return buffer.ok() ? *std::move(buffer) : DeviceBuffer<T>();
-}
-
-// Allocated and poisoned (NaN for floats, −1 for ints), to show any element
-// left unwritten.
-template <typename T = float>
-DeviceBuffer<T> Poisoned(size_t n) {
-  auto buffer = DeviceBuffer<T>::Allocate(n);
-  EXPECT_TRUE(buffer.ok()) << buffer.status();
-  if (!buffer.ok()) return DeviceBuffer<T>();
-  EXPECT_TRUE(buffer->FillBytes(0xff).ok());
-  return *std::move(buffer);
 }
 
 // Prints and checks one tensor's relative error.

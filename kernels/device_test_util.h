@@ -34,7 +34,9 @@ DeviceBuffer<T> Poisoned(size_t n) {
   auto buffer = DeviceBuffer<T>::Allocate(n);
   EXPECT_TRUE(buffer.ok()) << buffer.status();
   if (!buffer.ok()) return DeviceBuffer<T>();
-  if (n > 0) EXPECT_TRUE(buffer->FillBytes(0xff).ok());
+  if (n > 0) {
+    EXPECT_TRUE(buffer->FillBytes(0xff).ok());
+  }
   return *std::move(buffer);
 }
 

@@ -15,6 +15,7 @@
 #include "kernels/attention.h"
 #include "kernels/bf16.h"
 #include "kernels/device_buffer.h"
+#include "kernels/device_test_util.h"
 #include "kernels/flash_attention_cuda.h"
 #include "kernels/gpu_test_util.h"
 #include "kernels/test_util.h"
@@ -22,8 +23,11 @@
 namespace maximus::kernels {
 namespace {
 
+using testing::Download;
+using testing::Poisoned;
 using testing::RandomNormal;
 using testing::RelativeError;
+using testing::Upload;
 
 // Against fp32 arithmetic on the same rounded inputs, the kernels differ by
 // rounding the probabilities (and dS) to bf16 before their second product:
@@ -58,29 +62,6 @@ std::vector<Bf16Bits> RoundToBf16(std::vector<float>& values) {
     values[i] = Bf16ToFloat(bits[i]);
   }
   return bits;
-}
-
-template <typename T>
-std::vector<T> Download(const DeviceBuffer<T>& buffer) {
-  auto host = buffer.ToHost();
-  EXPECT_TRUE(host.ok()) << host.status();
-  return host.ok() ? *std::move(host) : std::vector<T>();
-}
-
-template <typename T>
-DeviceBuffer<T> Upload(const std::vector<T>& host) {
-  auto buffer = DeviceBuffer<T>::FromHost(host);
-  EXPECT_TRUE(buffer.ok()) << buffer.status();
-  return buffer.ok() ? *std::move(buffer) : DeviceBuffer<T>();
-}
-
-// Allocated and poisoned with NaN, to show any element left unwritten.
-DeviceBuffer<float> Poisoned(size_t n) {
-  auto buffer = DeviceBuffer<float>::Allocate(n);
-  EXPECT_TRUE(buffer.ok()) << buffer.status();
-  if (!buffer.ok()) return DeviceBuffer<float>();
-  EXPECT_TRUE(buffer->FillBytes(0xff).ok());
-  return *std::move(buffer);
 }
 
 void CheckShape(const AttentionShape& s, uint64_t seed) {

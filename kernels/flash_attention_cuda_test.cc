@@ -13,14 +13,18 @@
 #include "gtest/gtest.h"
 #include "kernels/attention.h"
 #include "kernels/device_buffer.h"
+#include "kernels/device_test_util.h"
 #include "kernels/gpu_test_util.h"
 #include "kernels/test_util.h"
 
 namespace maximus::kernels {
 namespace {
 
+using testing::Download;
+using testing::Poisoned;
 using testing::RandomNormal;
 using testing::RelativeError;
+using testing::Upload;
 
 // Relative error bounds against the fp32 CPU reference. kFp32 differs only in
 // the order of summation (and __expf); kTf32 rounds the tiles to a 10-bit
@@ -57,28 +61,6 @@ std::string Label(const AttentionShape& s) {
   return absl::StrCat("batch ", s.batch, " queries ", s.queries, " offset ", s.query_offset,
                       " stride ", s.key_stride, " heads ", s.heads, "/", s.kv_heads, " hd ",
                       s.head_dim, " window ", s.window);
-}
-
-template <typename T>
-std::vector<T> Download(const DeviceBuffer<T>& buffer) {
-  auto host = buffer.ToHost();
-  EXPECT_TRUE(host.ok()) << host.status();
-  return host.ok() ? *std::move(host) : std::vector<T>();
-}
-
-DeviceBuffer<float> Upload(const std::vector<float>& host) {
-  auto buffer = DeviceBuffer<float>::FromHost(host);
-  EXPECT_TRUE(buffer.ok()) << buffer.status();
-  return buffer.ok() ? *std::move(buffer) : DeviceBuffer<float>();
-}
-
-// Allocated and poisoned with NaN, to show any element left unwritten.
-DeviceBuffer<float> Poisoned(size_t n) {
-  auto buffer = DeviceBuffer<float>::Allocate(n);
-  EXPECT_TRUE(buffer.ok()) << buffer.status();
-  if (!buffer.ok()) return DeviceBuffer<float>();
-  EXPECT_TRUE(buffer->FillBytes(0xff).ok());
-  return *std::move(buffer);
 }
 
 void CheckShape(const AttentionShape& s, uint64_t seed, FlashAttentionMath math) {

@@ -61,7 +61,7 @@ ABSL_FLAG(std::string, loss, std::string(maximus::trainer::LossFlagValue(Default
           "maxis (sampled softmax with ghost logit) or ce (exact)");
 ABSL_FLAG(std::string, attention, Defaults().attention(),
           "Attention: standard (causal softmax) or randnla (own block, top-K detail tokens and "
-          "a sketch of the past; kernels/randnla_attention.md; CPU backend only for now)");
+          "a sketch of the past; kernels/randnla_attention.md)");
 ABSL_FLAG(std::string, standard_attention_layers, Defaults().standard_attention_layers(),
           "With --attention=randnla: comma-separated indices of the layers that keep standard "
           "attention (e.g. 0,3); empty: none");
@@ -214,8 +214,7 @@ int Main(StopSignals* signals) {
                 stats->validation().documents(), run.out_dir());
 
   std::string chosen;
-  absl::StatusOr<std::unique_ptr<Backend>> backend =
-      MakeBackend(run.backend(), &chosen, /*randnla_attention=*/o.model.RandnlaLayers() > 0);
+  absl::StatusOr<std::unique_ptr<Backend>> backend = MakeBackend(run.backend(), &chosen);
   if (!backend.ok()) return Fail(backend.status());
   absl::FPrintF(stderr, "%s\n", chosen);
   absl::StatusOr<std::unique_ptr<Trainer>> trainer =

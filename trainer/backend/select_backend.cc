@@ -16,22 +16,12 @@ absl::Status ValidateBackendName(absl::string_view name) {
 }
 
 absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(absl::string_view name,
-                                                     std::string* description,
-                                                     bool randnla_attention) {
+                                                     std::string* description) {
   if (absl::Status s = ValidateBackendName(name); !s.ok()) return s;
   std::string ignored;
   std::string& said = description != nullptr ? *description : ignored;
   if (name == "cpu") {
     said = "backend: cpu";
-    return std::make_unique<CpuBackend>();
-  }
-  if (randnla_attention) {
-    if (name == "cuda") {
-      return absl::UnimplementedError(
-          "--backend=cuda: RandNLA attention (--attention=randnla) is not yet on the CUDA "
-          "backend; use --backend=cpu or auto");
-    }
-    said = "backend: cpu (RandNLA attention is not yet on the CUDA backend)";
     return std::make_unique<CpuBackend>();
   }
   const absl::StatusOr<kernels::GpuInfo> gpu = kernels::ProbeGpu();

@@ -18,12 +18,10 @@ inline constexpr char kBackendFlagHelp[] =
 
 // INVALID_ARGUMENT naming --backend for an unknown name; UNAVAILABLE with the
 // reason for "cuda" without a usable GPU. `description` (optional) receives
-// a line saying what was chosen and why. With `randnla_attention` (a model
-// with RandNLA layers, which only the CPU backend runs so far) "auto" is the
-// CPU and "cuda" is UNIMPLEMENTED, saying so.
+// a line saying what was chosen and why. Both backends run every model,
+// RandNLA attention included.
 absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(absl::string_view name,
-                                                     std::string* description = nullptr,
-                                                     bool randnla_attention = false);
+                                                     std::string* description = nullptr);
 
 // OK for the names MakeBackend accepts.
 absl::Status ValidateBackendName(absl::string_view name);

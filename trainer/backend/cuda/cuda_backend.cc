@@ -23,8 +23,10 @@
 #include "kernels/flash_attention_cuda.h"
 #include "kernels/gemm_cuda.h"
 #include "kernels/gpu_probe.h"
+#include "kernels/importance_scorer_cuda.h"
 #include "kernels/maxis_cuda.h"
 #include "kernels/random_cuda.h"
+#include "kernels/randnla_attention_cuda.h"
 #include "trainer/backend/cuda/ops_cuda.h"
 
 namespace maximus::trainer {
@@ -77,13 +79,26 @@ bool SameShape(const kernels::LinearHeadShape& a, const kernels::LinearHeadShape
   return a.tokens == b.tokens && a.hidden == b.hidden && a.vocab == b.vocab;
 }
 
-// RandNLA attention has only its CPU reference so far (kernels/randnla_attention.md
-// says what a kernel must compute); the trainer keeps RandNLA runs on the CPU.
-absl::Status RandnlaNotOnCuda() {
-  return absl::UnimplementedError(
-      "RandNLA attention is not yet on the CUDA backend (kernels/randnla_attention.md); use "
-      "--backend=cpu");
-}
+// What RandNLA attention's backward needs (kernels/randnla_attention_cuda.h),
+// sized by each forward.
+class CudaRandnlaState : public AttentionState {
+ public:
+  DeviceBuffer<float> lse;
+  DeviceBuffer<int32_t> detail;
+  DeviceBuffer<float> sketch_keys, sketch_values;
+  kernels::RandnlaCudaSizes sizes;
+
+  absl::Status Prepare(const RandnlaShape& shape) {
+    sizes = kernels::RandnlaCudaSizesOf(shape);
+    MAXIMUS_RETURN_IF_ERROR(Reserve(lse, sizes.lse));
+    MAXIMUS_RETURN_IF_ERROR(Reserve(detail, sizes.detail));
+    MAXIMUS_RETURN_IF_ERROR(Reserve(sketch_keys, sizes.sketch));
+    return Reserve(sketch_values, sizes.sketch);
+  }
+  kernels::RandnlaDeviceSaved Saved() {
+    return {lse.data(), detail.data(), sketch_keys.data(), sketch_values.data()};
+  }
+};
 
 }  // namespace
 
@@ -115,6 +130,8 @@ struct CudaBackend::State {
   DeviceBuffer<int32_t> grad_ids;
   DeviceBuffer<float> grad_rows;
   cuda::EmbeddingScatter scatter;
+  CudaRandnlaState randnla_scratch;  // a forward's state when no backward follows
+  DeviceBuffer<float> randnla_workspace, scorer_workspace;
 
   // The losses, made for one shape and kept while it lasts.
   std::optional<kernels::MaxisCuda> maxis;
@@ -460,35 +477,58 @@ absl::Status CudaBackend::CausalAttentionBackward(const AttentionShape& shape, c
                                              dk, dv, cuda_state.delta.data(), state_->s());
 }
 
-absl::Status CudaBackend::ImportanceScores(const kernels::ImportanceScorerWeights<float>&, int64_t,
-                                           const float*, float*) {
-  return RandnlaNotOnCuda();
+absl::Status CudaBackend::ImportanceScores(const kernels::ImportanceScorerWeights<float>& weights,
+                                           int64_t rows, const float* x, float* scores) {
+  MAXIMUS_RETURN_IF_ERROR(TakeError());
+  return kernels::ImportanceScoresCuda(weights, rows, x, scores, state_->s());
 }
 
-absl::Status CudaBackend::ImportanceScoresBackward(const kernels::ImportanceScorerWeights<float>&,
-                                                   int64_t, const float*, const float*, float*,
-                                                   const kernels::ImportanceScorerGrads<float>&) {
-  return RandnlaNotOnCuda();
+absl::Status CudaBackend::ImportanceScoresBackward(
+    const kernels::ImportanceScorerWeights<float>& weights, int64_t rows, const float* x,
+    const float* dscores, float* dx, const kernels::ImportanceScorerGrads<float>& grads) {
+  MAXIMUS_RETURN_IF_ERROR(TakeError());
+  MAXIMUS_RETURN_IF_ERROR(
+      Reserve(state_->scorer_workspace,
+              kernels::ImportanceScoresBackwardWorkspaceFloats(rows, weights.input)));
+  return kernels::ImportanceScoresBackwardCuda(weights, rows, x, dscores, dx, grads,
+                                               state_->scorer_workspace.data(), state_->s());
 }
 
 std::unique_ptr<AttentionState> CudaBackend::NewRandnlaAttentionState(const RandnlaShape&) {
-  return std::make_unique<AttentionState>();
+  return std::make_unique<CudaRandnlaState>();  // sized by each forward
 }
 
-absl::Status CudaBackend::RandnlaAttention(const RandnlaShape&, const float*, const float*,
-                                           const float*, const float*,
-                                           const kernels::SketchFactors<float>&, float*,
-                                           AttentionState*) {
-  return RandnlaNotOnCuda();
+absl::Status CudaBackend::RandnlaAttention(const RandnlaShape& shape, const float* q,
+                                           const float* k, const float* v, const float* scores,
+                                           const kernels::SketchFactors<float>& sketch, float* out,
+                                           AttentionState* state) {
+  MAXIMUS_RETURN_IF_ERROR(TakeError());
+  MAXIMUS_RETURN_IF_ERROR(kernels::ValidateRandnlaCudaShape(shape));
+  CudaRandnlaState& saved =
+      state != nullptr ? static_cast<CudaRandnlaState&>(*state) : state_->randnla_scratch;
+  MAXIMUS_RETURN_IF_ERROR(saved.Prepare(shape));
+  return kernels::RandnlaAttentionCuda(shape, q, k, v, scores, sketch, out, saved.Saved(),
+                                       state_->s());
 }
 
-absl::Status CudaBackend::RandnlaAttentionBackward(const RandnlaShape&, const float*, const float*,
-                                                   const float*, const float*,
-                                                   const kernels::SketchFactors<float>&,
-                                                   const float*, const AttentionState&,
-                                                   const float*, float*, float*, float*, float*,
-                                                   const kernels::SketchFactorGrads<float>&) {
-  return RandnlaNotOnCuda();
+absl::Status CudaBackend::RandnlaAttentionBackward(
+    const RandnlaShape& shape, const float* q, const float* k, const float* v, const float* scores,
+    const kernels::SketchFactors<float>& sketch, const float* out, const AttentionState& state,
+    const float* dout, float* dq, float* dk, float* dv, float* dscores,
+    const kernels::SketchFactorGrads<float>& grads) {
+  MAXIMUS_RETURN_IF_ERROR(TakeError());
+  MAXIMUS_RETURN_IF_ERROR(kernels::ValidateRandnlaCudaShape(shape));
+  // The kernels only read the state; its buffers are not const-qualified.
+  auto& saved = const_cast<CudaRandnlaState&>(static_cast<const CudaRandnlaState&>(state));
+  const kernels::RandnlaCudaSizes sizes = kernels::RandnlaCudaSizesOf(shape);
+  if (saved.sizes.lse != sizes.lse || saved.sizes.detail != sizes.detail ||
+      saved.sizes.sketch != sizes.sketch) {
+    return absl::InvalidArgumentError("RandNLA attention backward: state of another shape");
+  }
+  MAXIMUS_RETURN_IF_ERROR(Reserve(state_->randnla_workspace, sizes.backward_workspace));
+  return kernels::RandnlaAttentionBackwardCuda(shape, q, k, v, scores, sketch, out, saved.Saved(),
+                                               dout, dq, dk, dv, dscores, grads,
+                                               state_->randnla_workspace.data(), state_->s());
 }
 
 void CudaBackend::GatedActivation(kernels::Activation activation, const float* gate,

@@ -96,7 +96,7 @@ class CudaBackend : public Backend {
                                        const AttentionState& state, const float* dout, float* dq,
                                        float* dk, float* dv) override;
 
-  bool SupportsRandnlaAttention() const override { return false; }
+  bool SupportsRandnlaAttention() const override { return true; }
   absl::Status ImportanceScores(const kernels::ImportanceScorerWeights<float>& weights,
                                 int64_t rows, const float* x, float* scores) override;
   absl::Status ImportanceScoresBackward(

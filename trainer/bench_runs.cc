@@ -82,11 +82,8 @@ absl::StatusOr<BenchSetup> SetUpBench(const std::string& name) {
 
 absl::StatusOr<BenchRun> TrainBenchRun(data::DataSource* data, const TrainerOptions& options,
                                        const std::function<absl::Status(Trainer&)>& after) {
-  ModelConfig model = options.model;
-  MAXIMUS_RETURN_IF_ERROR(ApplyAttentionFlags(options.run, &model));
-  MAXIMUS_ASSIGN_OR_RETURN(
-      std::unique_ptr<Backend> backend,
-      MakeBackend(absl::GetFlag(FLAGS_backend), nullptr, model.RandnlaLayers() > 0));
+  MAXIMUS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
+                           MakeBackend(absl::GetFlag(FLAGS_backend)));
   MAXIMUS_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
                            Trainer::Create(backend.get(), data, options));
   const auto start = std::chrono::steady_clock::now();

@@ -267,7 +267,8 @@ int main(int argc, char** argv) {
   maximus::rpc::SetServerUsage(
       "Trains a Gemma-3-like model with the MAXIS loss.\n"
       "  ./bazelw run //trainer:main [-- --steps=N --loss=ce --data=host:port ...]",
-      {"trainer/main.cc", "trainer/loss_flags.cc", "trainer/data_flags.cc"});
+      {"trainer/main.cc", "trainer/loss_flags.cc", "trainer/data_flags.cc",
+       "trainer/backend/select_backend.cc"});
   absl::ParseCommandLine(argc, argv);
   auto signals = maximus::trainer::StopSignals::Start();
   if (!signals.ok()) {

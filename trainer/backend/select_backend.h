@@ -16,7 +16,12 @@ namespace maximus::trainer {
 inline constexpr char kBackendFlagHelp[] =
     "Backend: auto (the GPU when one is usable, else the CPU), cpu or cuda";
 
-// INVALID_ARGUMENT naming --backend for an unknown name; UNAVAILABLE with the
+// The GPU backend's arithmetic comes from --gpu_precision (bf16, the
+// default, or tf32), defined beside MakeBackend so that every program that
+// chooses a backend takes it.
+//
+// INVALID_ARGUMENT naming --backend for an unknown name, or --gpu_precision
+// for an unknown precision; UNAVAILABLE with the
 // reason for "cuda" without a usable GPU. `description` (optional) receives
 // a line saying what was chosen and why. Both backends run every model,
 // RandNLA attention included.

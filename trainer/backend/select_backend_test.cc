@@ -6,7 +6,11 @@
 #include <cstdlib>
 #include <string>
 
+#include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
 #include "gtest/gtest.h"
+
+ABSL_DECLARE_FLAG(std::string, gpu_precision);
 
 namespace maximus::trainer {
 namespace {
@@ -26,6 +30,20 @@ TEST_F(SelectBackendTest, UnknownNamesAreRefusedByFlag) {
     EXPECT_EQ(MakeBackend(name).status().code(), absl::StatusCode::kInvalidArgument) << name;
   }
   for (const char* name : {"auto", "cpu", "cuda"}) EXPECT_TRUE(ValidateBackendName(name).ok());
+}
+
+TEST_F(SelectBackendTest, UnknownGpuPrecisionIsRefusedByFlag) {
+  for (const char* precision : {"fp16", "", "BF16"}) {
+    absl::SetFlag(&FLAGS_gpu_precision, precision);
+    const absl::Status s = MakeBackend("cpu").status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << precision;
+    EXPECT_NE(s.message().find("--gpu_precision="), std::string::npos) << s;
+  }
+  for (const char* precision : {"bf16", "tf32"}) {
+    absl::SetFlag(&FLAGS_gpu_precision, precision);
+    EXPECT_TRUE(MakeBackend("cpu").ok()) << precision;
+  }
+  absl::SetFlag(&FLAGS_gpu_precision, "bf16");
 }
 
 TEST_F(SelectBackendTest, CpuIsAlwaysThere) {

@@ -31,8 +31,11 @@ absl::StatusOr<std::unique_ptr<Embedder>> Embedder::Load(const std::string& chec
   MAXIMUS_ASSIGN_OR_RETURN(embedder->tokenizer_, tokenizer::Tokenizer::FromFile(tokenizer_file));
   MAXIMUS_ASSIGN_OR_RETURN(embedder->backend_,
                            trainer::MakeBackend(options.backend, &embedder->backend_description_));
+  // Ours: a checkpoint, a checkpoints/ directory or a run directory (as
+  // LoadModelForInference resolves them); anything else: Hugging Face.
   const bool ours = std::filesystem::exists(checkpoint_dir + "/checkpoint.json") ||
-                    std::filesystem::exists(checkpoint_dir + "/latest");
+                    std::filesystem::exists(checkpoint_dir + "/latest") ||
+                    std::filesystem::exists(checkpoint_dir + "/checkpoints/latest");
   if (ours) {
     MAXIMUS_ASSIGN_OR_RETURN(std::unique_ptr<trainer::LoadedModel> loaded,
                              trainer::LoadModelForInference(embedder->backend_.get(),

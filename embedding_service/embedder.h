@@ -40,8 +40,9 @@ class Embedder {
     int64_t batch_tokens = 8192;
   };
 
-  // Loads `checkpoint_dir`: one of ours (checkpoint.json; its tokenizer
-  // fingerprint must match) or a Hugging Face Gemma 3 folder (config.json and
+  // Loads `checkpoint_dir`: one of ours (a checkpoint directory, a
+  // checkpoints/ directory or a run directory; its tokenizer fingerprint must
+  // match) or a Hugging Face Gemma 3 folder (config.json and
   // model.safetensors). `tokenizer_path` empty: <checkpoint_dir>/tokenizer.json.
   static absl::StatusOr<std::unique_ptr<Embedder>> Load(const std::string& checkpoint_dir,
                                                         const std::string& tokenizer_path,

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "embedding_service/matryoshka.h"
 #include "embedding_service/test_checkpoint.h"
+#include "embedding_service/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "trainer/backend/cpu/cpu_backend.h"
@@ -28,24 +29,9 @@ namespace {
 
 using ::testing::HasSubstr;
 
-const std::vector<std::string> kTexts = {
-    "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
-    "must be in want of a wife.",
-    "Emma Woodhouse, handsome, clever, and rich, with a comfortable home and happy disposition.",
-    "The family of Dashwood had long been settled in Sussex.",
-    "No one who had ever seen Catherine Morland in her infancy would have supposed her born to "
-    "be an heroine. Her situation in life, the character of her father and mother, her own "
-    "person and disposition, were all equally against her.",
-    "Sir Walter Elliot, of Kellynch Hall, in Somersetshire, was a man who, for his own "
-    "amusement, never took up any book but the Baronetage.",
-};
+using testing::TestDir;
 
-std::string TestDir(const std::string& name) {
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  const std::string dir = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/", name);
-  std::filesystem::remove_all(dir);
-  return dir;
-}
+const std::vector<std::string>& kTexts = testing::AustenOpenings();
 
 double MaxDifference(const std::vector<float>& a, const std::vector<float>& b) {
   double worst = a.size() == b.size() ? 0 : INFINITY;

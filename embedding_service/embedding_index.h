@@ -57,6 +57,10 @@ class EmbeddingIndex {
   const IndexLimits& limits() const { return limits_; }
   const ShardAssignment& shard() const { return shard_; }
   const VectorIndex& vectors() const { return *index_; }
+  // Stage 1 on an accelerator (VectorIndex::SetPrefixScanner).
+  void SetPrefixScanner(std::unique_ptr<PrefixScanner> scanner) {
+    index_->SetPrefixScanner(std::move(scanner));
+  }
 
   // Normalises and stores `records` (values of any non-zero norm) in one
   // synced batch, then makes them searchable. All or none: a bad record

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "embedding_service/matryoshka.h"
 #include "embedding_service/shard_of.h"
+#include "embedding_service/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -25,28 +26,14 @@ namespace {
 
 using ::testing::HasSubstr;
 
-std::string TestDir(const std::string& name) {
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  const std::string dir = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/", name);
-  std::filesystem::remove_all(dir);
-  return dir;
-}
+using testing::RandomVector;
+using testing::TestDir;
 
-// Vectors whose per-dimension spread decays, as Matryoshka embeddings'.
-std::vector<float> RandomVector(int64_t dims, std::mt19937_64& rng) {
-  std::normal_distribution<float> normal;
-  std::vector<float> v(dims);
-  for (int64_t j = 0; j < dims; ++j) v[j] = normal(rng) / std::sqrt(1.0f + j / 16.0f);
-  return v;
-}
-
+// testing::RandomRecords with {"parity": even|odd, "n": i} as metadata.
 std::vector<VectorRecord> RandomRecords(int64_t n, int64_t dims, uint64_t seed,
                                         const std::string& prefix = "doc") {
-  std::mt19937_64 rng(seed);
-  std::vector<VectorRecord> records(n);
+  std::vector<VectorRecord> records = testing::RandomRecords(n, dims, seed, prefix);
   for (int64_t i = 0; i < n; ++i) {
-    records[i].id = absl::StrCat(prefix, i);
-    records[i].values = RandomVector(dims, rng);
     records[i].metadata = {{"parity", i % 2 == 0 ? "even" : "odd"}, {"n", absl::StrCat(i)}};
   }
   return records;

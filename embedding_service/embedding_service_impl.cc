@@ -5,7 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "embedding_service/cuda_prefix_scanner.h"
 #include "embedding_service/matryoshka.h"
+#include "kernels/inner_product_scan.h"
 #include "rpc/grpc_status.h"
 
 namespace maximus::embedding {
@@ -32,8 +34,11 @@ Pooling PoolingOf(v1::Pooling pooling) {
 }  // namespace
 
 EmbeddingServiceImpl::EmbeddingServiceImpl(EmbeddingIndex* index, Embedder* embedder,
-                                           const Limits& limits)
-    : index_(index), embedder_(embedder), limits_(limits) {}
+                                           const Limits& limits, std::string scan_device)
+    : index_(index),
+      embedder_(embedder),
+      limits_(limits),
+      scan_device_(std::move(scan_device)) {}
 
 absl::StatusOr<std::vector<std::vector<float>>> EmbeddingServiceImpl::EmbedTexts(
     const std::vector<std::string>& texts, Pooling pooling, absl::string_view field) {
@@ -218,6 +223,7 @@ grpc::Status EmbeddingServiceImpl::Stats(grpc::ServerContext*, const v1::StatsRe
   response->set_shard(index_->shard().index);
   response->set_num_shards(index_->shard().count);
   response->set_max_k(index_->limits().max_k);
+  response->set_scan_device(scan_device_);
   return grpc::Status::OK;
 }
 
@@ -241,8 +247,18 @@ absl::StatusOr<std::unique_ptr<EmbeddingServer>> EmbeddingServer::Start(const Op
   MAXIMUS_ASSIGN_OR_RETURN(server->index_,
                            EmbeddingIndex::Open(options.data_dir, config, options.index_limits,
                                                 options.shard));
+  server->scan_device_ = kernels::CpuHasAvx2() ? "cpu (AVX2)" : "cpu (scalar)";
+  if (options.embedder.backend != "cpu") {
+    absl::StatusOr<std::unique_ptr<CudaPrefixScanner>> scanner = CudaPrefixScanner::Create();
+    if (scanner.ok()) {
+      server->index_->SetPrefixScanner(*std::move(scanner));
+      server->scan_device_ = "cuda (cuBLAS)";
+    } else if (options.embedder.backend == "cuda") {
+      return Prefixed("backend cuda: stage 1 of search needs a usable GPU", scanner.status());
+    }
+  }
   server->service_ = std::make_unique<EmbeddingServiceImpl>(
-      server->index_.get(), server->embedder_.get(), options.limits);
+      server->index_.get(), server->embedder_.get(), options.limits, server->scan_device_);
   rpc::GrpcServer::Options grpc_options;
   grpc_options.address = options.address;
   grpc_options.security = options.security;

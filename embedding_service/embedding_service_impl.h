@@ -31,7 +31,9 @@ class EmbeddingServiceImpl final : public v1::EmbeddingService::Service {
 
   // `embedder` may be null (no checkpoint: Embed and text queries fail with
   // FAILED_PRECONDITION). Both must outlive the service.
-  EmbeddingServiceImpl(EmbeddingIndex* index, Embedder* embedder, const Limits& limits);
+  // `scan_device` says where stage 1 runs, for Stats.
+  EmbeddingServiceImpl(EmbeddingIndex* index, Embedder* embedder, const Limits& limits,
+                       std::string scan_device);
 
   grpc::Status Embed(grpc::ServerContext* context, const v1::EmbedRequest* request,
                      v1::EmbedResponse* response) override;
@@ -58,6 +60,7 @@ class EmbeddingServiceImpl final : public v1::EmbeddingService::Service {
   EmbeddingIndex* const index_;
   Embedder* const embedder_;
   const Limits limits_;
+  const std::string scan_device_;
 };
 
 // A running EmbeddingService: the index, the embedder and the server.
@@ -70,6 +73,8 @@ class EmbeddingServer {
     // Empty: no embedder; the index then needs `dims` (or an existing index).
     std::string checkpoint;
     std::string tokenizer;  // Empty: <checkpoint>/tokenizer.json.
+    // Also where stage 1 of searches runs: "auto" and "cuda" scan on the
+    // GPU when one is usable ("cuda" fails without one), "cpu" never.
     Embedder::Options embedder;
     // Of a new index without a checkpoint; with one, 0 or the model's hidden size.
     int64_t dims = 0;
@@ -87,6 +92,8 @@ class EmbeddingServer {
   const std::string& address() const { return grpc_server_->address(); }
   const EmbeddingIndex& index() const { return *index_; }
   const Embedder* embedder() const { return embedder_.get(); }
+  // "cpu (AVX2)", "cpu (scalar)" or "cuda (cuBLAS)".
+  const std::string& scan_device() const { return scan_device_; }
   void Shutdown() { grpc_server_->Shutdown(); }
   absl::StatusOr<int> WaitForTerminationSignal() {
     return grpc_server_->WaitForTerminationSignal();
@@ -97,6 +104,7 @@ class EmbeddingServer {
 
   std::unique_ptr<Embedder> embedder_;
   std::unique_ptr<EmbeddingIndex> index_;
+  std::string scan_device_;
   std::unique_ptr<EmbeddingServiceImpl> service_;
   // Last: destroyed (and so shut down) first, while the service still exists.
   std::unique_ptr<rpc::GrpcServer> grpc_server_;

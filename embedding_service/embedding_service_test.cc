@@ -21,6 +21,7 @@
 #include "embedding_service/embedding_client.h"
 #include "embedding_service/matryoshka.h"
 #include "embedding_service/test_checkpoint.h"
+#include "embedding_service/test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rpc/client_security.h"
@@ -35,44 +36,11 @@ namespace {
 
 using ::testing::HasSubstr;
 
-const std::vector<std::string> kSentences = {
-    "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
-    "must be in want of a wife.",
-    "Emma Woodhouse, handsome, clever, and rich, with a comfortable home and happy disposition, "
-    "seemed to unite some of the best blessings of existence.",
-    "The family of Dashwood had long been settled in Sussex.",
-    "No one who had ever seen Catherine Morland in her infancy would have supposed her born to "
-    "be an heroine.",
-    "Sir Walter Elliot, of Kellynch Hall, in Somersetshire, was a man who, for his own "
-    "amusement, never took up any book but the Baronetage.",
-    "About thirty years ago Miss Maria Ward, of Huntingdon, with only seven thousand pounds, "
-    "had the good luck to captivate Sir Thomas Bertram.",
-};
+using testing::RandomRecords;
+using testing::RandomVector;
+using testing::TestDir;
 
-std::string TestDir(const std::string& name) {
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  const std::string dir = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/", name);
-  std::filesystem::remove_all(dir);
-  return dir;
-}
-
-std::vector<float> RandomVector(int64_t dims, std::mt19937_64& rng) {
-  std::normal_distribution<float> normal;
-  std::vector<float> v(dims);
-  for (int64_t j = 0; j < dims; ++j) v[j] = normal(rng) / std::sqrt(1.0f + j / 16.0f);
-  return v;
-}
-
-std::vector<VectorRecord> RandomRecords(int64_t n, int64_t dims, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<VectorRecord> records(n);
-  for (int64_t i = 0; i < n; ++i) {
-    records[i].id = absl::StrCat("v", i);
-    records[i].values = RandomVector(dims, rng);
-    records[i].metadata = {{"group", absl::StrCat(i % 3)}};
-  }
-  return records;
-}
+const std::vector<std::string>& kSentences = testing::AustenOpenings();
 
 std::unique_ptr<v1::EmbeddingService::Stub> StubFor(const EmbeddingServer& server) {
   return v1::EmbeddingService::NewStub(

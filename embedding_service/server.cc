@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
   const embedding::EmbeddingIndex& index = (*server)->index();
   absl::PrintF(
       "embedding server: port %d, on %s%s, %s, %d %s vectors of %d dimensions, shard %d of %d, "
-      "%s, ready in %.2f s\n",
+      "%s, stage 1 on %s, ready in %.2f s\n",
       (*server)->port(), (*server)->address(), maximus::rpc::SecurityNote(options.security),
       options.data_dir, index.vectors().size(), embedding::ElementTypeName(index.config().type),
       index.config().dims, index.shard().index, index.shard().count,
@@ -125,7 +125,7 @@ int main(int argc, char** argv) {
           ? absl::StrCat("embedding with ", options.checkpoint, " (",
                          (*server)->embedder()->backend_description(), ")")
           : std::string("no checkpoint (vectors only)"),
-      absl::ToDoubleSeconds(absl::Now() - start));
+      (*server)->scan_device(), absl::ToDoubleSeconds(absl::Now() - start));
   std::fflush(stdout);
   const absl::StatusOr<int> signal = (*server)->WaitForTerminationSignal();
   if (!signal.ok()) {

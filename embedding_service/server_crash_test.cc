@@ -22,6 +22,7 @@
 #include "base/crc32c.h"
 #include "data_service/server_process.h"
 #include "embedding_service/matryoshka.h"
+#include "embedding_service/test_util.h"
 #include "gtest/gtest.h"
 #include "kernels/fp16.h"
 #include "proto/embedding.grpc.pb.h"
@@ -35,12 +36,7 @@ namespace {
 constexpr int64_t kDims = 192;
 constexpr int kBatch = 200;
 
-std::string TestDir(const std::string& name) {
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  const std::string dir = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/", name);
-  std::filesystem::remove_all(dir);
-  return dir;
-}
+using testing::TestDir;
 
 // The vector sent for `id`: a function of the id alone.
 std::vector<float> VectorOf(const std::string& id) {

@@ -122,8 +122,14 @@ void VectorIndex::MoveSlot(int64_t from, int64_t to) {
   slots_[ids_[to]] = to;
 }
 
+void VectorIndex::SetPrefixScanner(std::unique_ptr<PrefixScanner> scanner) {
+  absl::MutexLock lock(&mutex_);
+  scanner_ = std::move(scanner);
+}
+
 void VectorIndex::Upsert(VectorRecord record) {
   absl::MutexLock lock(&mutex_);
+  ++version_;
   auto it = slots_.find(record.id);
   int64_t slot;
   if (it != slots_.end()) {
@@ -138,6 +144,7 @@ void VectorIndex::Upsert(VectorRecord record) {
 
 bool VectorIndex::Delete(absl::string_view id) {
   absl::MutexLock lock(&mutex_);
+  ++version_;
   auto it = slots_.find(id);
   if (it == slots_.end()) return false;
   const int64_t slot = it->second;
@@ -213,8 +220,23 @@ std::vector<SearchHit> VectorIndex::Search(absl::Span<const float> query,
   const int64_t levels = static_cast<int64_t>(prefix_sizes_.size());
   const int64_t wanted = exact ? options.k : options.k * options.oversample;
   TopK candidates(std::min<int64_t>(wanted, size_));
+  auto select = [&](int64_t begin, int64_t count, const float* scores) {
+    for (int64_t i = 0; i < count; ++i) {
+      if (candidates.Wants(scores[i]) && Matches(begin + i, options)) {
+        candidates.Push(scores[i], begin + i);
+      }
+    }
+  };
+  bool scanned = false;
+  if (scanner_ != nullptr && !exact && scan_dims == prefix_dims_ && size_ > 0) {
+    std::vector<float> all(size_);
+    scanned = scanner_
+                  ->Scan(prefixes_.data(), size_, prefix_dims_, version_, query.data(), all.data())
+                  .ok();
+    if (scanned) select(0, size_, all.data());
+  }
   float scores[kBlockRows];
-  for (int64_t begin = 0; begin < size_; begin += kBlockRows) {
+  for (int64_t begin = 0; !scanned && begin < size_; begin += kBlockRows) {
     const int64_t count = std::min(kBlockRows, size_ - begin);
     if (!exact && scan_dims == prefix_dims_) {
       kernels::InnerProductScan(query.data(), prefix_dims_, prefixes_.data() + begin * prefix_dims_,
@@ -225,11 +247,7 @@ std::vector<SearchHit> VectorIndex::Search(absl::Span<const float> query,
         for (int64_t i = 0; i < count; ++i) scores[i] *= inverse_norms_[(begin + i) * levels + level];
       }
     }
-    for (int64_t i = 0; i < count; ++i) {
-      if (candidates.Wants(scores[i]) && Matches(begin + i, options)) {
-        candidates.Push(scores[i], begin + i);
-      }
-    }
+    select(begin, count, scores);
   }
   // Stage 2: rerank the candidates on the whole vectors.
   std::vector<SearchHit> hits;

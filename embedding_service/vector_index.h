@@ -16,6 +16,7 @@
 #define MAXIMUS_EMBEDDING_SERVICE_VECTOR_INDEX_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -23,6 +24,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
@@ -54,12 +56,27 @@ struct SearchHit {
 // Best first: higher score, then lower id (so that merged shards agree).
 bool BetterHit(const SearchHit& a, const SearchHit& b);
 
+// Stage 1 on an accelerator (cuda_prefix_scanner.h): the scores of `query`
+// against every row of the [rows, dims] prefix matrix. `version` changes
+// whenever the matrix does, so that an implementation may keep a copy of it
+// and refresh the copy only then. Called by concurrent searches.
+class PrefixScanner {
+ public:
+  virtual ~PrefixScanner() = default;
+  virtual absl::Status Scan(const float* matrix, int64_t rows, int64_t dims, uint64_t version,
+                            const float* query, float* scores) = 0;
+};
+
 class VectorIndex {
  public:
   explicit VectorIndex(const IndexConfig& config);
 
   const IndexConfig& config() const { return config_; }
   const std::vector<int64_t>& prefix_sizes() const { return prefix_sizes_; }
+
+  // Stage 1 over 64-dimensional prefixes runs on `scanner` from now on (on
+  // the CPU again for a search whose scan fails). Before searches begin.
+  void SetPrefixScanner(std::unique_ptr<PrefixScanner> scanner) ABSL_LOCKS_EXCLUDED(mutex_);
 
   // Room for n vectors without reallocating.
   void Reserve(int64_t n) ABSL_LOCKS_EXCLUDED(mutex_);
@@ -94,6 +111,8 @@ class VectorIndex {
   const int64_t prefix_dims_;  // min(64, dims): the columns of prefixes_.
 
   mutable absl::Mutex mutex_;
+  std::unique_ptr<PrefixScanner> scanner_ ABSL_GUARDED_BY(mutex_);
+  uint64_t version_ ABSL_GUARDED_BY(mutex_) = 0;  // Counts changes, for scanner_.
   int64_t size_ ABSL_GUARDED_BY(mutex_) = 0;
   std::vector<float> prefixes_ ABSL_GUARDED_BY(mutex_);  // [size, prefix_dims_], normalised
   std::vector<float> full_fp32_ ABSL_GUARDED_BY(mutex_);  // [size, dims] (fp32 indexes)

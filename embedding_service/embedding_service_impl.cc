@@ -116,13 +116,19 @@ absl::StatusOr<std::vector<VectorRecord>> EmbeddingServiceImpl::RecordsOf(
           absl::StrCat("vectors[", i, "] has both values and text; send one"));
     }
     if (!entry.text().empty()) {
+      if (static_cast<int64_t>(entry.text().size()) > limits_.max_text_bytes) {
+        return absl::InvalidArgumentError(absl::StrCat("vectors[", i, "].text has ",
+                                                       entry.text().size(), " bytes; at most ",
+                                                       limits_.max_text_bytes));
+      }
       texts.push_back(entry.text());
       text_positions.push_back(i);
     }
   }
   if (!texts.empty()) {
+    // Errors about one text name it by its place among the texts.
     MAXIMUS_ASSIGN_OR_RETURN(std::vector<std::vector<float>> pooled,
-                             EmbedTexts(texts, Pooling::kMean, "vectors[].text"));
+                             EmbedTexts(texts, Pooling::kMean, "the message's texts"));
     for (size_t t = 0; t < texts.size(); ++t) records[text_positions[t]].values = std::move(pooled[t]);
   }
   return records;

@@ -44,6 +44,7 @@
 #include "embedding_service/vector_index.h"
 #include "faiss/IndexFlat.h"
 #include "faiss/IndexHNSW.h"
+#include "faiss/utils/utils.h"
 #include "kernels/inner_product_scan.h"
 
 ABSL_FLAG(int64_t, n, 1000000, "Vectors in the index");
@@ -179,6 +180,9 @@ int main(int argc, char** argv) {
   absl::PrintF("bench_search: %d vectors x %d dims (fp32), %d queries, k = %d, %d threads%s\n", n,
                d, nq, k, threads,
                maximus::kernels::CpuHasAvx2() ? ", AVX2" : ", no AVX2 (scalar scans)");
+  absl::PrintF("FAISS %d.%d.%d, compiled with: %s\n", FAISS_VERSION_MAJOR, FAISS_VERSION_MINOR,
+               FAISS_VERSION_PATCH,
+               faiss::get_compile_options());
   absl::PrintF(
       "data: synthetic Matryoshka-structured mixture, %d clusters, variance 1/(1+j/%.0f), "
       "spread %.2f, seed %d\n",

@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/crc32c.h"
+#include "base/rocksdb_status.h"
 #include "base/sha256.h"
 #include "base/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -32,6 +33,8 @@
 
 namespace maximus::data {
 namespace {
+
+using ::maximus::base::FromRocks;
 
 constexpr char kStoreFile[] = "store.json";
 constexpr char kMetaKey[] = "m/meta";
@@ -109,19 +112,6 @@ absl::StatusOr<Document> DecodeValue(absl::string_view id, absl::string_view val
   for (uint32_t i = 0; i < n; ++i, p += 4) doc.tokens[i] = static_cast<int32_t>(GetU32(p));
   if (value[5] != 0) doc.loss_mask.assign(p, p + n);
   return doc;
-}
-
-absl::Status FromRocks(const rocksdb::Status& s, absl::string_view context) {
-  if (s.ok()) return absl::OkStatus();
-  const std::string message = absl::StrCat(context, ": ", s.ToString());
-  if (s.IsNoSpace()) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(context, ": no space left on device (", s.ToString(), ")"));
-  }
-  if (s.IsCorruption()) return absl::DataLossError(message);
-  if (s.IsNotFound()) return absl::NotFoundError(message);
-  if (s.IsIOError()) return absl::UnavailableError(message);
-  return absl::InternalError(message);
 }
 
 nlohmann::json MetadataJson(const StoreMetadata& m) {

@@ -568,6 +568,17 @@ absl::StatusOr<std::vector<float>> Model::TokenLogProbs(const TokenBatch& batch)
   return backend_->TokenLogProbs(head, a->final->data(), embedding().value->data(), device);
 }
 
+absl::StatusOr<std::vector<float>> Model::FinalHiddenStates(const TokenBatch& batch) {
+  MAXIMUS_RETURN_IF_ERROR(CheckIds(batch.inputs, "input"));
+  MAXIMUS_ASSIGN_OR_RETURN(const DeviceBatch device, backend_->UploadBatch(batch));
+  Activations* a = ActivationsFor(batch.rows, batch.seq);
+  MAXIMUS_RETURN_IF_ERROR(Forward(device, a, nullptr, nullptr));
+  std::vector<float> hidden(device.tokens() * config_.hidden);
+  backend_->CopyToHost(a->final->data(), static_cast<int64_t>(hidden.size()), hidden.data());
+  MAXIMUS_RETURN_IF_ERROR(backend_->Synchronize());
+  return hidden;
+}
+
 std::unique_ptr<Model::Decoder> Model::NewDecoder(int64_t max_positions) {
   auto decoder = std::unique_ptr<Decoder>(new Decoder());
   decoder->model_ = this;

@@ -83,6 +83,10 @@ class Model {
   absl::StatusOr<LossOutput> Step(const TokenBatch& batch, const LossSettings& loss, bool backward);
   // Exact log p(target) at every position (masked positions too).
   absl::StatusOr<std::vector<float>> TokenLogProbs(const TokenBatch& batch);
+  // The final hidden states (after the final norm) of every input position,
+  // [rows, seq, hidden] on the host: what an embedder pools. Attention is
+  // causal, so padding after a row's last token leaves its states unchanged.
+  absl::StatusOr<std::vector<float>> FinalHiddenStates(const TokenBatch& batch);
 
  private:
   struct Activations;

@@ -6,9 +6,8 @@
 # plus the user nonroot (65532) that the services run as. No shell, no
 # package manager. Only on Debian 12.
 #
-#   deploy/make_base.sh [PODMAN]
+#   deploy/make_base.sh        (as root; CONTAINERS_CONF is honoured)
 set -euo pipefail
-podman=${1:-podman}
 readonly IMAGE=localhost/maximus-base:debian12
 readonly PACKAGES=(base-files libc6 libgcc-s1 libstdc++6 netbase tzdata)
 
@@ -25,12 +24,16 @@ done
 
 root="$(mktemp -d -t maximus-base.XXXXXX)"
 trap 'rm -rf "${root}"' EXIT
-# Every regular file and link the packages installed (documentation left out).
-dpkg -L "${PACKAGES[@]}" 2>/dev/null | sort -u | while read -r path; do
+# Every regular file and link the packages installed (documentation left
+# out), at its real path: dpkg lists some under /lib, a link to /usr/lib here,
+# and tar does not extract through links it has just made.
+dpkg -L "${PACKAGES[@]}" 2>/dev/null | while read -r path; do
   [[ -f "${path}" || -L "${path}" ]] || continue
+  [[ "$(dirname "${path}")" == / ]] && continue  # /lib64 and the like: made below
+  path="$(readlink -f "$(dirname "${path}")")/$(basename "${path}")"
   case "${path}" in /usr/share/doc/*|/usr/share/man/*|/usr/share/lintian/*|/usr/share/info/*) continue ;; esac
   printf '%s\n' "${path#/}"
-done > "${root}.list"
+done | sort -u > "${root}.list"
 tar -C / --no-recursion -cf - -T "${root}.list" | tar -C "${root}" -xf -
 rm -f "${root}.list"
 # The merged-/usr links of Debian 12.
@@ -44,6 +47,6 @@ printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home
 printf 'root:x:0:\nnonroot:x:65532:\n' > "${root}/etc/group"
 chown 65532:65532 "${root}/home/nonroot" "${root}/var/lib/maximus"
 tar -C "${root}" -cf - . |
-  "${podman}" import --change 'USER 65532:65532' --change 'WORKDIR /home/nonroot' \
+  podman import -q --change 'USER 65532:65532' --change 'WORKDIR /home/nonroot' \
     --change 'ENV HOME=/home/nonroot' - "${IMAGE}" > /dev/null
 echo "make_base.sh: ${IMAGE} ($(du -sh "${root}" | cut -f1))" >&2

@@ -32,13 +32,20 @@ skip() {
 sudo=()
 [[ "$(id -u)" == 0 ]] || sudo=(sudo)
 
-# 1. podman and runc, with the settings this kind of machine needs (a
+# 1. podman, runc and catatonit, with the settings this kind of machine needs (a
 #    containers.conf of our own: default ulimits and the runc runtime).
-if ! command -v podman > /dev/null || ! command -v runc > /dev/null; then
-  e2e_log "installing podman and runc"
+# catatonit: the pause process of a pod's infra container.
+readonly TOOLS=(podman runc catatonit)
+missing=()
+for package in "${TOOLS[@]}"; do
+  dpkg-query -W -f='${db:Status-Status}' "${package}" 2>/dev/null | grep -q '^installed$' ||
+    missing+=("${package}")
+done
+if ((${#missing[@]} > 0)); then
+  e2e_log "installing ${missing[*]}"
   if ! { timeout 600 "${sudo[@]}" apt-get update -qq &&
          DEBIAN_FRONTEND=noninteractive timeout 900 "${sudo[@]}" apt-get install -y -qq \
-           --no-install-recommends podman runc uidmap slirp4netns iptables; } > /tmp/maximus-podman-apt.log 2>&1; then
+           --no-install-recommends "${missing[@]}" uidmap slirp4netns iptables; } > /tmp/maximus-podman-apt.log 2>&1; then
     tail -n 20 /tmp/maximus-podman-apt.log >&2
     skip "podman could not be installed (apt-get failed, log above)"
   fi
@@ -76,7 +83,8 @@ HEALTH_PROBE=${bin_dir}/rpc/health_probe
 tokenizer_json="$(readlink -f "$(./bazelw info output_base 2>/dev/null)/external/tokenizers/gemma3/tokenizer.json")"
 [[ -f ${tokenizer_json} ]] || e2e_fail "no Gemma 3 tokenizer.json (${tokenizer_json})"
 
-timeout 600 deploy/make_base.sh "${podman[*]}" 2>&1 | tail -n 5 >&2
+timeout 600 "${sudo[@]}" env CONTAINERS_CONF="${CONTAINERS_CONF}" deploy/make_base.sh 2>&1 |
+  tail -n 5 >&2
 "${podman[@]}" image exists localhost/maximus-base:debian12 || skip "the base image could not be made (above)"
 for service in tokenizer data trainer embedding; do
   e2e_log "podman build maximus-${service}"
@@ -86,12 +94,16 @@ for service in tokenizer data trainer embedding; do
 done
 "${podman[@]}" images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep maximus >&2
 
-# Can this machine run a container at all? If not, the environment is at fault.
-if ! timeout 120 "${podman[@]}" run --rm --entrypoint /opt/maximus/bin/health_probe \
-     localhost/maximus-tokenizer:e2e --help > "${work}/probe.log" 2>&1; then
+# Can this machine run a container at all? If podman cannot start one (its
+# own exit codes 125-127, or no answer), the environment is at fault.
+timeout 120 "${podman[@]}" run --rm --read-only --entrypoint /opt/maximus/bin/health_probe \
+  localhost/maximus-tokenizer:e2e --version > "${work}/probe.log" 2>&1
+rc=$?
+if ((rc == 124 || (rc >= 125 && rc <= 127))); then
   tail -n 20 "${work}/probe.log" >&2
-  skip "podman cannot start a container on this machine (above)"
+  skip "podman cannot start a container on this machine (exit code ${rc}, above)"
 fi
+((rc == 0)) || { cat "${work}/probe.log" >&2; e2e_fail "health_probe --version in a container exited ${rc}"; }
 
 # 3. Credentials, volumes, the pod.
 creds=${work}/credentials
@@ -101,10 +113,13 @@ mkdir -p "${work}/store" "${work}/run" "${work}/vectors"
 chown 65532:65532 "${work}/store" "${work}/run" "${work}/vectors"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 declare -A port=([tokenizer]=$(free_port) [data]=$(free_port) [trainer]=$(free_port) [embedding]=$(free_port))
+# A pod that cannot be made, or whose first container cannot start, is the
+# environment's failure (networking, cgroups), not the services'.
 timeout 120 "${podman[@]}" pod create --name "${POD}" \
   -p "127.0.0.1:${port[tokenizer]}:50051" -p "127.0.0.1:${port[data]}:50052" \
-  -p "127.0.0.1:${port[embedding]}:50053" -p "127.0.0.1:${port[trainer]}:50060" > /dev/null ||
-  e2e_fail "podman pod create"
+  -p "127.0.0.1:${port[embedding]}:50053" -p "127.0.0.1:${port[trainer]}:50060" \
+  > "${work}/pod.log" 2>&1 ||
+  { cat "${work}/pod.log" >&2; skip "podman cannot create a pod with published ports here (above)"; }
 common=(--pod "${POD}" --read-only --security-opt no-new-privileges --cap-drop=all
   -v "${creds}:${SECRETS}:ro" -v "${tokenizer_json}:/etc/maximus/tokenizer.json:ro")
 
@@ -113,7 +128,14 @@ run_container() {
   local name=$1; shift
   local flags=() ; while [[ $1 != -- ]]; do flags+=("$1"); shift; done; shift
   timeout 120 "${podman[@]}" run -d --name "${POD}-${name}" "${common[@]}" "${flags[@]}" \
-    "localhost/maximus-${name}:e2e" "$@" > /dev/null || e2e_fail "podman run ${name}"
+    "localhost/maximus-${name}:e2e" "$@" > "${work}/run-${name}.log" 2>&1
+  local rc=$?
+  ((rc == 0)) && return 0
+  cat "${work}/run-${name}.log" >&2
+  if [[ ${name} == tokenizer ]] && ((rc == 124 || rc >= 125)); then
+    skip "podman cannot start the pod's first container here (exit code ${rc}, above)"
+  fi
+  e2e_fail "podman run ${name} exited ${rc}"
 }
 container_log() { "${podman[@]}" logs --tail 30 "${POD}-$1" >&2 2>&1; }
 wait_healthy() {

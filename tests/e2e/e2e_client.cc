@@ -17,6 +17,10 @@
 //       Upserts paragraphs of FILE and a planted passage as text (the server
 //       embeds them with its checkpoint), then searches for the passage by its
 //       own text, by a near-verbatim variant and by its embedding.
+//   e2e_client sharded_search --embedding_addr=A,B[,...] --corpus=FILE
+//       The same over servers that each hold one shard of the ids: texts
+//       embedded by the first (Embed), upserted and searched through
+//       EmbeddingClient, which routes ids to shards and merges searches.
 //   e2e_client refused [--tokenizer_addr=A] [--data_addr=B] [--trainer_addr=C]
 //                      [--embedding_addr=D]
 //       Each named server refuses calls without the token, with a wrong one,
@@ -47,6 +51,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "embedding_service/embedding_client.h"
 #include "proto/data.grpc.pb.h"
 #include "proto/embedding.grpc.pb.h"
 #include "proto/tokenizer.grpc.pb.h"
@@ -56,7 +61,8 @@
 ABSL_FLAG(std::string, tokenizer_addr, "", "TokenizerService HOST:PORT");
 ABSL_FLAG(std::string, data_addr, "", "DataService HOST:PORT");
 ABSL_FLAG(std::string, trainer_addr, "", "TrainerService HOST:PORT");
-ABSL_FLAG(std::string, embedding_addr, "", "EmbeddingService HOST:PORT");
+ABSL_FLAG(std::string, embedding_addr, "",
+          "EmbeddingService HOST:PORT (sharded_search: every shard's, comma-separated)");
 ABSL_FLAG(std::string, corpus, "", "Text file: paragraphs separated by blank lines");
 ABSL_FLAG(int64_t, save_at_step, 3, "train: step at which to save a checkpoint");
 ABSL_FLAG(int64_t, step, 1, "wait_step: the step to wait for");
@@ -324,12 +330,49 @@ absl::Status WaitStep() {
   return absl::OkStatus();
 }
 
-// The rank (1-based) of kPlantedId among `hits`; 0 when absent.
-int PlantedRank(const embedding_v1::SearchResponse& response) {
-  for (int i = 0; i < response.hits_size(); ++i) {
-    if (response.hits(i).id() == kPlantedId) return i + 1;
+// The first --chunks paragraphs as texts to embed, with the planted passage
+// among them.
+std::vector<embedding_v1::VectorEntry> CorpusEntries(const std::vector<std::string>& paragraphs) {
+  const size_t chunks = std::min(
+      paragraphs.size(), static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_chunks))));
+  std::vector<embedding_v1::VectorEntry> entries;
+  for (size_t i = 0; i < chunks; ++i) {
+    embedding_v1::VectorEntry entry;
+    entry.set_id(absl::StrCat("paragraph-", i));
+    entry.set_text(paragraphs[i]);
+    (*entry.mutable_metadata())["source"] = "corpus";
+    entries.push_back(std::move(entry));
+    if (i == chunks / 2) {
+      embedding_v1::VectorEntry planted;
+      planted.set_id(kPlantedId);
+      planted.set_text(kPlanted);
+      (*planted.mutable_metadata())["source"] = "planted";
+      entries.push_back(std::move(planted));
+    }
   }
-  return 0;
+  return entries;
+}
+
+// Prints where the planted passage ranks among `hits` (ids and scores, best
+// first); fails unless it is within `max_rank` (0: absent).
+absl::Status CheckPlantedRank(const std::string& query,
+                              const std::vector<std::pair<std::string, float>>& hits,
+                              int max_rank) {
+  int rank = 0;
+  std::string top;
+  for (size_t i = 0; i < hits.size(); ++i) {
+    if (hits[i].first == kPlantedId && rank == 0) rank = static_cast<int>(i) + 1;
+    if (i < 3) absl::StrAppend(&top, i ? ", " : "", hits[i].first, absl::StrFormat(" %.4f", hits[i].second));
+  }
+  absl::PrintF("search (%s): planted passage at rank %d of %d; top: %s\n", query, rank,
+               hits.size(), top);
+  if (hits.empty()) return absl::InternalError(absl::StrCat(query, ": no hits"));
+  if (max_rank == 0 ? rank != 0 : (rank == 0 || rank > max_rank)) {
+    return absl::InternalError(absl::StrCat(
+        "search (", query, "): the planted passage is at rank ", rank, ", expected ",
+        max_rank == 0 ? std::string("absent") : absl::StrCat("at most ", max_rank)));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Search() {
@@ -341,25 +384,8 @@ absl::Status Search() {
   auto stub = embedding_v1::EmbeddingService::NewStub(*channel);
   absl::StatusOr<std::vector<std::string>> paragraphs = Paragraphs(absl::GetFlag(FLAGS_corpus));
   if (!paragraphs.ok()) return paragraphs.status();
-  const size_t chunks =
-      std::min(paragraphs->size(), static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_chunks))));
 
-  // Upsert: the corpus's chunks, with the planted passage among them.
-  std::vector<embedding_v1::VectorEntry> entries;
-  for (size_t i = 0; i < chunks; ++i) {
-    embedding_v1::VectorEntry entry;
-    entry.set_id(absl::StrCat("paragraph-", i));
-    entry.set_text((*paragraphs)[i]);
-    (*entry.mutable_metadata())["source"] = "corpus";
-    entries.push_back(std::move(entry));
-    if (i == chunks / 2) {
-      embedding_v1::VectorEntry planted;
-      planted.set_id(kPlantedId);
-      planted.set_text(kPlanted);
-      (*planted.mutable_metadata())["source"] = "planted";
-      entries.push_back(std::move(planted));
-    }
-  }
+  const std::vector<embedding_v1::VectorEntry> entries = CorpusEntries(*paragraphs);
   const absl::Time upsert_start = absl::Now();
   {
     grpc::ClientContext context;
@@ -445,22 +471,97 @@ absl::Status Search() {
     absl::Status s = FromGrpc(stub->Search(&context, q.request, &response),
                               absl::StrCat("EmbeddingService.Search (", q.name, ")"));
     if (!s.ok()) return s;
-    const int rank = PlantedRank(response);
-    std::string top;
-    for (int i = 0; i < std::min(3, response.hits_size()); ++i) {
-      absl::StrAppend(&top, i ? ", " : "", response.hits(i).id(), " ",
-                      absl::StrFormat("%.4f", response.hits(i).score()));
-    }
-    absl::PrintF("search (%s): planted passage at rank %d of %d; top: %s\n", q.name, rank,
-                 response.hits_size(), top);
-    if (response.hits_size() == 0) return absl::InternalError(absl::StrCat(q.name, ": no hits"));
-    if (q.max_rank == 0 ? rank != 0 : (rank == 0 || rank > q.max_rank)) {
-      return absl::InternalError(absl::StrCat(
-          "search (", q.name, "): the planted passage is at rank ", rank, ", expected ",
-          q.max_rank == 0 ? std::string("absent") : absl::StrCat("at most ", q.max_rank)));
-    }
+    std::vector<std::pair<std::string, float>> hits;
+    for (const embedding_v1::SearchHit& hit : response.hits()) hits.push_back({hit.id(), hit.score()});
+    s = CheckPlantedRank(q.name, hits, q.max_rank);
+    if (!s.ok()) return s;
   }
   return absl::OkStatus();
+}
+
+absl::Status ShardedSearch() {
+  absl::StatusOr<rpc::ClientSecurity> security = Security();
+  if (!security.ok()) return security.status();
+  const std::vector<std::string> addresses =
+      absl::StrSplit(absl::GetFlag(FLAGS_embedding_addr), ',', absl::SkipEmpty());
+  if (addresses.size() < 2) {
+    return absl::InvalidArgumentError("sharded_search: --embedding_addr names one server");
+  }
+  absl::StatusOr<std::vector<std::string>> paragraphs = Paragraphs(absl::GetFlag(FLAGS_corpus));
+  if (!paragraphs.ok()) return paragraphs.status();
+  const std::vector<embedding_v1::VectorEntry> entries = CorpusEntries(*paragraphs);
+
+  // Embedded by the first server, in requests of 32 texts.
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      Channel("embedding_addr", addresses[0], *security);
+  if (!channel.ok()) return channel.status();
+  auto first = embedding_v1::EmbeddingService::NewStub(*channel);
+  std::vector<embedding::VectorRecord> records;
+  for (size_t start = 0; start < entries.size(); start += 32) {
+    embedding_v1::EmbedRequest request;
+    const size_t end = std::min(entries.size(), start + 32);
+    for (size_t i = start; i < end; ++i) request.add_texts(entries[i].text());
+    embedding_v1::EmbedResponse response;
+    grpc::ClientContext context;
+    SetDeadline(&context, 120);
+    absl::Status s = FromGrpc(first->Embed(&context, request, &response), "EmbeddingService.Embed");
+    if (!s.ok()) return s;
+    if (static_cast<size_t>(response.embeddings_size()) != end - start) {
+      return absl::InternalError("Embed answered another number of embeddings than texts");
+    }
+    for (size_t i = start; i < end; ++i) {
+      const embedding_v1::Embedding& e = response.embeddings(i - start).prefixes(0);
+      embedding::VectorRecord record;
+      record.id = entries[i].id();
+      record.values.assign(e.values().begin(), e.values().end());
+      for (const auto& [key, value] : entries[i].metadata()) record.metadata.push_back({key, value});
+      records.push_back(std::move(record));
+    }
+  }
+
+  embedding::EmbeddingClient::Options options;
+  options.security = *security;
+  options.call_timeout = std::max(absl::Seconds(1), deadline - absl::Now());
+  absl::StatusOr<std::unique_ptr<embedding::EmbeddingClient>> client =
+      embedding::EmbeddingClient::Connect(addresses, options);
+  if (!client.ok()) return client.status();
+  if (absl::Status s = (*client)->Upsert(records); !s.ok()) return s;
+  absl::StatusOr<int64_t> size = (*client)->Size();
+  if (!size.ok()) return size.status();
+  // Every shard holds a part, and the parts add up.
+  std::string parts;
+  for (const std::string& address : addresses) {
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> c = Channel("embedding_addr", address, *security);
+    if (!c.ok()) return c.status();
+    embedding_v1::StatsResponse stats;
+    grpc::ClientContext context;
+    SetDeadline(&context, 30);
+    absl::Status s = FromGrpc(embedding_v1::EmbeddingService::NewStub(*c)->Stats(
+                                  &context, embedding_v1::StatsRequest(), &stats),
+                              "EmbeddingService.Stats");
+    if (!s.ok()) return s;
+    if (stats.vectors() == 0) return absl::InternalError(absl::StrCat(address, " holds no vector"));
+    absl::StrAppend(&parts, parts.empty() ? "" : " + ", stats.vectors(), " (shard ", stats.shard(),
+                    " of ", stats.num_shards(), ")");
+  }
+  absl::PrintF("sharded upsert: %d vectors over %d servers: %s\n", *size, addresses.size(), parts);
+  if (*size != static_cast<int64_t>(records.size())) {
+    return absl::InternalError(absl::StrCat("the shards hold ", *size, " of ", records.size()));
+  }
+
+  auto to_pairs = [](const std::vector<embedding::SearchHit>& hits) {
+    std::vector<std::pair<std::string, float>> pairs;
+    for (const embedding::SearchHit& hit : hits) pairs.push_back({hit.id, hit.score});
+    return pairs;
+  };
+  embedding::SearchOptions search;
+  search.k = 10;
+  absl::StatusOr<std::vector<embedding::SearchHit>> hits = (*client)->SearchText(kPlanted, search);
+  if (!hits.ok()) return hits.status();
+  if (absl::Status s = CheckPlantedRank("sharded, own text", to_pairs(*hits), 1); !s.ok()) return s;
+  hits = (*client)->SearchText(kNearVerbatim, search);
+  if (!hits.ok()) return hits.status();
+  return CheckPlantedRank("sharded, near-verbatim", to_pairs(*hits), 5);
 }
 
 // One refusal check: `call` on `channel` must end with `want`.
@@ -553,11 +654,13 @@ absl::Status Refused() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "The client side of the end-to-end flow: e2e_client ingest|train|wait_step|search|refused "
+      "The client side of the end-to-end flow: e2e_client "
+      "ingest|train|wait_step|search|sharded_search|refused "
       "[flags] (see the header of tests/e2e/e2e_client.cc)");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) {
-    absl::FPrintF(stderr, "e2e_client: name one command: ingest, train, wait_step, search, refused\n");
+    absl::FPrintF(stderr, "e2e_client: name one command: ingest, train, wait_step, search, sharded_search, "
+                  "refused\n");
     return 2;
   }
   namespace e2e = maximus::e2e;
@@ -572,6 +675,8 @@ int main(int argc, char** argv) {
     status = e2e::WaitStep();
   } else if (command == "search") {
     status = e2e::Search();
+  } else if (command == "sharded_search") {
+    status = e2e::ShardedSearch();
   } else if (command == "refused") {
     status = e2e::Refused();
   } else {

@@ -8,7 +8,8 @@
 #     saves a checkpoint on request and finishes;
 #  4. the embedding server loads that checkpoint, embeds and stores text
 #     chunks with a planted passage, and finds the passage (by its own text, a
-#     near-verbatim variant and its embedding);
+#     near-verbatim variant and its embedding), and so do two embedding
+#     servers that each hold one shard of the ids;
 #  5. every server refuses a client without the token (or with a wrong one,
 #     or in plaintext), and every server stops cleanly on SIGTERM.
 #   e2e_test.sh LIB CLIENT PROBE TOKENIZER_SERVER DATA_SERVER INGEST TRAINER
@@ -85,9 +86,25 @@ e2e_wait_healthy embedding "${embedding_addr}" 60 "${client_security[@]}"
 timeout 600 "${E2E_CLIENT}" search --embedding_addr="${embedding_addr}" --corpus="${corpus}" \
   --timeout_s=590 "${client_security[@]}" || { e2e_show_log embedding; e2e_fail "search"; }
 
+# The same with the ids spread over two embedding servers, one shard each.
+for shard in 0 1; do
+  e2e_start "embedding${shard}" "${work}/embedding${shard}.log" "${embedding_server}" \
+    --data_dir="${work}/vectors${shard}" --checkpoint="${checkpoint}" --backend=cpu \
+    --shard="${shard}" --num_shards=2 --port=0 "${server_security[@]}"
+done
+e2e_port embedding0 300; sharded_addrs=127.0.0.1:${E2E_PORT}
+e2e_port embedding1 300; sharded_addrs+=,127.0.0.1:${E2E_PORT}
+for shard in 0 1; do
+  e2e_wait_healthy "embedding${shard}" "$(cut -d, -f$((shard + 1)) <<<"${sharded_addrs}")" 60 \
+    "${client_security[@]}"
+done
+timeout 600 "${E2E_CLIENT}" sharded_search --embedding_addr="${sharded_addrs}" \
+  --corpus="${corpus}" --timeout_s=590 "${client_security[@]}" ||
+  { e2e_show_log embedding0; e2e_fail "sharded search"; }
+
 # 5. Refusals at every service still up, then a clean shutdown of all.
 timeout 60 "${E2E_CLIENT}" refused --tokenizer_addr="${tokenizer_addr}" \
   --data_addr="${data_addrs%%,*}" --embedding_addr="${embedding_addr}" "${client_security[@]}" ||
   e2e_fail "refusals"
-for name in embedding data0 data1 tokenizer; do e2e_stop "${name}"; done
+for name in embedding embedding0 embedding1 data0 data1 tokenizer; do e2e_stop "${name}"; done
 e2e_log "PASS in $((SECONDS - start_time)) s"

@@ -161,11 +161,6 @@ TEST(EmbedderLoadTest, NamesWhatIsMissing) {
 }  // namespace maximus::embedding
 
 int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: embedder_test PATH/tokenizer.json\n");
-    return 2;
-  }
-  maximus::embedding::g_tokenizer_path = argv[1];
-  return RUN_ALL_TESTS();
+  return maximus::embedding::testing::RunTestsWithPath(argc, argv, "PATH/tokenizer.json",
+                                                       &maximus::embedding::g_tokenizer_path);
 }

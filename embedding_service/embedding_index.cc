@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
@@ -112,6 +113,13 @@ absl::Status EmbeddingIndex::Delete(absl::Span<const std::string> ids) {
   if (static_cast<int64_t>(ids.size()) > limits_.max_batch) {
     return absl::InvalidArgumentError(
         absl::StrCat("ids has ", ids.size(), " entries; at most ", limits_.max_batch));
+  }
+  absl::flat_hash_map<absl::string_view, size_t> seen;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (auto [it, inserted] = seen.emplace(ids[i], i); !inserted) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ids[", i, "] repeats ids[", it->second, "] (\"", ids[i], "\")"));
+    }
   }
   absl::MutexLock lock(&write_mutex_);
   for (size_t i = 0; i < ids.size(); ++i) {

@@ -282,6 +282,8 @@ TEST(EmbeddingIndexErrorsTest, BadInputsNameTheField) {
   EXPECT_EQ(delete_unknown.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(delete_unknown.message()), HasSubstr("ids[1]"));
   EXPECT_TRUE(index.Get("doc0").ok()) << "a refused delete deletes nothing";
+  expect_invalid(index.Delete({"doc0", "doc1", "doc0"}), "ids[2] repeats ids[0] (\"doc0\")");
+  expect_invalid(index.Delete({}), "ids is empty");
 }
 
 TEST(EmbeddingIndexErrorsTest, ReopeningWithAnotherShapeIsRefused) {

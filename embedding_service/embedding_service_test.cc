@@ -501,11 +501,6 @@ TEST_F(EmbeddingServiceTest, TwoShardsAnswerAsOneServer) {
 }  // namespace maximus::embedding
 
 int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: embedding_service_test PATH/tokenizer.json\n");
-    return 2;
-  }
-  maximus::embedding::g_tokenizer_path = argv[1];
-  return RUN_ALL_TESTS();
+  return maximus::embedding::testing::RunTestsWithPath(argc, argv, "PATH/tokenizer.json",
+                                                       &maximus::embedding::g_tokenizer_path);
 }

@@ -144,11 +144,6 @@ TEST(ServerCrashTest, AcknowledgedVectorsSurviveKill9) {
 }  // namespace maximus::embedding
 
 int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: server_crash_test PATH/server\n");
-    return 2;
-  }
-  maximus::embedding::g_server_path = argv[1];
-  return RUN_ALL_TESTS();
+  return maximus::embedding::testing::RunTestsWithPath(argc, argv, "PATH/server",
+                                                       &maximus::embedding::g_server_path);
 }

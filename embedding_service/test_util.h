@@ -1,13 +1,15 @@
 // Helpers shared by the embedding service's tests: a fresh directory under
 // the test's temporary directory, random vectors with Matryoshka structure
-// (per-dimension spread decaying with the index), records of them, and real
-// English sentences (the openings of Jane Austen's novels).
+// (per-dimension spread decaying with the index), records of them, real
+// English sentences (the openings of Jane Austen's novels), and main() for
+// tests given a path.
 
 #ifndef MAXIMUS_EMBEDDING_SERVICE_TEST_UTIL_H_
 #define MAXIMUS_EMBEDDING_SERVICE_TEST_UTIL_H_
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <random>
@@ -16,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "embedding_service/vector_record.h"
+#include "gtest/gtest.h"
 
 namespace maximus::embedding::testing {
 
@@ -63,6 +66,17 @@ inline const std::vector<std::string>& AustenOpenings() {
       "had the good luck to captivate Sir Thomas Bertram.",
   };
   return *openings;
+}
+
+// main() of a test given one path (a Bazel rootpath): `*path` = argv[1].
+inline int RunTestsWithPath(int argc, char** argv, const char* what, std::string* path) {
+  ::testing::InitGoogleTest(&argc, argv);
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s %s\n", argv[0], what);
+    return 2;
+  }
+  *path = argv[1];
+  return RUN_ALL_TESTS();
 }
 
 }  // namespace maximus::embedding::testing

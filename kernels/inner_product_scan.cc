@@ -79,6 +79,17 @@ __attribute__((target("avx2,fma,f16c"))) void ScanAvx2(const float* query, int64
   }
 }
 
+// The AVX2 version where the CPU has it, else the reference.
+template <typename Row>
+void Scan(const float* query, int64_t dims, const Row* rows, int64_t n, int64_t stride,
+          float* out) {
+  if (CpuHasAvx2()) {
+    ScanAvx2(query, dims, rows, n, stride, out);
+  } else {
+    ScanReference(query, dims, rows, n, stride, out, [](Row x) { return ToFloat(x); });
+  }
+}
+
 }  // namespace
 
 bool CpuHasAvx2() {
@@ -89,30 +100,22 @@ bool CpuHasAvx2() {
 
 void InnerProductScanReference(const float* query, int64_t dims, const float* rows, int64_t n,
                                int64_t stride, float* out) {
-  ScanReference(query, dims, rows, n, stride, out, [](float x) { return x; });
+  ScanReference(query, dims, rows, n, stride, out, [](float x) { return ToFloat(x); });
 }
 
 void InnerProductScanFp16Reference(const float* query, int64_t dims, const Fp16Bits* rows,
                                    int64_t n, int64_t stride, float* out) {
-  ScanReference(query, dims, rows, n, stride, out, Fp16ToFloat);
+  ScanReference(query, dims, rows, n, stride, out, [](Fp16Bits x) { return ToFloat(x); });
 }
 
 void InnerProductScan(const float* query, int64_t dims, const float* rows, int64_t n,
                       int64_t stride, float* out) {
-  if (CpuHasAvx2()) {
-    ScanAvx2(query, dims, rows, n, stride, out);
-  } else {
-    InnerProductScanReference(query, dims, rows, n, stride, out);
-  }
+  Scan(query, dims, rows, n, stride, out);
 }
 
 void InnerProductScanFp16(const float* query, int64_t dims, const Fp16Bits* rows, int64_t n,
                           int64_t stride, float* out) {
-  if (CpuHasAvx2()) {
-    ScanAvx2(query, dims, rows, n, stride, out);
-  } else {
-    InnerProductScanFp16Reference(query, dims, rows, n, stride, out);
-  }
+  Scan(query, dims, rows, n, stride, out);
 }
 
 }  // namespace maximus::kernels

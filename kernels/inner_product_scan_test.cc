@@ -30,31 +30,32 @@ const Shape kShapes[] = {{1, 1, 1},     {3, 7, 7},     {4, 8, 8},      {5, 9, 9}
                          {17, 64, 64},  {33, 64, 640}, {130, 640, 640}, {1001, 128, 640},
                          {7, 100, 131}, {2, 15, 16}};
 
-TEST(InnerProductScanTest, Fp32MatchesReference) {
+// Rows of type Row (rounded from random normals by `round`), the scan
+// against its reference: fp32 accumulation of `dims` products against one
+// rounding of a double sum.
+template <typename Row, typename Round, typename Fn>
+void ExpectScanMatchesReference(Round round, Fn scan, Fn reference) {
   for (const Shape& s : kShapes) {
     const std::vector<float> query = RandomNormal(s.dims, 1);
-    const std::vector<float> rows = RandomNormal(s.n * s.stride, 2);
+    const std::vector<float> values = RandomNormal(s.n * s.stride, 2);
+    std::vector<Row> rows(values.size());
+    for (size_t i = 0; i < values.size(); ++i) rows[i] = round(values[i]);
     std::vector<float> out(s.n), ref(s.n);
-    InnerProductScan(query.data(), s.dims, rows.data(), s.n, s.stride, out.data());
-    InnerProductScanReference(query.data(), s.dims, rows.data(), s.n, s.stride, ref.data());
-    // fp32 accumulation of `dims` products against one rounding of a double sum.
+    scan(query.data(), s.dims, rows.data(), s.n, s.stride, out.data());
+    reference(query.data(), s.dims, rows.data(), s.n, s.stride, ref.data());
     EXPECT_LT(RelativeError(out, ref), 1e-6 * std::sqrt(static_cast<double>(s.dims)) + 1e-7)
         << s.n << " x " << s.dims << " stride " << s.stride;
   }
 }
 
+TEST(InnerProductScanTest, Fp32MatchesReference) {
+  ExpectScanMatchesReference<float>([](float x) { return x; }, InnerProductScan,
+                                    InnerProductScanReference);
+}
+
 TEST(InnerProductScanTest, Fp16MatchesReference) {
-  for (const Shape& s : kShapes) {
-    const std::vector<float> query = RandomNormal(s.dims, 3);
-    const std::vector<float> values = RandomNormal(s.n * s.stride, 4);
-    std::vector<Fp16Bits> rows(values.size());
-    for (size_t i = 0; i < values.size(); ++i) rows[i] = FloatToFp16(values[i]);
-    std::vector<float> out(s.n), ref(s.n);
-    InnerProductScanFp16(query.data(), s.dims, rows.data(), s.n, s.stride, out.data());
-    InnerProductScanFp16Reference(query.data(), s.dims, rows.data(), s.n, s.stride, ref.data());
-    EXPECT_LT(RelativeError(out, ref), 1e-6 * std::sqrt(static_cast<double>(s.dims)) + 1e-7)
-        << s.n << " x " << s.dims << " stride " << s.stride;
-  }
+  ExpectScanMatchesReference<Fp16Bits>(FloatToFp16, InnerProductScanFp16,
+                                       InnerProductScanFp16Reference);
 }
 
 TEST(InnerProductScanTest, CpuOfTheBuildMachineHasAvx2) {

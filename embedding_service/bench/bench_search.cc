@@ -165,6 +165,8 @@ double ReadBandwidth(const float* data, int64_t floats, int threads) {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  // A line at a time: a long run interrupted keeps what it measured.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   const int64_t n = absl::GetFlag(FLAGS_n), d = absl::GetFlag(FLAGS_dims),
                 nq = absl::GetFlag(FLAGS_queries), k = absl::GetFlag(FLAGS_k);
   const int64_t time_queries = std::min(nq, absl::GetFlag(FLAGS_time_queries));

@@ -34,8 +34,9 @@ sudo=()
 
 # 1. podman, runc and catatonit, with the settings this kind of machine needs (a
 #    containers.conf of our own: default ulimits and the runc runtime).
-# catatonit: the pause process of a pod's infra container.
-readonly TOOLS=(podman runc catatonit)
+# catatonit: the pause process of a pod's infra container; iptables: its
+# published ports.
+readonly TOOLS=(podman runc catatonit iptables)
 missing=()
 for package in "${TOOLS[@]}"; do
   dpkg-query -W -f='${db:Status-Status}' "${package}" 2>/dev/null | grep -q '^installed$' ||
@@ -45,7 +46,7 @@ if ((${#missing[@]} > 0)); then
   e2e_log "installing ${missing[*]}"
   if ! { timeout 600 "${sudo[@]}" apt-get update -qq &&
          DEBIAN_FRONTEND=noninteractive timeout 900 "${sudo[@]}" apt-get install -y -qq \
-           --no-install-recommends "${missing[@]}" uidmap slirp4netns iptables; } > /tmp/maximus-podman-apt.log 2>&1; then
+           --no-install-recommends "${missing[@]}"; } > /tmp/maximus-podman-apt.log 2>&1; then
     tail -n 20 /tmp/maximus-podman-apt.log >&2
     skip "podman could not be installed (apt-get failed, log above)"
   fi
@@ -106,9 +107,9 @@ fi
 ((rc == 0)) || { cat "${work}/probe.log" >&2; e2e_fail "health_probe --version in a container exited ${rc}"; }
 
 # 3. Credentials, volumes, the pod.
-creds=${work}/credentials
-e2e_make_credentials "${creds}" tokenizer data trainer embedding
-client_security=(--tls_ca="${creds}/ca.pem" --token_file="${creds}/token")
+e2e_secure_setup "${work}" tokenizer data trainer embedding
+creds=${E2E_CREDS}
+client_security=("${E2E_CLIENT_SECURITY[@]}")
 mkdir -p "${work}/store" "${work}/run" "${work}/vectors"
 chown 65532:65532 "${work}/store" "${work}/run" "${work}/vectors"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

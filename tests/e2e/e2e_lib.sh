@@ -37,6 +37,42 @@ e2e_make_credentials() {
   ) > "${dir}/openssl.log" 2>&1 || { cat "${dir}/openssl.log" >&2; e2e_fail "openssl could not make the test certificates"; }
 }
 
+# e2e_secure_setup DIR [DNS_NAME...]: credentials in DIR/credentials (see
+# e2e_make_credentials) and the flags that use them: E2E_SERVER_SECURITY for
+# servers, E2E_CLIENT_SECURITY for e2e_client and health_probe. E2E_WORK=DIR.
+e2e_secure_setup() {
+  E2E_WORK=$1; shift
+  local creds=${E2E_WORK}/credentials
+  e2e_make_credentials "${creds}" "$@"
+  E2E_CREDS=${creds}
+  E2E_SERVER_SECURITY=(--tls_cert="${creds}/server.pem" --tls_key="${creds}/server.key"
+    --token_file="${creds}/token")
+  E2E_CLIENT_SECURITY=(--tls_ca="${creds}/ca.pem" --token_file="${creds}/token")
+}
+
+# e2e_serve NAME COMMAND...: starts a server that announces "port N" (give it
+# --port=0, or a port), waits until it is healthy and sets E2E_ADDR.
+e2e_serve() {
+  local name=$1; shift
+  e2e_start "${name}" "${E2E_WORK}/${name}.log" "$@"
+  e2e_port "${name}" 300
+  E2E_ADDR=127.0.0.1:${E2E_PORT}
+  e2e_wait_healthy "${name}" "${E2E_ADDR}" 120 "${E2E_CLIENT_SECURITY[@]}"
+}
+
+# e2e_serve_shards NAME COUNT COMMAND...: COUNT servers NAME0, NAME1 ... each
+# started with COMMAND in which "{shard}" is replaced by its index; sets
+# E2E_ADDRS, their addresses joined by commas.
+e2e_serve_shards() {
+  local name=$1 count=$2; shift 2
+  local shard addrs=""
+  for ((shard = 0; shard < count; shard++)); do
+    e2e_serve "${name}${shard}" "${@//\{shard\}/${shard}}"
+    addrs+=${addrs:+,}${E2E_ADDR}
+  done
+  E2E_ADDRS=${addrs}
+}
+
 # e2e_start NAME LOG COMMAND...: runs COMMAND in the background, output to LOG.
 e2e_start() {
   local name=$1 log=$2; shift 2

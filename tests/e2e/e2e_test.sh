@@ -25,21 +25,17 @@ work=${TEST_TMPDIR:-$(mktemp -d)}/e2e
 rm -rf "${work}" && mkdir -p "${work}"
 export MAXIMUS_THREADS=2
 
-creds=${work}/credentials
-e2e_make_credentials "${creds}"
-server_security=(--tls_cert="${creds}/server.pem" --tls_key="${creds}/server.key"
-  --token_file="${creds}/token")
-client_security=(--tls_ca="${creds}/ca.pem" --token_file="${creds}/token")
+e2e_secure_setup "${work}"
+server_security=("${E2E_SERVER_SECURITY[@]}")
+client_security=("${E2E_CLIENT_SECURITY[@]}")
 
 # 1. Tokenizer and data servers; the corpus through both.
-e2e_start tokenizer "${work}/tokenizer.log" "${tokenizer_server}" --tokenizer="${tokenizer_json}" \
-  --port=0 "${server_security[@]}"
-e2e_start data "${work}/data.log" "${data_server}" --data_dir="${work}/store" \
-  --tokenizer="${tokenizer_json}" --shards=2 --port=0 "${server_security[@]}"
-e2e_port tokenizer 120; tokenizer_addr=127.0.0.1:${E2E_PORT}
-e2e_port data 120; data_addr=127.0.0.1:${E2E_PORT}
-e2e_wait_healthy tokenizer "${tokenizer_addr}" 60 "${client_security[@]}"
-e2e_wait_healthy data "${data_addr}" 60 "${client_security[@]}"
+e2e_serve tokenizer "${tokenizer_server}" --tokenizer="${tokenizer_json}" --port=0 \
+  "${server_security[@]}"
+tokenizer_addr=${E2E_ADDR}
+e2e_serve data "${data_server}" --data_dir="${work}/store" --tokenizer="${tokenizer_json}" \
+  --shards=2 --port=0 "${server_security[@]}"
+data_addr=${E2E_ADDR}
 e2e_log "tokenizer at ${tokenizer_addr}, data at ${data_addr}"
 timeout 300 "${E2E_CLIENT}" ingest --tokenizer_addr="${tokenizer_addr}" --data_addr="${data_addr}" \
   --corpus="${corpus}" "${client_security[@]}" || e2e_fail "ingest over gRPC"
@@ -48,23 +44,17 @@ timeout 60 "${E2E_CLIENT}" refused --tokenizer_addr="${tokenizer_addr}" \
 e2e_stop data
 
 # 2. Two data servers over the same store, one shard each.
-for shard in 0 1; do
-  e2e_start "data${shard}" "${work}/data${shard}.log" "${data_server}" --data_dir="${work}/store" \
-    --tokenizer="${tokenizer_json}" --serve_shards="${shard}" --port=0 "${server_security[@]}"
-done
-e2e_port data0 120; data_addrs=127.0.0.1:${E2E_PORT}
-e2e_port data1 120; data_addrs+=,127.0.0.1:${E2E_PORT}
-for shard in 0 1; do
-  e2e_wait_healthy "data${shard}" "$(cut -d, -f$((shard + 1)) <<<"${data_addrs}")" 60 \
-    "${client_security[@]}"
-done
+e2e_serve_shards data 2 "${data_server}" --data_dir="${work}/store" \
+  --tokenizer="${tokenizer_json}" --serve_shards={shard} --port=0 "${server_security[@]}"
+data_addrs=${E2E_ADDRS}
 e2e_log "data servers at ${data_addrs}"
 
 # 3. Training from both, watched and checkpointed over TrainerService.
 e2e_preset "${work}/model.json"
 e2e_start trainer "${work}/trainer.log" "${trainer}" "${E2E_TRAIN_FLAGS[@]}" \
   --preset="${work}/model.json" --steps=10 --tokenizer="${tokenizer_json}" \
-  --data="${data_addrs}" --data_tls_ca="${creds}/ca.pem" --data_token_file="${creds}/token" \
+  --data="${data_addrs}" --data_tls_ca="${E2E_CREDS}/ca.pem" \
+  --data_token_file="${E2E_CREDS}/token" \
   --out_dir="${work}/run" --listen=127.0.0.1:0 "${server_security[@]}"
 e2e_port trainer 300; trainer_addr=127.0.0.1:${E2E_PORT}
 timeout 60 "${E2E_CLIENT}" refused --trainer_addr="${trainer_addr}" "${client_security[@]}" ||
@@ -79,25 +69,17 @@ grep -q '^done: 10 steps' "${work}/trainer.log" || { e2e_show_log trainer; e2e_f
 e2e_log "training done; the checkpoint saved on request: ${checkpoint}"
 
 # 4. The embedding service on that checkpoint.
-e2e_start embedding "${work}/embedding.log" "${embedding_server}" --data_dir="${work}/vectors" \
+e2e_serve embedding "${embedding_server}" --data_dir="${work}/vectors" \
   --checkpoint="${checkpoint}" --backend=cpu --port=0 "${server_security[@]}"
-e2e_port embedding 300; embedding_addr=127.0.0.1:${E2E_PORT}
-e2e_wait_healthy embedding "${embedding_addr}" 60 "${client_security[@]}"
+embedding_addr=${E2E_ADDR}
 timeout 600 "${E2E_CLIENT}" search --embedding_addr="${embedding_addr}" --corpus="${corpus}" \
   --timeout_s=590 "${client_security[@]}" || { e2e_show_log embedding; e2e_fail "search"; }
 
 # The same with the ids spread over two embedding servers, one shard each.
-for shard in 0 1; do
-  e2e_start "embedding${shard}" "${work}/embedding${shard}.log" "${embedding_server}" \
-    --data_dir="${work}/vectors${shard}" --checkpoint="${checkpoint}" --backend=cpu \
-    --shard="${shard}" --num_shards=2 --port=0 "${server_security[@]}"
-done
-e2e_port embedding0 300; sharded_addrs=127.0.0.1:${E2E_PORT}
-e2e_port embedding1 300; sharded_addrs+=,127.0.0.1:${E2E_PORT}
-for shard in 0 1; do
-  e2e_wait_healthy "embedding${shard}" "$(cut -d, -f$((shard + 1)) <<<"${sharded_addrs}")" 60 \
-    "${client_security[@]}"
-done
+e2e_serve_shards embedding 2 "${embedding_server}" --data_dir="${work}/vectors{shard}" \
+  --checkpoint="${checkpoint}" --backend=cpu --shard={shard} --num_shards=2 --port=0 \
+  "${server_security[@]}"
+sharded_addrs=${E2E_ADDRS}
 timeout 600 "${E2E_CLIENT}" sharded_search --embedding_addr="${sharded_addrs}" \
   --corpus="${corpus}" --timeout_s=590 "${client_security[@]}" ||
   { e2e_show_log embedding0; e2e_fail "sharded search"; }

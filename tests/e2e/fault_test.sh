@@ -21,11 +21,9 @@ rm -rf "${work}" && mkdir -p "${work}"
 export MAXIMUS_THREADS=2
 readonly STEPS=12
 
-creds=${work}/credentials
-e2e_make_credentials "${creds}"
-server_security=(--tls_cert="${creds}/server.pem" --tls_key="${creds}/server.key"
-  --token_file="${creds}/token")
-client_security=(--tls_ca="${creds}/ca.pem" --token_file="${creds}/token")
+e2e_secure_setup "${work}"
+server_security=("${E2E_SERVER_SECURITY[@]}")
+client_security=("${E2E_CLIENT_SECURITY[@]}")
 e2e_preset "${work}/model.json"
 
 timeout 300 "${ingest}" --data_dir="${work}/store" --tokenizer="${tokenizer_json}" --shards=2 \
@@ -34,12 +32,10 @@ timeout 300 "${ingest}" --data_dir="${work}/store" --tokenizer="${tokenizer_json
 
 # start_data [PORT]: the data server on PORT (0: any); sets data_port.
 start_data() {
-  e2e_start data "${work}/data-$((++data_starts)).log" "${data_server}" --data_dir="${work}/store" \
-    --tokenizer="${tokenizer_json}" --port="${1:-0}" "${server_security[@]}"
-  e2e_port data 120; data_port=${E2E_PORT}
-  e2e_wait_healthy data "127.0.0.1:${data_port}" 60 "${client_security[@]}"
+  e2e_serve data "${data_server}" --data_dir="${work}/store" --tokenizer="${tokenizer_json}" \
+    --port="${1:-0}" "${server_security[@]}"
+  data_port=${E2E_PORT}
 }
-data_starts=0
 start_data
 
 # start_trainer NAME RUN_DIR [FLAGS...]: the trainer streaming from the data
@@ -50,8 +46,8 @@ start_trainer() {
   local name=$1 dir=$2; shift 2
   e2e_start "${name}" "${work}/${name}.log" "${trainer}" "${E2E_TRAIN_FLAGS[@]}" \
     --preset="${work}/model.json" --steps="${STEPS}" --tokenizer="${tokenizer_json}" \
-    --data="127.0.0.1:${data_port}" --data_tls_ca="${creds}/ca.pem" \
-    --data_token_file="${creds}/token" --data_stream_window_kb=4 --out_dir="${dir}" \
+    --data="127.0.0.1:${data_port}" --data_tls_ca="${E2E_CREDS}/ca.pem" \
+    --data_token_file="${E2E_CREDS}/token" --data_stream_window_kb=4 --out_dir="${dir}" \
     --listen=127.0.0.1:0 \
     "${server_security[@]}" "$@"
   e2e_port "${name}" 300; trainer_addr=127.0.0.1:${E2E_PORT}

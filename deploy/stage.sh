@@ -8,8 +8,8 @@
 #
 #   deploy/stage.sh STAGE_DIR
 set -euo pipefail
+stage="$(realpath -m "${1:?usage: deploy/stage.sh STAGE_DIR}")"
 cd "$(dirname "$0")/.."
-stage=${1:?usage: deploy/stage.sh STAGE_DIR}
 source tools/shared_libs.sh
 
 # service program target

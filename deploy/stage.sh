@@ -31,6 +31,8 @@ in_base() {
   return 1
 }
 
+[[ ${stage} != / && ${stage} != "${PWD}" && ${stage} != "${HOME:-}" ]] ||
+  { echo "stage.sh: refusing to replace ${stage}" >&2; exit 2; }
 rm -rf "${stage}"
 for entry in "${PROGRAMS[@]}"; do
   read -r service program target <<<"${entry}"

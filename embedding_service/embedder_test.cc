@@ -44,10 +44,8 @@ double MaxDifference(const std::vector<float>& a, const std::vector<float>& b) {
 class EmbedderTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto tokenizer = tokenizer::Tokenizer::FromFile(g_tokenizer_path);
-    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
     checkpoint_ = new std::string(TestDir("checkpoint"));
-    ASSERT_TRUE(WriteTestCheckpoint(*checkpoint_, g_tokenizer_path, **tokenizer).ok());
+    ASSERT_TRUE(WriteTestCheckpoint(*checkpoint_, g_tokenizer_path).ok());
     Embedder::Options options;
     options.backend = "cpu";
     auto embedder = Embedder::Load(*checkpoint_, g_tokenizer_path, options);

@@ -70,10 +70,8 @@ void ExpectError(const grpc::Status& status, grpc::StatusCode code, const std::s
 class EmbeddingServiceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto tokenizer = tokenizer::Tokenizer::FromFile(g_tokenizer_path);
-    ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
     checkpoint_ = new std::string(TestDir("checkpoint"));
-    ASSERT_TRUE(WriteTestCheckpoint(*checkpoint_, g_tokenizer_path, **tokenizer).ok());
+    ASSERT_TRUE(WriteTestCheckpoint(*checkpoint_, g_tokenizer_path).ok());
   }
   static void TearDownTestSuite() { delete checkpoint_; }
 

@@ -4,17 +4,19 @@
 
 #include "base/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "tokenizer/tokenizer.h"
 #include "trainer/backend/cpu/cpu_backend.h"
 #include "trainer/io/checkpoint.h"
 #include "trainer/model/model.h"
 
 namespace maximus::embedding {
 
-absl::Status WriteTestCheckpoint(const std::string& dir, const std::string& tokenizer_path,
-                                 const tokenizer::Tokenizer& tokenizer) {
+absl::Status WriteTestCheckpoint(const std::string& dir, const std::string& tokenizer_path) {
+  MAXIMUS_ASSIGN_OR_RETURN(std::unique_ptr<tokenizer::Tokenizer> tokenizer,
+                           tokenizer::Tokenizer::FromFile(tokenizer_path));
   trainer::ModelConfig config;
   config.name = "embedding-test";
-  config.vocab_size = tokenizer.vocab_size();
+  config.vocab_size = tokenizer->vocab_size();
   config.hidden = kTestModelDims;
   config.layers = 2;
   config.heads = 2;
@@ -27,8 +29,8 @@ absl::Status WriteTestCheckpoint(const std::string& dir, const std::string& toke
                            trainer::Model::Create(&backend, config));
   model->Initialize(17);
   trainer::CheckpointState state;
-  state.tokenizer_fingerprint = tokenizer.fingerprint();
-  state.tokenizer_vocab_size = tokenizer.vocab_size();
+  state.tokenizer_fingerprint = tokenizer->fingerprint();
+  state.tokenizer_vocab_size = tokenizer->vocab_size();
   state.tokenizer_path = tokenizer_path;
   state.training = nlohmann::json::object();
   return trainer::SaveCheckpoint(dir, *model, {}, {}, state);

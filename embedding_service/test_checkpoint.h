@@ -8,17 +8,15 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "tokenizer/tokenizer.h"
 
 namespace maximus::embedding {
 
 // Hidden size of the test model: prefixes of 64 and 128.
 inline constexpr int64_t kTestModelDims = 128;
 
-// Writes the checkpoint to `dir` (its tokenizer.json copied from
-// `tokenizer_path`).
-absl::Status WriteTestCheckpoint(const std::string& dir, const std::string& tokenizer_path,
-                                 const tokenizer::Tokenizer& tokenizer);
+// Writes the checkpoint for the tokenizer at `tokenizer_path` to `dir` (the
+// tokenizer.json copied into it).
+absl::Status WriteTestCheckpoint(const std::string& dir, const std::string& tokenizer_path);
 
 }  // namespace maximus::embedding
 

@@ -19,7 +19,7 @@ start_time=${SECONDS}
 work=${TEST_TMPDIR:-$(mktemp -d)}/fault
 rm -rf "${work}" && mkdir -p "${work}"
 export MAXIMUS_THREADS=2
-readonly STEPS=12
+readonly STEPS=24
 
 e2e_secure_setup "${work}"
 server_security=("${E2E_SERVER_SECURITY[@]}")
@@ -39,15 +39,16 @@ start_data() {
 start_data
 
 # start_trainer NAME RUN_DIR [FLAGS...]: the trainer streaming from the data
-# server, with TrainerService on a free port (sets trainer_addr). A 4 KiB
-# stream window (about 6 batches ahead) makes the run outlast what the client
-# holds when the server dies, so the rest must come from a resumed stream.
+# server, with TrainerService on a free port (sets trainer_addr). A 2 KiB
+# stream window (a few batches ahead) makes the run outlast by far what the
+# client holds when the server dies, so the rest must come from a resumed
+# stream.
 start_trainer() {
   local name=$1 dir=$2; shift 2
   e2e_start "${name}" "${work}/${name}.log" "${trainer}" "${E2E_TRAIN_FLAGS[@]}" \
     --preset="${work}/model.json" --steps="${STEPS}" --tokenizer="${tokenizer_json}" \
     --data="127.0.0.1:${data_port}" --data_tls_ca="${E2E_CREDS}/ca.pem" \
-    --data_token_file="${E2E_CREDS}/token" --data_stream_window_kb=4 --out_dir="${dir}" \
+    --data_token_file="${E2E_CREDS}/token" --data_stream_window_kb=2 --out_dir="${dir}" \
     --listen=127.0.0.1:0 \
     "${server_security[@]}" "$@"
   e2e_port "${name}" 300; trainer_addr=127.0.0.1:${E2E_PORT}
@@ -78,9 +79,9 @@ start_trainer a "${work}/a"
 e2e_wait_exit a 600
 e2e_log "A: uninterrupted run done"
 
-# B. SIGKILL of the data server at step 4; down 2 s; back on the same port.
+# B. SIGKILL of the data server at step 3; down 2 s; back on the same port.
 start_trainer b "${work}/b"
-wait_step b 4
+wait_step b 3
 e2e_kill9 data
 e2e_log "B: data server killed at step $(tail -n1 "${work}/b.wait" | cut -d' ' -f2 | tr -d ,)"
 sleep 2

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "base/status_macros.h"
 #include "base/thread_pool.h"
@@ -227,6 +228,16 @@ grpc::Status DataServiceImpl::StreamBatches(grpc::ServerContext* context,
   absl::StatusOr<std::unique_ptr<BatchPacker>> packer =
       BatchPacker::Open(&source_, *request, eos_id_);
   if (!packer.ok()) return ToGrpcStatus(packer.status());
+  // A stream continued from a cursor: a client that reconnected, or a resumed
+  // run. Rare, and what an operator looks for after a restart.
+  if (!request->resume().document_id().empty()) {
+    const StreamCursor& cursor = request->resume();
+    absl::FPrintF(stderr,
+                  "data server: StreamBatches resumed from a cursor: epoch %d, document key %d, "
+                  "%d tokens of it consumed (rank %d of %d)\n",
+                  cursor.epoch(), cursor.document_key(), cursor.consumed(),
+                  request->selection().rank(), request->selection().world_size());
+  }
   for (;;) {
     if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
     if (stopping_) return ShuttingDown();

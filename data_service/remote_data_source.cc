@@ -269,6 +269,10 @@ absl::StatusOr<std::unique_ptr<RemoteDataSource>> RemoteDataSource::Connect(
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
+  if (options.stream_window_bytes > 0) {
+    args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, options.stream_window_bytes);
+    args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  }
   for (const std::string& address : addresses) {
     Server server;
     server.address = address;

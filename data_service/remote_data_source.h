@@ -35,6 +35,10 @@ class RemoteDataSource : public DataSource {
     // TLS, client certificate and bearer token for every server (see
     // rpc/client_security.h); the default is plaintext without a token.
     rpc::ClientSecurity security;
+    // Bytes of a stream the server may send ahead of the reader (the HTTP/2
+    // stream window, fixed); 0: gRPC's default, which grows with the
+    // connection's bandwidth-delay product.
+    int stream_window_bytes = 0;
   };
 
   // `addresses`: "host:port" of every server. Fails naming the address that

@@ -45,9 +45,11 @@ absl::StatusOr<std::unique_ptr<Embedder>> Embedder::Load(const std::string& chec
     MAXIMUS_ASSIGN_OR_RETURN(embedder->model_,
                              trainer::LoadHfModel(checkpoint_dir, embedder->backend_.get()));
   }
-  if (embedder->tokenizer_->vocab_size() > embedder->model_->config().vocab_size) {
+  // The model's ids, as the trainer requires: added tokens past them (Gemma 3's
+  // 262,145th) are never embedded.
+  if (embedder->tokenizer_->model().vocab_size() > embedder->model_->config().vocab_size) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "the tokenizer ", tokenizer_file, " has ", embedder->tokenizer_->vocab_size(),
+        "the tokenizer ", tokenizer_file, " has ", embedder->tokenizer_->model().vocab_size(),
         " tokens, more than the model's vocabulary of ", embedder->model_->config().vocab_size));
   }
   embedder->document_start_ = trainer::DocumentStartId(*embedder->tokenizer_);

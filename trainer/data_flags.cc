@@ -18,8 +18,20 @@ ABSL_FLAG(std::string, data_token_file, "",
           "File holding the bearer token the DataServices require (needs TLS)");
 ABSL_FLAG(std::string, data_tls_server_name, "",
           "Name the servers' certificates are checked against instead of the dialled host");
+ABSL_FLAG(int64_t, data_stream_window_kb, 0,
+          "KiB of each DataService stream the server may send ahead of the trainer (fixed; "
+          "0: gRPC's default, grown with the connection's bandwidth-delay product)");
 
 namespace maximus::trainer {
+
+absl::StatusOr<int> DataStreamWindowBytesFromFlags() {
+  const int64_t kib = absl::GetFlag(FLAGS_data_stream_window_kb);
+  if (kib < 0 || kib > 1024 * 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--data_stream_window_kb: ", kib, " is not in [0, 1048576]"));
+  }
+  return static_cast<int>(kib * 1024);
+}
 
 absl::StatusOr<rpc::ClientSecurity> DataClientSecurityFromFlags() {
   absl::StatusOr<rpc::ClientSecurity> security = rpc::ClientSecurity::FromFiles(

@@ -15,6 +15,9 @@ namespace maximus::trainer {
 // without TLS, a certificate without its key.
 absl::StatusOr<rpc::ClientSecurity> DataClientSecurityFromFlags();
 
+// --data_stream_window_kb in bytes (data::RemoteDataSource::Options).
+absl::StatusOr<int> DataStreamWindowBytesFromFlags();
+
 }  // namespace maximus::trainer
 
 #endif  // MAXIMUS_TRAINER_DATA_FLAGS_H_

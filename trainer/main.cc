@@ -183,6 +183,9 @@ int Main(StopSignals* signals) {
   absl::StatusOr<rpc::ClientSecurity> data_security = DataClientSecurityFromFlags();
   if (!data_security.ok()) return Usage(std::string(data_security.status().message()));
   data_options.security = *std::move(data_security);
+  absl::StatusOr<int> stream_window = DataStreamWindowBytesFromFlags();
+  if (!stream_window.ok()) return Usage(std::string(stream_window.status().message()));
+  data_options.stream_window_bytes = *stream_window;
   absl::StatusOr<std::unique_ptr<data::DataSource>> data = OpenData(data_options, **tok);
   if (!data.ok()) return Fail(data.status());
 

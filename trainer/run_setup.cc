@@ -111,6 +111,7 @@ absl::StatusOr<std::unique_ptr<data::DataSource>> OpenData(const DataOptions& op
   if (absl::StrContains(options.data, ':') && !absl::StrContains(options.data, '/')) {
     data::RemoteDataSource::Options remote_options;
     remote_options.security = options.security;
+    remote_options.stream_window_bytes = options.stream_window_bytes;
     absl::StatusOr<std::unique_ptr<data::RemoteDataSource>> remote =
         data::RemoteDataSource::Connect(data::SplitAddresses(options.data), remote_options);
     if (!remote.ok()) return remote.status();

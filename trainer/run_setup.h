@@ -53,6 +53,8 @@ struct DataOptions {
   // TLS and bearer token for DataServices (trainer/data_flags.h); must be
   // empty for an embedded store.
   rpc::ClientSecurity security;
+  // data::RemoteDataSource::Options::stream_window_bytes.
+  int stream_window_bytes = 0;
 };
 
 // Opens the data; the embedded store must have been built with `tokenizer`.

@@ -37,26 +37,18 @@ for target in "${targets[@]}"; do
 done
 
 # Shared libraries that are neither glibc's, the driver's nor the CUDA toolkit's.
+source tools/shared_libs.sh
 is_system_lib() {
-  case "$(basename "$1")" in
-    libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|ld-linux*|libcuda.so*|linux-vdso*) return 0 ;;
-  esac
-  [[ "$1" == /usr/local/cuda* ]]
+  is_glibc_lib "$1" && return 0
+  [[ "$(basename "$1")" == libcuda.so* || "$1" == /usr/local/cuda* ]]
 }
-while read -r _ binary; do
-  ldd "${stage}/${binary}" | awk '/=> \//{print $3}' | while read -r lib; do
-    is_system_lib "${lib}" || cp -Ln "${lib}" "${stage}/lib/" 2>/dev/null || true
-  done
-done < "${stage}/manifest.txt"
-chmod -R u+w "${stage}/lib"
+mapfile -t binaries < <(awk '{print "'"${stage}"'/" $2}' "${stage}/manifest.txt")
+copy_shared_libs "${stage}/lib" is_system_lib "${binaries[@]}"
 while read -r _ binary; do
   depth="$(tr -cd / <<<"${binary}" | wc -c)"
   up="$(printf '../%.0s' $(seq 1 "${depth}"))"
   patchelf --force-rpath --set-rpath "\$ORIGIN/${up}lib:/usr/local/cuda/lib64" "${stage}/${binary}"
 done < "${stage}/manifest.txt"
-for lib in "${stage}"/lib/*; do
-  [[ -e "${lib}" ]] && patchelf --force-rpath --set-rpath '$ORIGIN' "${lib}"
-done
 
 mkdir -p "$(dirname "${archive}")"
 # xz (a name ending .tar.xz) packs about 40% smaller than gzip, for calls

@@ -9,11 +9,17 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/attention.h"
+#include "kernels/attention_tiles.cuh"
 #include "kernels/cuda_status.h"
 #include "kernels/flash_attention_cuda.h"
 
 namespace maximus::kernels {
 namespace {
+
+using attention_tiles::CpAsyncCommit;
+using attention_tiles::CpAsyncWait;
+using attention_tiles::KeyTileRange;
+using attention_tiles::Visible;
 
 // The kernels, all of 256 threads (kD: head_dim rounded up to 32, 64, 128 or
 // 256; shared memory at kD 256):
@@ -91,22 +97,6 @@ __device__ __forceinline__ float RowMax(float x) {
     x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
   }
   return x;
-}
-
-// Whether the query at `position` sees key `key`.
-__device__ __forceinline__ bool Visible(int64_t position, int64_t key, int64_t window) {
-  return key <= position && (window == 0 || position - key < window);
-}
-
-// The first key tile and last key tile (inclusive) that the query positions
-// [first_position, last_position] see.
-__device__ __forceinline__ void KeyTileRange(int64_t first_position, int64_t last_position,
-                                             int64_t window, int tile, int64_t* begin,
-                                             int64_t* end) {
-  const int64_t first_key =
-      window > 0 && first_position + 1 > window ? first_position + 1 - window : 0;
-  *begin = first_key / tile;
-  *end = last_position / tile;
 }
 
 // Forward: one block per (query tile, sequence, head). Q stays in shared
@@ -571,12 +561,6 @@ __device__ __forceinline__ void CpAsync4(float* dst, const float* src, bool vali
   const unsigned dst_addr = static_cast<unsigned>(__cvta_generic_to_shared(dst));
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst_addr), "l"(src),
                "r"(valid ? 4 : 0));
-}
-__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
-// Waits until at most `kPending` of this thread's committed groups are in flight.
-template <int kPending>
-__device__ __forceinline__ void CpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
 }
 
 // Starts copying a tile as LoadTile does (zeros beyond `rows` and head_dim),

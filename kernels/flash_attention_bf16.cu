@@ -8,11 +8,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/attention.h"
+#include "kernels/attention_tiles.cuh"
 #include "kernels/cuda_status.h"
 #include "kernels/flash_attention_bf16_cuda.h"
 
 namespace maximus::kernels {
 namespace {
+
+using attention_tiles::CpAsyncCommit;
+using attention_tiles::CpAsyncWait;
+using attention_tiles::KeyTileRange;
+using attention_tiles::Visible;
 
 // The kernels (kD: head_dim rounded up to 64, 128 or 256):
 //   ForwardKernel: 4 warps, 64 queries (16 per warp) against 64-key tiles;
@@ -70,11 +76,6 @@ __device__ __forceinline__ uint32_t SmemAddress(const void* p) {
 __device__ __forceinline__ void CpAsync16(Bits* dst, const Bits* src, bool valid) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SmemAddress(dst)), "l"(src),
                "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int kPending>
-__device__ __forceinline__ void CpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
 }
 
 // Starts copying rows [row0, row0 + kRows) of a head_dim-wide slice into a
@@ -170,21 +171,6 @@ __device__ __forceinline__ float QuadMax(float x) {
 __device__ __forceinline__ float QuadSum(float x) {
   x += __shfl_xor_sync(0xffffffffu, x, 1);
   return x + __shfl_xor_sync(0xffffffffu, x, 2);
-}
-
-__device__ __forceinline__ bool Visible(int64_t position, int64_t key, int64_t window) {
-  return key <= position && (window == 0 || position - key < window);
-}
-
-// The first and last key tiles (inclusive) that positions
-// [first_position, last_position] see.
-__device__ __forceinline__ void KeyTileRange(int64_t first_position, int64_t last_position,
-                                             int64_t window, int tile, int64_t* begin,
-                                             int64_t* end) {
-  const int64_t first_key =
-      window > 0 && first_position + 1 > window ? first_position + 1 - window : 0;
-  *begin = first_key / tile;
-  *end = last_position / tile;
 }
 
 // Stores an fp32 accumulator fragment's two rows (row_base + g, + 8) at

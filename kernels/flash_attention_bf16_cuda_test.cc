@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/attention.h"
+#include "kernels/attention_test_util.h"
 #include "kernels/bf16.h"
 #include "kernels/device_buffer.h"
 #include "kernels/device_test_util.h"
@@ -23,10 +24,12 @@
 namespace maximus::kernels {
 namespace {
 
+using testing::AttentionShapeLabel;
 using testing::Download;
 using testing::Poisoned;
 using testing::RandomNormal;
 using testing::RelativeError;
+using testing::TestAttentionShape;
 using testing::Upload;
 
 // Against fp32 arithmetic on the same rounded inputs, the kernels differ by
@@ -34,25 +37,6 @@ using testing::Upload;
 // about 2^-9 per element, about 3e-3 on whole outputs. A wrong fragment or
 // mask gives errors of order 1.
 constexpr double kTolerance = 1e-2;
-
-AttentionShape Shape(int64_t batch, int64_t queries, int64_t heads, int64_t kv_heads,
-                     int64_t head_dim, int64_t window) {
-  AttentionShape s;
-  s.batch = batch;
-  s.queries = queries;
-  s.heads = heads;
-  s.kv_heads = kv_heads;
-  s.head_dim = head_dim;
-  s.window = window;
-  s.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  return s;
-}
-
-std::string Label(const AttentionShape& s) {
-  return absl::StrCat("batch ", s.batch, " queries ", s.queries, " offset ", s.query_offset,
-                      " stride ", s.key_stride, " heads ", s.heads, "/", s.kv_heads, " hd ",
-                      s.head_dim, " window ", s.window);
-}
 
 // Rounds to bf16 in place and returns the bits.
 std::vector<Bf16Bits> RoundToBf16(std::vector<float>& values) {
@@ -65,7 +49,7 @@ std::vector<Bf16Bits> RoundToBf16(std::vector<float>& values) {
 }
 
 void CheckShape(const AttentionShape& s, uint64_t seed) {
-  SCOPED_TRACE(Label(s));
+  SCOPED_TRACE(AttentionShapeLabel(s));
   const size_t q_size = s.batch * s.queries * s.heads * s.head_dim;
   const size_t kv_size = s.batch * s.KeyStride() * s.kv_heads * s.head_dim;
   const size_t rows = s.batch * s.heads * s.queries;
@@ -80,8 +64,8 @@ void CheckShape(const AttentionShape& s, uint64_t seed) {
   DeviceBuffer<Bf16Bits> q_dev = Upload(q_bits), k_dev = Upload(k_bits), v_dev = Upload(v_bits),
                          dout_dev = Upload(dout_bits);
   DeviceBuffer<float> out = Poisoned(q_size), lse = Poisoned(rows);
-  ASSERT_TRUE(FlashAttentionForwardBf16Cuda(s, q_dev.data(), k_dev.data(), v_dev.data(),
-                                            out.data(), lse.data())
+  ASSERT_TRUE(FlashAttentionForwardBf16Cuda(s, q_dev.data(), k_dev.data(), v_dev.data(), out.data(),
+                                            lse.data())
                   .ok());
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   const std::vector<float> got_out = Download(out);
@@ -111,8 +95,8 @@ void CheckShape(const AttentionShape& s, uint64_t seed) {
   EXPECT_LE(dq_error, kTolerance) << "dq";
   EXPECT_LE(dk_error, kTolerance) << "dk";
   EXPECT_LE(dv_error, kTolerance) << "dv";
-  std::printf("%s: relative error out %.2e dq %.2e dk %.2e dv %.2e\n", Label(s).c_str(),
-              out_error, dq_error, dk_error, dv_error);
+  std::printf("%s: relative error out %.2e dq %.2e dk %.2e dv %.2e\n",
+              AttentionShapeLabel(s).c_str(), out_error, dq_error, dk_error, dv_error);
 
   // A second run gives the same bits.
   DeviceBuffer<float> dq2 = Poisoned(q_size), dk2 = Poisoned(kv_size), dv2 = Poisoned(kv_size);
@@ -129,33 +113,33 @@ void CheckShape(const AttentionShape& s, uint64_t seed) {
 TEST(FlashAttentionBf16CudaTest, SmallShapes) {
   MAXIMUS_SKIP_WITHOUT_GPU();
   for (int64_t window : {0, 3}) {
-    AttentionShape s = Shape(2, 7, 4, 2, 8, window);
+    AttentionShape s = TestAttentionShape(2, 7, 4, 2, 8, window);
     s.scale = 0.4f;
     CheckShape(s, 10 + window);
   }
-  CheckShape(Shape(1, 97, 2, 1, 40, 17), 20);  // Padded to 64.
-  CheckShape(Shape(2, 130, 2, 2, 96, 0), 30);  // Padded to 128.
-  CheckShape(Shape(1, 70, 2, 1, 160, 0), 40);  // Padded to 256.
+  CheckShape(TestAttentionShape(1, 97, 2, 1, 40, 17), 20);  // Padded to 64.
+  CheckShape(TestAttentionShape(2, 130, 2, 2, 96, 0), 30);  // Padded to 128.
+  CheckShape(TestAttentionShape(1, 70, 2, 1, 160, 0), 40);  // Padded to 256.
 }
 
 TEST(FlashAttentionBf16CudaTest, HeadDim64And128) {
   MAXIMUS_SKIP_WITHOUT_GPU();
-  CheckShape(Shape(2, 300, 4, 1, 64, 0), 50);
-  CheckShape(Shape(2, 300, 4, 1, 64, 128), 60);
-  CheckShape(Shape(1, 520, 8, 2, 128, 0), 70);
+  CheckShape(TestAttentionShape(2, 300, 4, 1, 64, 0), 50);
+  CheckShape(TestAttentionShape(2, 300, 4, 1, 64, 128), 60);
+  CheckShape(TestAttentionShape(1, 520, 8, 2, 128, 0), 70);
 }
 
 // The trained models' head_dim, with a sliding window and GQA.
 TEST(FlashAttentionBf16CudaTest, HeadDim256) {
   MAXIMUS_SKIP_WITHOUT_GPU();
-  CheckShape(Shape(1, 1000, 4, 1, 256, 512), 80);
-  CheckShape(Shape(2, 600, 4, 1, 256, 0), 90);
+  CheckShape(TestAttentionShape(1, 1000, 4, 1, 256, 512), 80);
+  CheckShape(TestAttentionShape(2, 600, 4, 1, 256, 0), 90);
 }
 
 // A forward of a few queries after a cache (as a prompt's continuation).
 TEST(FlashAttentionBf16CudaTest, AfterACache) {
   MAXIMUS_SKIP_WITHOUT_GPU();
-  AttentionShape s = Shape(2, 70, 4, 2, 64, 0);
+  AttentionShape s = TestAttentionShape(2, 70, 4, 2, 64, 0);
   s.query_offset = 60;
   s.key_stride = 160;
   CheckShape(s, 100);
@@ -166,15 +150,15 @@ TEST(FlashAttentionBf16CudaTest, AfterACache) {
 TEST(FlashAttentionBf16CudaTest, RejectsBadShapes) {
   MAXIMUS_SKIP_WITHOUT_GPU();
   const Bf16Bits* none = nullptr;
-  EXPECT_FALSE(Bf16AttentionSupported(Shape(1, 4, 2, 1, 100, 0)));
-  EXPECT_FALSE(Bf16AttentionSupported(Shape(1, 4, 2, 1, 264, 0)));
-  EXPECT_TRUE(Bf16AttentionSupported(Shape(1, 4, 2, 1, 256, 0)));
-  EXPECT_FALSE(
-      FlashAttentionForwardBf16Cuda(Shape(1, 4, 2, 1, 100, 0), none, none, none, nullptr, nullptr)
-          .ok());
-  EXPECT_FALSE(
-      FlashAttentionForwardBf16Cuda(Shape(1, 4, 3, 2, 64, 0), none, none, none, nullptr, nullptr)
-          .ok());
+  EXPECT_FALSE(Bf16AttentionSupported(TestAttentionShape(1, 4, 2, 1, 100, 0)));
+  EXPECT_FALSE(Bf16AttentionSupported(TestAttentionShape(1, 4, 2, 1, 264, 0)));
+  EXPECT_TRUE(Bf16AttentionSupported(TestAttentionShape(1, 4, 2, 1, 256, 0)));
+  EXPECT_FALSE(FlashAttentionForwardBf16Cuda(TestAttentionShape(1, 4, 2, 1, 100, 0), none, none,
+                                             none, nullptr, nullptr)
+                   .ok());
+  EXPECT_FALSE(FlashAttentionForwardBf16Cuda(TestAttentionShape(1, 4, 3, 2, 64, 0), none, none,
+                                             none, nullptr, nullptr)
+                   .ok());
 }
 
 }  // namespace

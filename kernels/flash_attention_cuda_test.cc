@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/attention.h"
+#include "kernels/attention_test_util.h"
 #include "kernels/device_buffer.h"
 #include "kernels/device_test_util.h"
 #include "kernels/gpu_test_util.h"
@@ -20,10 +21,12 @@
 namespace maximus::kernels {
 namespace {
 
+using testing::AttentionShapeLabel;
 using testing::Download;
 using testing::Poisoned;
 using testing::RandomNormal;
 using testing::RelativeError;
+using testing::TestAttentionShape;
 using testing::Upload;
 
 // Relative error bounds against the fp32 CPU reference. kFp32 differs only in
@@ -37,34 +40,15 @@ const char* Name(FlashAttentionMath math) {
   return math == FlashAttentionMath::kFp32 ? "fp32" : "tf32";
 }
 
-AttentionShape Shape(int64_t batch, int64_t queries, int64_t heads, int64_t kv_heads,
-                     int64_t head_dim, int64_t window) {
-  AttentionShape s;
-  s.batch = batch;
-  s.queries = queries;
-  s.heads = heads;
-  s.kv_heads = kv_heads;
-  s.head_dim = head_dim;
-  s.window = window;
-  s.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  return s;
-}
-
 AttentionShape Decoding(int64_t window) {
-  AttentionShape s = Shape(3, 1, 4, 1, 64, window);
+  AttentionShape s = TestAttentionShape(3, 1, 4, 1, 64, window);
   s.query_offset = 37;
   s.key_stride = 64;
   return s;
 }
 
-std::string Label(const AttentionShape& s) {
-  return absl::StrCat("batch ", s.batch, " queries ", s.queries, " offset ", s.query_offset,
-                      " stride ", s.key_stride, " heads ", s.heads, "/", s.kv_heads, " hd ",
-                      s.head_dim, " window ", s.window);
-}
-
 void CheckShape(const AttentionShape& s, uint64_t seed, FlashAttentionMath math) {
-  SCOPED_TRACE(Label(s) + " " + Name(math));
+  SCOPED_TRACE(AttentionShapeLabel(s) + " " + Name(math));
   const double tolerance = Tolerance(math);
   const size_t q_size = s.batch * s.queries * s.heads * s.head_dim;
   const size_t kv_size = s.batch * s.KeyStride() * s.kv_heads * s.head_dim;
@@ -140,7 +124,7 @@ void CheckShape(const AttentionShape& s, uint64_t seed) {
 TEST(FlashAttentionCudaTest, ConformanceShape) {
   MAXIMUS_SKIP_WITHOUT_GPU();
   for (int64_t window : {0, 3}) {
-    AttentionShape s = Shape(2, 7, 4, 2, 6, window);
+    AttentionShape s = TestAttentionShape(2, 7, 4, 2, 6, window);
     s.scale = 0.4f;
     CheckShape(s, 10 + window);
   }
@@ -148,13 +132,13 @@ TEST(FlashAttentionCudaTest, ConformanceShape) {
 
 TEST(FlashAttentionCudaTest, HeadDim64) {
   MAXIMUS_SKIP_WITHOUT_GPU();
-  CheckShape(Shape(2, 300, 4, 1, 64, 0), 20);
-  CheckShape(Shape(2, 300, 4, 1, 64, 128), 30);
+  CheckShape(TestAttentionShape(2, 300, 4, 1, 64, 0), 20);
+  CheckShape(TestAttentionShape(2, 300, 4, 1, 64, 128), 30);
 }
 
 TEST(FlashAttentionCudaTest, HeadDim256Windowed) {
   MAXIMUS_SKIP_WITHOUT_GPU();
-  CheckShape(Shape(1, 1000, 4, 1, 256, 512), 40);
+  CheckShape(TestAttentionShape(1, 1000, 4, 1, 256, 512), 40);
 }
 
 // The tensor-core forward and dK/dV split each query or key tile over a
@@ -163,33 +147,33 @@ TEST(FlashAttentionCudaTest, HeadDim256Windowed) {
 // take clusters of 4.
 TEST(FlashAttentionCudaTest, ClusterSplits) {
   MAXIMUS_SKIP_WITHOUT_GPU();
-  CheckShape(Shape(2, 1100, 2, 1, 64, 0), 160);    // 72 query tiles, 70 key tiles.
-  CheckShape(Shape(4, 1100, 2, 1, 64, 256), 170);  // 144 query tiles, 140 key tiles.
+  CheckShape(TestAttentionShape(2, 1100, 2, 1, 64, 0), 160);    // 72 query tiles, 70 key tiles.
+  CheckShape(TestAttentionShape(4, 1100, 2, 1, 64, 256), 170);  // 144 query tiles, 140 key tiles.
 }
 
 TEST(FlashAttentionCudaTest, OddHeadDims) {
   MAXIMUS_SKIP_WITHOUT_GPU();
-  CheckShape(Shape(1, 130, 2, 2, 100, 0), 50);  // Padded to 128.
-  CheckShape(Shape(2, 50, 3, 1, 1, 0), 60);
-  CheckShape(Shape(1, 97, 2, 1, 33, 17), 70);  // Padded to 64.
-  CheckShape(Shape(1, 70, 2, 1, 160, 0), 80);  // Padded to 256.
+  CheckShape(TestAttentionShape(1, 130, 2, 2, 100, 0), 50);  // Padded to 128.
+  CheckShape(TestAttentionShape(2, 50, 3, 1, 1, 0), 60);
+  CheckShape(TestAttentionShape(1, 97, 2, 1, 33, 17), 70);  // Padded to 64.
+  CheckShape(TestAttentionShape(1, 70, 2, 1, 160, 0), 80);  // Padded to 256.
 }
 
 TEST(FlashAttentionCudaTest, Decoding) {
   MAXIMUS_SKIP_WITHOUT_GPU();
   CheckShape(Decoding(0), 90);
   CheckShape(Decoding(16), 100);
-  AttentionShape chunk = Shape(2, 5, 4, 2, 32, 0);  // A few queries after a cache.
+  AttentionShape chunk = TestAttentionShape(2, 5, 4, 2, 32, 0);  // A few queries after a cache.
   chunk.query_offset = 60;
   chunk.key_stride = 80;
   CheckShape(chunk, 110);
-  AttentionShape long_cache = Shape(2, 1, 4, 1, 256, 0);
+  AttentionShape long_cache = TestAttentionShape(2, 1, 4, 1, 256, 0);
   long_cache.query_offset = 3000;
   long_cache.key_stride = 4096;
   CheckShape(long_cache, 120);
   long_cache.window = 1000;
   CheckShape(long_cache, 130);
-  AttentionShape few = Shape(2, 3, 4, 2, 40, 2);  // Few queries, after a cache...
+  AttentionShape few = TestAttentionShape(2, 3, 4, 2, 40, 2);  // Few queries, after a cache...
   few.query_offset = 5;
   CheckShape(few, 140);
   few.query_offset = 0;  // ... and without one, with a backward.
@@ -199,10 +183,12 @@ TEST(FlashAttentionCudaTest, Decoding) {
 TEST(FlashAttentionCudaTest, RejectsBadShapes) {
   MAXIMUS_SKIP_WITHOUT_GPU();
   float* none = nullptr;
+  EXPECT_FALSE(FlashAttentionForwardCuda(TestAttentionShape(1, 4, 2, 1, 257, 0), none, none, none,
+                                         none, none)
+                   .ok());
   EXPECT_FALSE(
-      FlashAttentionForwardCuda(Shape(1, 4, 2, 1, 257, 0), none, none, none, none, none).ok());
-  EXPECT_FALSE(
-      FlashAttentionForwardCuda(Shape(1, 4, 3, 2, 64, 0), none, none, none, none, none).ok());
+      FlashAttentionForwardCuda(TestAttentionShape(1, 4, 3, 2, 64, 0), none, none, none, none, none)
+          .ok());
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/thread_pool.h"
 #include "gtest/gtest.h"
+#include "kernels/attention_test_util.h"
 #include "kernels/test_util.h"
 
 namespace maximus::kernels {
@@ -66,15 +67,10 @@ void Forward64(const AttentionShape& s, const std::vector<double>& q, const std:
 
 std::vector<double> ToDouble(const std::vector<float>& x) { return {x.begin(), x.end()}; }
 
+// The tests' shapes scale scores by 0.4 whatever the head size.
 AttentionShape Shape(int64_t batch, int64_t queries, int64_t heads, int64_t kv_heads,
                      int64_t head_dim, int64_t window) {
-  AttentionShape s;
-  s.batch = batch;
-  s.queries = queries;
-  s.heads = heads;
-  s.kv_heads = kv_heads;
-  s.head_dim = head_dim;
-  s.window = window;
+  AttentionShape s = testing::TestAttentionShape(batch, queries, heads, kv_heads, head_dim, window);
   s.scale = 0.4f;
   return s;
 }

@@ -16,9 +16,11 @@
 namespace maximus::kernels {
 namespace {
 
+using attention_tiles::Aligned16;
 using attention_tiles::CpAsyncCommit;
 using attention_tiles::CpAsyncWait;
 using attention_tiles::KeyTileRange;
+using attention_tiles::ParamsOf;
 using attention_tiles::Visible;
 
 // The kernels, all of 256 threads (kD: head_dim rounded up to 32, 64, 128 or
@@ -1259,13 +1261,7 @@ static_assert(ForwardSmem<256>() <= kMaxSmem && DqSmem<256>() <= kMaxSmem &&
 template <typename Kernel>
 absl::Status Launch(Kernel kernel, int64_t blocks, size_t smem, cudaStream_t stream,
                     const Params& params, const char* what) {
-  if (blocks > INT_MAX) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": ", blocks, " blocks is too many"));
-  }
-  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  kernel<<<static_cast<unsigned>(blocks), kThreads, smem, stream>>>(params);
-  return CudaStatus(cudaGetLastError(), what);
+  return attention_tiles::LaunchTiles(kernel, blocks, kThreads, smem, stream, params, what);
 }
 
 template <int kD>
@@ -1418,23 +1414,6 @@ absl::Status CheckShape(const AttentionShape& shape) {
   return absl::OkStatus();
 }
 
-bool Aligned16(const float* x) { return reinterpret_cast<uintptr_t>(x) % 16 == 0; }
-
-Params MakeParams(const AttentionShape& shape) {
-  Params p{};
-  p.batch = shape.batch;
-  p.queries = shape.queries;
-  p.query_offset = shape.query_offset;
-  p.key_stride = shape.KeyStride();
-  p.keys = shape.keys();
-  p.heads = static_cast<int>(shape.heads);
-  p.kv_heads = static_cast<int>(shape.kv_heads);
-  p.head_dim = static_cast<int>(shape.head_dim);
-  p.window = shape.window;
-  p.scale = shape.scale;
-  return p;
-}
-
 }  // namespace
 
 absl::Status FlashAttentionForwardCuda(const AttentionShape& shape, const float* q, const float* k,
@@ -1442,7 +1421,7 @@ absl::Status FlashAttentionForwardCuda(const AttentionShape& shape, const float*
                                        FlashAttentionMath math) {
   if (absl::Status status = CheckShape(shape); !status.ok()) return status;
   if (shape.batch == 0 || shape.queries == 0) return absl::OkStatus();
-  Params p = MakeParams(shape);
+  Params p = ParamsOf<Params>(shape);
   p.q = q;
   p.k = k;
   p.v = v;
@@ -1475,7 +1454,7 @@ absl::Status FlashAttentionDeltaCuda(const AttentionShape& shape, const float* o
   constexpr int kRowsPerBlock = kThreads / 32;
   const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
   if (blocks > INT_MAX) return absl::InvalidArgumentError("flash attention: too many rows");
-  Params p = MakeParams(shape);
+  Params p = ParamsOf<Params>(shape);
   p.out = out;
   p.dout = dout;
   p.delta = delta;
@@ -1493,7 +1472,7 @@ absl::Status FlashAttentionBackwardCuda(const AttentionShape& shape, const float
     return absl::InvalidArgumentError("attention backward needs query_offset 0");
   }
   if (shape.batch == 0 || shape.queries == 0) return absl::OkStatus();
-  Params p = MakeParams(shape);
+  Params p = ParamsOf<Params>(shape);
   p.q = q;
   p.k = k;
   p.v = v;

@@ -15,9 +15,12 @@
 namespace maximus::kernels {
 namespace {
 
+using attention_tiles::Aligned16;
 using attention_tiles::CpAsyncCommit;
 using attention_tiles::CpAsyncWait;
 using attention_tiles::KeyTileRange;
+using attention_tiles::LaunchTiles;
+using attention_tiles::ParamsOf;
 using attention_tiles::Visible;
 
 // The kernels (kD: head_dim rounded up to 64, 128 or 256):
@@ -634,38 +637,23 @@ static_assert(ForwardSmem<256>() <= kMaxSmem && DkDvSmem<256>() <= kMaxSmem &&
                   DqSmem<256>() <= kMaxSmem,
               "tiles exceed shared memory");
 
-template <typename Kernel>
-absl::Status Launch(Kernel kernel, int64_t blocks, int threads, size_t smem, cudaStream_t stream,
-                    const Params& params, const char* what) {
-  if (blocks > INT_MAX) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": ", blocks, " blocks is too many"));
-  }
-  if (blocks == 0) return absl::OkStatus();
-  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(
-      kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  kernel<<<static_cast<unsigned>(blocks), threads, smem, stream>>>(params);
-  return CudaStatus(cudaGetLastError(), what);
-}
-
 template <int kD>
 absl::Status Forward(const Params& p, cudaStream_t stream) {
-  return Launch(ForwardKernel<kD>, (p.queries + 63) / 64 * p.batch * p.heads, 128,
-                ForwardSmem<kD>(), stream, p, "flash attention forward (bf16)");
+  return LaunchTiles(ForwardKernel<kD>, (p.queries + 63) / 64 * p.batch * p.heads, 128,
+                     ForwardSmem<kD>(), stream, p, "flash attention forward (bf16)");
 }
 
 template <int kD>
 absl::Status Backward(const Params& p, cudaStream_t stream) {
   if (absl::Status status =
-          Launch(DkDvKernel<kD>, (p.keys + 63) / 64 * p.batch * p.kv_heads, 256, DkDvSmem<kD>(),
-                 stream, p, "flash attention dK dV (bf16)");
+          LaunchTiles(DkDvKernel<kD>, (p.keys + 63) / 64 * p.batch * p.kv_heads, 256,
+                      DkDvSmem<kD>(), stream, p, "flash attention dK dV (bf16)");
       !status.ok()) {
     return status;
   }
-  return Launch(DqKernel<kD>, (p.queries + 127) / 128 * p.batch * p.heads, 256, DqSmem<kD>(),
-                stream, p, "flash attention dQ (bf16)");
+  return LaunchTiles(DqKernel<kD>, (p.queries + 127) / 128 * p.batch * p.heads, 256,
+                     DqSmem<kD>(), stream, p, "flash attention dQ (bf16)");
 }
-
-bool Aligned16(const void* x) { return reinterpret_cast<uintptr_t>(x) % 16 == 0; }
 
 absl::Status Check(const AttentionShape& shape, std::initializer_list<const void*> inputs) {
   if (absl::Status status = ValidateAttentionShape(shape); !status.ok()) return status;
@@ -684,21 +672,6 @@ absl::Status Check(const AttentionShape& shape, std::initializer_list<const void
   return absl::OkStatus();
 }
 
-Params MakeParams(const AttentionShape& shape) {
-  Params p{};
-  p.batch = shape.batch;
-  p.queries = shape.queries;
-  p.query_offset = shape.query_offset;
-  p.key_stride = shape.KeyStride();
-  p.keys = shape.keys();
-  p.heads = static_cast<int>(shape.heads);
-  p.kv_heads = static_cast<int>(shape.kv_heads);
-  p.head_dim = static_cast<int>(shape.head_dim);
-  p.window = shape.window;
-  p.scale = shape.scale;
-  return p;
-}
-
 }  // namespace
 
 bool Bf16AttentionSupported(const AttentionShape& shape) {
@@ -710,7 +683,7 @@ absl::Status FlashAttentionForwardBf16Cuda(const AttentionShape& shape, const Bf
                                            float* lse, cudaStream_t stream) {
   if (absl::Status status = Check(shape, {q, k, v}); !status.ok()) return status;
   if (shape.batch == 0 || shape.queries == 0) return absl::OkStatus();
-  Params p = MakeParams(shape);
+  Params p = ParamsOf<Params>(shape);
   p.q = q;
   p.k = k;
   p.v = v;
@@ -731,7 +704,7 @@ absl::Status FlashAttentionBackwardBf16Cuda(const AttentionShape& shape, const B
     return absl::InvalidArgumentError("attention backward needs query_offset 0");
   }
   if (shape.batch == 0 || shape.queries == 0) return absl::OkStatus();
-  Params p = MakeParams(shape);
+  Params p = ParamsOf<Params>(shape);
   p.q = q;
   p.k = k;
   p.v = v;

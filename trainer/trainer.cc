@@ -72,22 +72,42 @@ absl::Status Trainer::Setup() {
         absl::StrCat("the tokenizer's vocabulary has ", o.required_vocab_size,
                      " tokens, the model's only ", o.model.vocab_size));
   }
-  absl::StatusOr<std::unique_ptr<Model>> model = Model::Create(backend_, o.model);
+  comm_ = o.data_parallel.communicator;
+  if (comm_ == nullptr) {
+    local_ = dist::MakeLocalCommunicator();
+    comm_ = local_.get();
+  }
+  rank_ = comm_->rank();
+  world_ = comm_->world_size();
+  absl::StatusOr<std::unique_ptr<Model>> model =
+      Model::Create(backend_, o.model, sharded() ? world_ : 1, sharded() ? rank_ : 0);
   if (!model.ok()) return model.status();
   model_ = *std::move(model);
   model_->SetActivationCheckpointing(run.activation_checkpointing());
-  // The AdamW moments live in the model's arena; per-parameter views for
-  // checkpoints.
   ParameterArena& arena = model_->arena();
-  for (const ParameterArena::Segment& s : arena.segments()) {
-    m_.push_back(std::make_unique<BufferView>(arena.m().data() + s.offset, s.size, DType::kF32));
-    v_.push_back(std::make_unique<BufferView>(arena.v().data() + s.offset, s.size, DType::kF32));
+  for (int r = 0; r < world_; ++r) {
+    const UpdateRange shard = ShardOf(arena.size(), world_, r);
+    shard_sizes_.push_back(shard.end - shard.begin);
   }
+  if (!sharded()) {
+    // The AdamW moments live in the model's arena; per-parameter views for
+    // checkpoints.
+    for (const ParameterArena::Segment& s : arena.segments()) {
+      m_.push_back(std::make_unique<BufferView>(arena.m().data() + s.offset, s.size, DType::kF32));
+      v_.push_back(std::make_unique<BufferView>(arena.v().data() + s.offset, s.size, DType::kF32));
+    }
+  }
+  reducer_ = std::make_unique<dist::GradientReducer>(comm_, backend_, &arena, o.model.vocab_size,
+                                                     o.model.hidden, o.data_parallel.reducer);
   checkpoint_root_ = run.out_dir() + "/checkpoints";
-  std::error_code ec;
-  std::filesystem::create_directories(checkpoint_root_, ec);
-  if (ec)
-    return absl::UnavailableError(absl::StrCat("creating ", checkpoint_root_, ": ", ec.message()));
+  if (rank_ == 0) {
+    std::error_code ec;
+    std::filesystem::create_directories(checkpoint_root_, ec);
+    if (ec) {
+      return absl::UnavailableError(
+          absl::StrCat("creating ", checkpoint_root_, ": ", ec.message()));
+    }
+  }
 
   data::StreamBatchesRequest request;
   request.mutable_selection()->set_split(data::SPLIT_TRAIN);
@@ -139,7 +159,23 @@ absl::Status Trainer::Setup() {
                                                         " was trained with other settings:\n  ",
                                                         absl::StrJoin(differences, "\n  ")));
     }
-    MAXIMUS_RETURN_IF_ERROR(LoadCheckpointTensors(*dir, *model_, &m_, &v_));
+    if (sharded()) {
+      // The checkpoint holds all moments: load them whole, keep this rank's shard.
+      std::vector<std::unique_ptr<Buffer>> m, v, scratch;
+      scratch.push_back(backend_->Allocate(arena.size()));
+      scratch.push_back(backend_->Allocate(arena.size()));
+      for (const ParameterArena::Segment& s : arena.segments()) {
+        m.push_back(std::make_unique<BufferView>(scratch[0]->data() + s.offset, s.size, DType::kF32));
+        v.push_back(std::make_unique<BufferView>(scratch[1]->data() + s.offset, s.size, DType::kF32));
+      }
+      MAXIMUS_RETURN_IF_ERROR(LoadCheckpointTensors(*dir, *model_, &m, &v));
+      const int64_t begin = arena.moment_begin(), size = arena.m().size();
+      backend_->Copy(scratch[0]->data() + begin, size, arena.m().data());
+      backend_->Copy(scratch[1]->data() + begin, size, arena.v().data());
+      MAXIMUS_RETURN_IF_ERROR(backend_->Synchronize());
+    } else {
+      MAXIMUS_RETURN_IF_ERROR(LoadCheckpointTensors(*dir, *model_, &m_, &v_));
+    }
     start_step_ = state->step;
     tokens_seen_ = state->tokens_seen;
     cursor_ = state->data_cursor;
@@ -147,6 +183,9 @@ absl::Status Trainer::Setup() {
   } else {
     model_->Initialize(run.seed());
   }
+  // Every rank starts from rank 0's parameters (the same already, by seed or
+  // checkpoint; this makes it so whatever the backends).
+  MAXIMUS_RETURN_IF_ERROR(comm_->Broadcast(arena.values().data(), arena.size(), 0));
   absl::StatusOr<std::unique_ptr<data::BatchStream>> train = data_->OpenStream(request);
   if (!train.ok()) return train.status();
   train_ = *std::move(train);
@@ -172,10 +211,12 @@ absl::Status Trainer::Setup() {
         "the validation split is empty (validation_fraction ", run.validation_fraction(),
         "): ingest more documents or raise --validation_fraction"));
   }
-  absl::StatusOr<std::unique_ptr<MetricsWriter>> metrics =
-      MetricsWriter::Open(run.out_dir(), run.resume().empty() ? -1 : start_step_);
-  if (!metrics.ok()) return metrics.status();
-  metrics_ = *std::move(metrics);
+  if (rank_ == 0) {
+    absl::StatusOr<std::unique_ptr<MetricsWriter>> metrics =
+        MetricsWriter::Open(run.out_dir(), run.resume().empty() ? -1 : start_step_);
+    if (!metrics.ok()) return metrics.status();
+    metrics_ = *std::move(metrics);
+  }
   absl::MutexLock lock(&mu_);
   status_.step = start_step_;
   status_.total_steps = run.steps();
@@ -186,50 +227,95 @@ absl::Status Trainer::Setup() {
 absl::StatusOr<double> Trainer::ValidationLoss() {
   LossSettings ce;
   ce.kind = LossKind::kCrossEntropy;
-  double sum = 0;
-  int64_t tokens = 0;
-  for (const TokenBatch& batch : validation_) {
-    absl::StatusOr<LossOutput> out = model_->Step(batch, ce, /*backward=*/false);
+  // The ranks share the batches and sum their losses.
+  double totals[2] = {0, 0};  // loss sum, tokens
+  for (size_t i = rank_; i < validation_.size(); i += world_) {
+    absl::StatusOr<LossOutput> out = model_->Step(validation_[i], ce, /*backward=*/false);
     if (!out.ok()) return out.status();
-    sum += out->loss * out->counted_tokens;
-    tokens += out->counted_tokens;
+    totals[0] += out->loss * out->counted_tokens;
+    totals[1] += out->counted_tokens;
   }
-  return tokens > 0 ? sum / tokens : 0.0;
+  MAXIMUS_RETURN_IF_ERROR(comm_->AllReduceSumHost(absl::MakeSpan(totals)));
+  return totals[1] > 0 ? totals[0] / totals[1] : 0.0;
 }
 
 absl::Status Trainer::TrainStep(int64_t step) {
   const RunConfig& o = options_.run;
   model_->ZeroGrads();
+  reducer_->BeginStep();
   double loss = 0, main_loss = 0;
   for (int64_t micro = 0; micro < o.accumulation(); ++micro) {
-    data::PackedBatch packed;
-    absl::StatusOr<bool> more = train_->Next(&packed);
-    if (!more.ok()) return more.status();
-    if (!*more) return absl::OutOfRangeError("the training stream ended");
-    MAXIMUS_RETURN_IF_ERROR(CheckPackedBatch(packed, o));
-    const TokenBatch batch = MakeTokenBatch(data::BatchTokens(packed), data::BatchLossMask(packed),
-                                            packed.rows(), packed.row_length());
+    // The step's next `world` batches: this rank trains on number `rank`.
+    TokenBatch batch;
+    for (int r = 0; r < world_; ++r) {
+      data::PackedBatch packed;
+      absl::StatusOr<bool> more = train_->Next(&packed);
+      if (!more.ok()) return more.status();
+      if (!*more) return absl::OutOfRangeError("the training stream ended");
+      MAXIMUS_RETURN_IF_ERROR(CheckPackedBatch(packed, o));
+      cursor_ = packed.next();
+      tokens_seen_ += static_cast<int64_t>(packed.rows()) * (packed.row_length() - 1);
+      if (r == rank_) {
+        batch = MakeTokenBatch(data::BatchTokens(packed), data::BatchLossMask(packed),
+                               packed.rows(), packed.row_length());
+      }
+    }
+    // The last micro-batch's backward starts the reduction of finished
+    // gradients as it goes.
+    const bool last = micro + 1 == o.accumulation();
+    if (last && world_ > 1) {
+      model_->SetGradientsReadyHook(
+          [this](int64_t offset) { return reducer_->GradientsReadyFrom(offset); });
+    }
     absl::StatusOr<LossOutput> out = model_->Step(batch, loss_, /*backward=*/true);
+    model_->SetGradientsReadyHook(nullptr);
     if (!out.ok()) return out.status();
-    if (!std::isfinite(out->loss)) {
-      return absl::InternalError(absl::StrCat("the loss is ", out->loss, " at step ", step,
-                                              "; lower --lr or check the data"));
+    reducer_->AddEmbeddingRows(batch.inputs);
+    if (out->embedding_grad_dense) {
+      reducer_->MarkEmbeddingDense();
+    } else {
+      reducer_->AddEmbeddingRows(out->embedding_grad_rows);
     }
     loss += out->loss / o.accumulation();
     main_loss += out->main_loss / o.accumulation();
-    cursor_ = packed.next();
-    tokens_seen_ += batch.rows * batch.seq;
+  }
+  MAXIMUS_RETURN_IF_ERROR(reducer_->FinishStep());
+  // The mean loss over ranks, and what the ranks want next (a stop or a
+  // checkpoint asked of any rank applies to all, after this same step).
+  bool checkpoint_requested;
+  {
+    absl::MutexLock lock(&mu_);
+    checkpoint_requested = checkpoint_requested_;
+    checkpoint_requested_ = false;
+  }
+  double shared[4] = {loss, main_loss, stop_ ? 1.0 : 0.0, checkpoint_requested ? 1.0 : 0.0};
+  MAXIMUS_RETURN_IF_ERROR(comm_->AllReduceSumHost(absl::MakeSpan(shared)));
+  loss = shared[0] / world_;
+  main_loss = shared[1] / world_;
+  stop_agreed_ = shared[2] > 0;
+  checkpoint_agreed_ = shared[3] > 0;
+  if (!std::isfinite(loss)) {
+    return absl::InternalError(absl::StrCat("the loss is ", loss, " at step ", step,
+                                            "; lower --lr or check the data"));
   }
   OptimizerStep update;
   update.adamw = adamw_;
   update.step = step;
   update.lr = LearningRate(schedule_, step);
-  update.grad_scale = 1.0f / o.accumulation();
+  update.grad_scale = 1.0f / static_cast<float>(o.accumulation() * world_);
   update.clip_norm = o.clip();
-  MAXIMUS_ASSIGN_OR_RETURN(const double norm, backend_->OptimizerUpdate(update, model_->arena()));
+  ParameterArena& arena = model_->arena();
+  if (sharded()) {
+    update.update_begin = arena.moment_begin();
+    update.update_end = arena.moment_end();
+  }
+  MAXIMUS_ASSIGN_OR_RETURN(const double norm, backend_->OptimizerUpdate(update, arena));
   if (!std::isfinite(norm)) {
     return absl::InternalError(absl::StrCat("the gradient norm is ", norm, " at step ", step,
                                             "; lower --lr or check the data"));
+  }
+  if (sharded()) {
+    MAXIMUS_RETURN_IF_ERROR(comm_->AllGatherInPlace(arena.values().data(), shard_sizes_));
   }
   const float lr = update.lr;
   step_losses_.push_back(loss);
@@ -247,7 +333,66 @@ absl::Status Trainer::TrainStep(int64_t step) {
   return absl::OkStatus();
 }
 
+absl::Status Trainer::GatherMoments(std::vector<std::unique_ptr<Buffer>>* m,
+                                    std::vector<std::unique_ptr<Buffer>>* v,
+                                    std::vector<std::unique_ptr<Buffer>>* scratch) {
+  if (!sharded()) {
+    for (const auto& b : m_) m->push_back(std::make_unique<BufferView>(b->raw(), b->size(), DType::kF32));
+    for (const auto& b : v_) v->push_back(std::make_unique<BufferView>(b->raw(), b->size(), DType::kF32));
+    return absl::OkStatus();
+  }
+  ParameterArena& arena = model_->arena();
+  for (Buffer* moments : {&arena.m(), &arena.v()}) {
+    std::unique_ptr<Buffer> full = backend_->Allocate(arena.size());
+    backend_->Copy(moments->data(), moments->size(), full->data() + arena.moment_begin());
+    MAXIMUS_RETURN_IF_ERROR(backend_->Synchronize());
+    MAXIMUS_RETURN_IF_ERROR(comm_->AllGatherInPlace(full->data(), shard_sizes_));
+    std::vector<std::unique_ptr<Buffer>>* views = moments == &arena.m() ? m : v;
+    for (const ParameterArena::Segment& s : arena.segments()) {
+      views->push_back(std::make_unique<BufferView>(full->data() + s.offset, s.size, DType::kF32));
+    }
+    scratch->push_back(std::move(full));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::CheckReplicas() {
+  if (world_ == 1) return absl::OkStatus();
+  ParameterArena& arena = model_->arena();
+  std::vector<float> values(arena.size());
+  backend_->CopyToHost(arena.values().data(), arena.size(), values.data());
+  MAXIMUS_RETURN_IF_ERROR(backend_->Synchronize());
+  // FNV-1a over the bits.
+  uint64_t hash = 1469598103934665603ull;
+  const unsigned char* bytes = reinterpret_cast<const unsigned char*>(values.data());
+  for (size_t i = 0; i < values.size() * sizeof(float); ++i) {
+    hash = (hash ^ bytes[i]) * 1099511628211ull;
+  }
+  MAXIMUS_ASSIGN_OR_RETURN(const std::vector<uint64_t> hashes, comm_->AllGatherHost(hash));
+  for (int r = 1; r < world_; ++r) {
+    if (hashes[r] != hashes[0]) {
+      return absl::DataLossError(absl::StrCat(
+          "the parameters of rank ", r, " differ from rank 0's: the ranks diverged (a backend "
+          "that is not deterministic, or ranks on different builds)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Trainer::Save(int64_t step) {
+  // Every rank takes part (the moments' gather, the replica check); rank 0
+  // writes.
+  std::vector<std::unique_ptr<Buffer>> m, v, scratch;
+  MAXIMUS_RETURN_IF_ERROR(GatherMoments(&m, &v, &scratch));
+  MAXIMUS_RETURN_IF_ERROR(CheckReplicas());
+  const std::string dir = absl::StrFormat("%s/step-%08d", checkpoint_root_, step);
+  if (rank_ != 0) {
+    absl::MutexLock lock(&mu_);
+    status_.last_checkpoint = dir;
+    ++checkpoints_done_;
+    changed_.SignalAll();
+    return absl::OkStatus();
+  }
   CheckpointState state;
   state.step = step;
   state.tokens_seen = tokens_seen_;
@@ -257,8 +402,7 @@ absl::Status Trainer::Save(int64_t step) {
   state.training = nlohmann::json::parse(RunConfigToJson(options_.run));
   state.data_cursor = cursor_;
   state.seed = options_.run.seed();
-  const std::string dir = absl::StrFormat("%s/step-%08d", checkpoint_root_, step);
-  MAXIMUS_RETURN_IF_ERROR(SaveCheckpoint(dir, *model_, m_, v_, state));
+  MAXIMUS_RETURN_IF_ERROR(SaveCheckpoint(dir, *model_, m, v, state));
   if (options_.run.keep_checkpoints() > 0) {
     // Never pruned: the checkpoint `latest` names (the one just written) and
     // the one this run resumed from, whose name is its step. A run resumed
@@ -315,7 +459,7 @@ absl::Status Trainer::Run() {
     return absl::OkStatus();
   };
   if (start_step_ == 0 && o.eval_interval() > 0) status = evaluate(0);
-  while (status.ok() && step < o.steps() && !stop_ &&
+  while (status.ok() && step < o.steps() && !stop_agreed_ && !(world_ == 1 && stop_) &&
          (o.stop_at_step() == 0 || step < o.stop_at_step())) {
     ++step;
     status = TrainStep(step);
@@ -341,12 +485,8 @@ absl::Status Trainer::Run() {
           now.validation_loss < 0 ? std::string("-") : absl::StrFormat("%.4f", now.validation_loss),
           now.learning_rate, rate, FormatDuration(eta));
     }
-    bool save = o.checkpoint_interval() > 0 && step % o.checkpoint_interval() == 0;
-    {
-      absl::MutexLock lock(&mu_);
-      save = save || checkpoint_requested_;
-      checkpoint_requested_ = false;
-    }
+    const bool save = (o.checkpoint_interval() > 0 && step % o.checkpoint_interval() == 0) ||
+                      checkpoint_agreed_;
     if (save) status = Save(step);
   }
   if (status.ok() && step > start_step_) {

@@ -23,6 +23,8 @@
 #include "absl/synchronization/mutex.h"
 #include "data_service/data_source.h"
 #include "trainer/backend/backend.h"
+#include "trainer/dist/communicator.h"
+#include "trainer/dist/gradient_reducer.h"
 #include "trainer/io/checkpoint.h"
 #include "trainer/io/metrics_writer.h"
 #include "trainer/model/model.h"
@@ -31,6 +33,21 @@
 #include "trainer/run_config.h"
 
 namespace maximus::trainer {
+
+// Data-parallel training: this process is one rank of communicator's world.
+// Every rank streams the same global batches (the data's world-size-1
+// order) and trains on its own micro-batches of each step: micro-batch m of
+// rank r is batch m * world + r of the step. A run of W ranks with batch B
+// therefore sees the batches of one rank with accumulation W (and, for exact
+// cross-entropy, of one rank with batch W * B), and its data position does
+// not depend on W: a run resumes exactly with another world size.
+struct DataParallelOptions {
+  dist::Communicator* communicator = nullptr;  // null: a single process
+  // ZeRO stage 1: each rank keeps the AdamW moments of its shard of the
+  // parameters, updates that shard and all-gathers the parameters.
+  bool shard_optimizer_state = false;
+  dist::GradientReducerOptions reducer;
+};
 
 struct TrainerOptions {
   // What to train and how: the flags' message (proto/run_config.proto).
@@ -46,6 +63,7 @@ struct TrainerOptions {
   // never come from text; a batch holding one fails with the id named).
   int64_t required_vocab_size = 0;
   bool quiet = false;  // No progress lines.
+  DataParallelOptions data_parallel;
 };
 
 struct TrainerStatus {
@@ -109,6 +127,14 @@ class Trainer {
   void Publish(int64_t step, const std::vector<std::pair<std::string, double>>& points,
                const std::function<void(TrainerStatus&)>& update = nullptr);
   void SetState(TrainerStatus::State state, const std::string& error = "");
+  bool sharded() const { return options_.data_parallel.shard_optimizer_state && world_ > 1; }
+  // The full AdamW moments as per-parameter views, for a checkpoint: the
+  // arena's own, or (sharded) all ranks' gathered into `scratch`.
+  absl::Status GatherMoments(std::vector<std::unique_ptr<Buffer>>* m,
+                             std::vector<std::unique_ptr<Buffer>>* v,
+                             std::vector<std::unique_ptr<Buffer>>* scratch);
+  // Fails unless every rank holds the same parameters (checked at saves).
+  absl::Status CheckReplicas();
 
   Backend* backend_;
   data::DataSource* data_;
@@ -118,7 +144,16 @@ class Trainer {
   AdamWConfig adamw_;
   LossSettings loss_;
   std::unique_ptr<Model> model_;
-  std::vector<std::unique_ptr<Buffer>> m_, v_;
+  std::vector<std::unique_ptr<Buffer>> m_, v_;  // Per-parameter views (unsharded)
+  std::unique_ptr<dist::Communicator> local_;   // When no communicator was given.
+  dist::Communicator* comm_ = nullptr;
+  int rank_ = 0;
+  int world_ = 1;
+  std::unique_ptr<dist::GradientReducer> reducer_;
+  std::vector<int64_t> shard_sizes_;  // Elements of each rank's optimizer shard.
+  // What the ranks agreed on at the end of the last step.
+  bool stop_agreed_ = false;
+  bool checkpoint_agreed_ = false;
   std::unique_ptr<data::BatchStream> train_;
   data::StreamCursor cursor_;
   std::vector<TokenBatch> validation_;

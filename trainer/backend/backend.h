@@ -40,7 +40,7 @@
 
 namespace maximus::trainer {
 
-enum class DType { kF32, kBF16 };
+enum class DType { kF32, kBF16, kI32 };
 
 int64_t DTypeBytes(DType dtype);
 const char* DTypeName(DType dtype);
@@ -122,10 +122,13 @@ class ParameterArena {
     int64_t size = 0;
   };
 
-  // Segments are laid out in order; offsets are filled in.
+  // Segments are laid out in order; offsets are filled in. The moments m and
+  // v cover elements [moment_begin, moment_begin + m->size()) of the arena:
+  // all of it, or one rank's shard when the optimizer state is sharded.
   ParameterArena(std::vector<Segment> segments, std::unique_ptr<Buffer> values,
                  std::unique_ptr<Buffer> grads, std::unique_ptr<Buffer> m,
-                 std::unique_ptr<Buffer> v, std::unique_ptr<Buffer> shadow);
+                 std::unique_ptr<Buffer> v, std::unique_ptr<Buffer> shadow,
+                 int64_t moment_begin = 0);
 
   int64_t size() const { return values_->size(); }
   const std::vector<Segment>& segments() const { return segments_; }
@@ -134,24 +137,44 @@ class ParameterArena {
   Buffer& m() { return *m_; }
   Buffer& v() { return *v_; }
   Buffer* shadow() { return shadow_.get(); }  // bf16, or null
+  // The elements the moments cover: [moment_begin(), moment_end()).
+  int64_t moment_begin() const { return moment_begin_; }
+  int64_t moment_end() const { return moment_begin_ + m_->size(); }
 
  private:
   std::vector<Segment> segments_;
   std::unique_ptr<Buffer> values_, grads_, m_, v_, shadow_;
+  int64_t moment_begin_ = 0;
 };
 
 // One optimizer step over the whole arena: gradients *= grad_scale (1 /
 // accumulation), the global L2 norm measured (float64), clipped to clip_norm
 // when clip_norm > 0 (clip_grad_norm_'s rule), then AdamW (optim/adamw.h)
 // with weight_decay applied to the segments that take it, and the bf16
-// shadow refreshed.
+// shadow refreshed. The norm covers the whole arena; the update only the
+// elements [update_begin, update_end) (-1: the end), which the arena's
+// moments must cover (a rank's shard of a sharded optimizer).
 struct OptimizerStep {
   AdamWConfig adamw;
   int64_t step = 1;  // 1-based.
   float lr = 0;
   float grad_scale = 1.0f;
   double clip_norm = 0;
+  int64_t update_begin = 0;
+  int64_t update_end = -1;
 };
+
+// The elements an OptimizerStep updates: [begin, end).
+struct UpdateRange {
+  int64_t begin = 0;
+  int64_t end = 0;
+};
+// INVALID_ARGUMENT when the step's range leaves the arena or its moments.
+absl::StatusOr<UpdateRange> UpdateRangeOf(const OptimizerStep& step, const ParameterArena& arena);
+// Shard `index` of `shards` contiguous shards of `total` elements: equal
+// lengths, multiples of 64 elements (aligned for vector loads), the last
+// shorter (or empty).
+UpdateRange ShardOf(int64_t total, int shards, int index);
 
 enum class LossKind { kMaxis, kCrossEntropy };
 
@@ -159,6 +182,11 @@ struct LossOutput {
   double loss = 0;       // The optimised loss (MAXIS: main + alpha * aux).
   double main_loss = 0;  // MAXIS: the main term; CE: the loss.
   int64_t counted_tokens = 0;
+  // With gradients: the embedding rows the loss added gradient to (sorted,
+  // unique; MAXIS's targets and candidates), or every row (exact CE's dense
+  // gradient). A data-parallel run reduces only those rows.
+  bool embedding_grad_dense = false;
+  std::vector<int32_t> embedding_grad_rows;
 };
 
 class Backend {
@@ -168,9 +196,11 @@ class Backend {
 
   // --- Memory -----------------------------------------------------------------
   virtual std::unique_ptr<Buffer> Allocate(int64_t n, DType dtype = DType::kF32) = 0;
-  // An arena for `segments` (offsets and sizes are filled in here).
+  // An arena for `segments` (offsets and sizes are filled in here), with
+  // moments for shard `moment_shard` of `moment_shards` of its elements
+  // (ShardOf; all of them by default).
   absl::StatusOr<std::unique_ptr<ParameterArena>> AllocateArena(
-      std::vector<ParameterArena::Segment> segments);
+      std::vector<ParameterArena::Segment> segments, int moment_shards = 1, int moment_shard = 0);
   // The bytes of the memory this backend allocates from (the host's physical
   // memory for the CPU, the device's for a GPU), for up-front size checks.
   virtual uint64_t MemoryBytes() const;
@@ -179,6 +209,9 @@ class Backend {
   virtual bool WantsBf16Shadow() const { return false; }
   virtual void CopyToHost(const float* src, int64_t n, float* host) = 0;
   virtual void CopyFromHost(const float* host, int64_t n, float* dst) = 0;
+  // n int32 ids into `dst` (a kI32 buffer of at least n elements): a byte
+  // copy, as CopyFromHost is on every backend.
+  void CopyIdsFromHost(const int32_t* host, int64_t n, Buffer* dst);
   virtual void Fill(float* x, int64_t n, float value) = 0;
   // dst = src, both backend memory.
   virtual void Copy(const float* src, int64_t n, float* dst) = 0;

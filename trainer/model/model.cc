@@ -88,7 +88,8 @@ struct Model::Activations {
 Model::Model(Backend* backend, const ModelConfig& config) : backend_(backend), config_(config) {}
 Model::~Model() = default;
 
-absl::StatusOr<std::unique_ptr<Model>> Model::Create(Backend* backend, const ModelConfig& config) {
+absl::StatusOr<std::unique_ptr<Model>> Model::Create(Backend* backend, const ModelConfig& config,
+                                                     int optimizer_shards, int optimizer_shard) {
   MAXIMUS_RETURN_IF_ERROR(ValidateModelConfig(config));
   MAXIMUS_RETURN_IF_ERROR(ValidateModelFitsMemory(config, backend->MemoryBytes()));
   if (config.RandnlaLayers() > 0 && !backend->SupportsRandnlaAttention()) {
@@ -137,7 +138,8 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(Backend* backend, const Mod
     }
   }
   add("model.norm.weight", {d}, false);
-  MAXIMUS_ASSIGN_OR_RETURN(model->arena_, backend->AllocateArena(std::move(segments)));
+  MAXIMUS_ASSIGN_OR_RETURN(model->arena_, backend->AllocateArena(std::move(segments), optimizer_shards,
+                                                               optimizer_shard));
   ParameterArena& arena = *model->arena_;
   for (const ParameterArena::Segment& s : arena.segments()) {
     Parameter p;
@@ -467,6 +469,8 @@ absl::Status Model::Backward(const DeviceBatch& batch, Activations* a, const flo
   Parameter& final_norm = parameters_.back();
   b->RmsNormBackward(a->final_in->data(), final_norm.value->data(), a->rstd_final->data(),
                      grad_final, n, d, dx, final_norm.grad->data());
+  const std::vector<ParameterArena::Segment>& segments = arena_->segments();
+  if (gradients_ready_) MAXIMUS_RETURN_IF_ERROR(gradients_ready_(segments.back().offset));
   for (int64_t layer = config_.layers - 1; layer >= 0; --layer) {
     Activations::Layer& l = a->layers[layer];
     Parameter* p = LayerParams(layer);
@@ -527,6 +531,9 @@ absl::Status Model::Backward(const DeviceBatch& batch, Activations* a, const flo
     b->RmsNormBackward(l.x_in->data(), p[kPreAttnNorm].value->data(), l.rstd1->data(), dn, n, d,
                        dtmp, p[kPreAttnNorm].grad->data());
     b->Add(dx, dtmp, n * d, dx);  // dx is now d(x_in)
+    if (gradients_ready_) {
+      MAXIMUS_RETURN_IF_ERROR(gradients_ready_(segments[first_param_[layer]].offset));
+    }
   }
   b->EmbedBackward(batch.inputs, n, dx, d, std::sqrt(static_cast<float>(d)),
                    embedding().grad->data());

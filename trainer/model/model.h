@@ -22,8 +22,10 @@
 #define MAXIMUS_TRAINER_MODEL_MODEL_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -54,7 +56,11 @@ struct LossSettings {
 
 class Model {
  public:
-  static absl::StatusOr<std::unique_ptr<Model>> Create(Backend* backend, const ModelConfig& config);
+  // With optimizer_shards > 1 the arena keeps AdamW moments only for shard
+  // `optimizer_shard` of its elements (ShardOf in backend.h; ZeRO stage 1).
+  static absl::StatusOr<std::unique_ptr<Model>> Create(Backend* backend, const ModelConfig& config,
+                                                       int optimizer_shards = 1,
+                                                       int optimizer_shard = 0);
   ~Model();
 
   // Normal(0, std) matrices with per-parameter seeds derived from `seed`:
@@ -78,6 +84,12 @@ class Model {
   // all). Off by default.
   void SetActivationCheckpointing(bool on);
   bool activation_checkpointing() const { return checkpointing_; }
+  // Called by the backward each time the gradients from an arena offset on
+  // are final (after the final norm, then after each layer), so that their
+  // reduction over ranks overlaps the rest of the backward. Empty: none.
+  void SetGradientsReadyHook(std::function<absl::Status(int64_t offset)> hook) {
+    gradients_ready_ = std::move(hook);
+  }
   // Forward pass and loss; with `backward`, parameter gradients += the
   // gradient of this batch's mean loss.
   absl::StatusOr<LossOutput> Step(const TokenBatch& batch, const LossSettings& loss, bool backward);
@@ -151,6 +163,7 @@ class Model {
   std::vector<int64_t> first_param_;  // per layer, its first parameter's index
   std::unique_ptr<Activations> acts_;
   bool checkpointing_ = false;
+  std::function<absl::Status(int64_t offset)> gradients_ready_;
 };
 
 // Splits packed rows of seq + 1 tokens (a data_service batch) into inputs

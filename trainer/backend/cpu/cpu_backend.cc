@@ -326,6 +326,7 @@ absl::StatusOr<LossOutput> CpuBackend::Loss(LossKind kind, const kernels::Linear
         const float* src = rows.rows.data() + r * d;
         for (int64_t j = 0; j < d; ++j) dst[j] += src[j];
       }
+      output.embedding_grad_rows = rows.ids;
     }
     return output;
   }
@@ -337,6 +338,7 @@ absl::StatusOr<LossOutput> CpuBackend::Loss(LossKind kind, const kernels::Linear
   if (gradients) {
     std::memcpy(grad_hidden, result->grad_hidden.data(), shape.tokens * d * sizeof(float));
     Add(grad_weight, result->grad_weight.data(), shape.vocab * d, grad_weight);
+    output.embedding_grad_dense = true;
   }
   return output;
 }
@@ -379,18 +381,23 @@ absl::StatusOr<double> CpuBackend::OptimizerUpdate(const OptimizerStep& step,
   const std::pair<float*, int64_t> all[] = {{grads, n}};
   const double norm = ClipGradientNorm(all, step.clip_norm);
   if (!std::isfinite(norm)) return norm;
+  MAXIMUS_ASSIGN_OR_RETURN(const UpdateRange range, UpdateRangeOf(step, arena));
   float* values = arena.values().data();
-  float* m = arena.m().data();
-  float* v = arena.v().data();
-  // Runs of segments that share a weight-decay setting, one update each.
+  // The moments start at the arena's moment_begin().
+  float* m = arena.m().data() - arena.moment_begin();
+  float* v = arena.v().data() - arena.moment_begin();
+  // Runs of segments that share a weight-decay setting, one update each,
+  // cut to the range.
   const std::vector<ParameterArena::Segment>& segments = arena.segments();
   for (size_t first = 0; first < segments.size();) {
     size_t last = first;
     while (last + 1 < segments.size() && segments[last + 1].decay == segments[first].decay) ++last;
-    const int64_t begin = segments[first].offset;
-    const int64_t size = segments[last].offset + segments[last].size - begin;
-    AdamWUpdate(step.adamw, step.step, step.lr, segments[first].decay ? 1.0f : 0.0f, size,
-                values + begin, grads + begin, m + begin, v + begin);
+    const int64_t begin = std::max(segments[first].offset, range.begin);
+    const int64_t end = std::min(segments[last].offset + segments[last].size, range.end);
+    if (begin < end) {
+      AdamWUpdate(step.adamw, step.step, step.lr, segments[first].decay ? 1.0f : 0.0f, end - begin,
+                  values + begin, grads + begin, m + begin, v + begin);
+    }
     first = last + 1;
   }
   return norm;

@@ -589,6 +589,10 @@ absl::StatusOr<LossOutput> CudaBackend::Loss(LossKind kind, const kernels::Linea
     if (gradients) {
       MAXIMUS_RETURN_IF_ERROR(cuda::AddRowsCuda(st.grad_ids.data(), st.grad_rows.data(),
                                                 counts.grad_rows, d, grad_weight, st.s()));
+      output.embedding_grad_rows.resize(counts.grad_rows);
+      MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
+          output.embedding_grad_rows.data(), st.grad_ids.data(), counts.grad_rows * sizeof(int32_t),
+          cudaMemcpyDeviceToHost, st.s()));
     }
   } else {
     MAXIMUS_RETURN_IF_ERROR(st.PrepareCrossEntropy(shape));
@@ -603,6 +607,7 @@ absl::StatusOr<LossOutput> CudaBackend::Loss(LossKind kind, const kernels::Linea
     if (gradients) {
       MAXIMUS_RETURN_IF_ERROR(
           cuda::AddCuda(grad_weight, st.dense_grad.data(), vocab * d, grad_weight, st.s()));
+      output.embedding_grad_dense = true;
     }
   }
   const int64_t values = kind == LossKind::kMaxis ? 3 : 1;
@@ -680,18 +685,21 @@ absl::StatusOr<double> CudaBackend::OptimizerUpdate(const OptimizerStep& step,
   MAXIMUS_RETURN_IF_ERROR(TakeError());
   State& st = *state_;
   const int64_t n = arena.size();
+  MAXIMUS_ASSIGN_OR_RETURN(const UpdateRange range, UpdateRangeOf(step, arena));
+  // The runs of equal weight decay within the range, as offsets from its start.
   std::vector<int64_t> starts;
   std::vector<uint8_t> decays;
   for (const ParameterArena::Segment& s : arena.segments()) {
+    if (s.offset + s.size <= range.begin || s.offset >= range.end) continue;
     if (decays.empty() || decays.back() != static_cast<uint8_t>(s.decay)) {
-      starts.push_back(s.offset);
+      starts.push_back(std::max(s.offset, range.begin) - range.begin);
       decays.push_back(static_cast<uint8_t>(s.decay));
     }
   }
-  if (starts.empty()) return 0.0;
+  const bool any_update = !starts.empty();
   // The runs of this arena's segments, uploaded when they differ from the
   // last arena's (compared by value: a new arena may reuse an old address).
-  if (starts != st.host_run_starts || decays != st.host_run_decays) {
+  if (any_update && (starts != st.host_run_starts || decays != st.host_run_decays)) {
     MAXIMUS_RETURN_IF_ERROR(Reserve(st.run_starts, static_cast<int64_t>(starts.size())));
     MAXIMUS_RETURN_IF_ERROR(Reserve(st.run_decays, static_cast<int64_t>(decays.size())));
     // On the backend's stream, so that the update below reads them.
@@ -731,10 +739,12 @@ absl::StatusOr<double> CudaBackend::OptimizerUpdate(const OptimizerStep& step,
   scalars.decay = static_cast<float>(1.0 - static_cast<double>(step.lr) * c.weight_decay);
   scalars.step_size = static_cast<float>(step.lr / bias_correction1);
   scalars.bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
-  MAXIMUS_RETURN_IF_ERROR(cuda::AdamWCuda(scalars, clip, n, st.run_starts.data(),
-                                          st.run_decays.data(), runs, arena.values().data(),
-                                          arena.grads().data(), arena.m().data(), arena.v().data(),
-                                          st.s()));
+  if (!any_update) return norm;  // Nothing of this arena in the range.
+  const int64_t moment_offset = range.begin - arena.moment_begin();
+  MAXIMUS_RETURN_IF_ERROR(cuda::AdamWCuda(
+      scalars, clip, range.end - range.begin, st.run_starts.data(), st.run_decays.data(), runs,
+      arena.values().data() + range.begin, arena.grads().data() + range.begin,
+      arena.m().data() + moment_offset, arena.v().data() + moment_offset, st.s()));
   return norm;
 }
 

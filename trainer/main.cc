@@ -24,6 +24,8 @@
 #include "rpc/server_flags.h"
 #include "trainer/backend/select_backend.h"
 #include "trainer/data_flags.h"
+#include "trainer/dist/dist_env.h"
+#include "trainer/dist/process_group.h"
 #include "trainer/io/hf_import.h"
 #include "trainer/model/inference.h"
 #include "trainer/run_config.h"
@@ -93,6 +95,20 @@ ABSL_FLAG(int, status_port, 0, "Serve TrainerService on this port of 127.0.0.1 (
 ABSL_FLAG(std::string, listen, "",
           "Serve TrainerService on HOST:PORT (or PORT on 127.0.0.1) instead of --status_port; "
           "with --tls_cert, --tls_key, --tls_client_ca, --token_file");
+ABSL_FLAG(bool, shard_optimizer_state, false,
+          "Data-parallel runs: each rank keeps the AdamW moments of its shard of the parameters "
+          "(ZeRO stage 1), saving 2 x parameters x (1 - 1/ranks) of memory per rank");
+ABSL_FLAG(int64_t, gradient_bucket_mb, 32,
+          "Data-parallel runs: MiB of gradients per all-reduce started during the backward");
+ABSL_FLAG(double, sparse_embedding_fraction, 0.5,
+          "Data-parallel runs: reduce only the embedding rows the ranks touched (MAXIS) while they "
+          "are at most this share of the vocabulary (0: always the whole table)");
+ABSL_FLAG(absl::Duration, collective_timeout, absl::Minutes(5),
+          "Data-parallel runs: a rank that waits this long for the others (connecting, or in any "
+          "collective) fails the run instead of hanging");
+ABSL_FLAG(std::string, gloo_hostname, "",
+          "Data-parallel CPU runs: the address this rank's Gloo transport binds (default "
+          "127.0.0.1 when MASTER_ADDR is loopback, else this host's name)");
 ABSL_FLAG(std::string, sample_prompt, "It is a truth universally acknowledged",
           "Prompt of the sample generated at the end (empty: none)");
 ABSL_FLAG(int64_t, sample_tokens, 48, "Tokens of that sample");
@@ -170,8 +186,44 @@ int Main(StopSignals* signals) {
   absl::StatusOr<std::string> tokenizer_path = FindTokenizer(absl::GetFlag(FLAGS_tokenizer));
   if (tokenizer_path.ok()) o.tokenizer_path = std::filesystem::absolute(*tokenizer_path).string();
 
+  // Data-parallel: RANK, WORLD_SIZE, ... as torchrun (or tools/launch.sh) sets them.
+  absl::StatusOr<dist::DistEnv> dist_env = dist::DistEnvFromEnvironment();
+  if (!dist_env.ok()) return Usage(std::string(dist_env.status().message()));
+  const bool leader = dist_env->rank == 0;
+  if (absl::GetFlag(FLAGS_gradient_bucket_mb) < 1) {
+    return Usage("--gradient_bucket_mb must be at least 1");
+  }
+  const double sparse_fraction = absl::GetFlag(FLAGS_sparse_embedding_fraction);
+  if (!(sparse_fraction >= 0 && sparse_fraction <= 1)) {
+    return Usage("--sparse_embedding_fraction must be in [0, 1]");
+  }
+  if (absl::GetFlag(FLAGS_collective_timeout) <= absl::ZeroDuration()) {
+    return Usage("--collective_timeout must be positive");
+  }
+  o.quiet = !leader;
+  std::string chosen;
+  absl::StatusOr<std::unique_ptr<Backend>> backend =
+      MakeBackend(run.backend(), &chosen, dist_env->local_rank);
+  if (!backend.ok()) return Fail(backend.status());
+  dist::ProcessGroupOptions group_options;
+  group_options.timeout = absl::GetFlag(FLAGS_collective_timeout);
+  group_options.gloo_hostname = absl::GetFlag(FLAGS_gloo_hostname);
+  absl::StatusOr<std::unique_ptr<dist::ProcessGroup>> group =
+      dist::ProcessGroup::Join(*dist_env, backend->get(), group_options);
+  if (!group.ok()) return Fail(group.status());
+  if (dist_env->distributed()) {
+    absl::FPrintF(stderr, "data parallel: %s, %s communicator%s\n",
+                  dist::DescribeDistEnv(*dist_env), (*group)->communicator()->name(),
+                  absl::GetFlag(FLAGS_shard_optimizer_state) ? ", optimizer state sharded" : "");
+  }
+  o.data_parallel.communicator = (*group)->communicator();
+  o.data_parallel.shard_optimizer_state = absl::GetFlag(FLAGS_shard_optimizer_state);
+  o.data_parallel.reducer.bucket_elements = absl::GetFlag(FLAGS_gradient_bucket_mb) << 18;
+  o.data_parallel.reducer.sparse_max_fraction = sparse_fraction;
+
   DataOptions data_options;
   data_options.data = run.data();
+  data_options.quiet = !leader;
   if (!run.ingest().empty()) {
     for (absl::string_view path : absl::StrSplit(run.ingest(), ',')) {
       data_options.ingest_if_empty.push_back(ResolveUserPath(std::string(path)));
@@ -186,11 +238,23 @@ int Main(StopSignals* signals) {
   absl::StatusOr<int> stream_window = DataStreamWindowBytesFromFlags();
   if (!stream_window.ok()) return Usage(std::string(stream_window.status().message()));
   data_options.stream_window_bytes = *stream_window;
+  // An embedded store is prepared (ingested) by rank 0; the other ranks of
+  // this host then open it read-only.
+  const bool embedded_store = !IsDataServiceAddress(run.data());
+  if (dist_env->distributed() && embedded_store && !leader) {
+    absl::StatusOr<std::string> ready =
+        (*group)->store()->Get("data/ready", absl::GetFlag(FLAGS_collective_timeout));
+    if (!ready.ok()) return Fail(ready.status());
+    data_options.read_only = true;
+  }
   absl::StatusOr<std::unique_ptr<data::DataSource>> data = OpenData(data_options, **tok);
   if (!data.ok()) return Fail(data.status());
+  if (dist_env->distributed() && embedded_store && leader) {
+    if (absl::Status s = (*group)->store()->Set("data/ready", "1"); !s.ok()) return Fail(s);
+  }
 
   // A fresh run replaces an earlier one in the same directory.
-  if (run.resume().empty()) {
+  if (run.resume().empty() && leader) {
     std::error_code ec;
     for (const char* name : {"checkpoints", "metrics.csv", "loss.svg"}) {
       std::filesystem::remove_all(run.out_dir() + "/" + name, ec);
@@ -206,7 +270,8 @@ int Main(StopSignals* signals) {
 
   auto stats = (*data)->GetStats(run.validation_fraction());
   if (!stats.ok()) return Fail(stats.status());
-  absl::FPrintF(stderr,
+  if (leader) {
+    absl::FPrintF(stderr,
                 "model %s: %.1f M parameters (%d layers, hidden %d, vocab %d, %s); loss %s; %d "
                 "steps of %d x %d tokens\ndata: %d training documents, %d tokens; %d validation "
                 "documents\nrun directory: %s\n",
@@ -215,11 +280,8 @@ int Main(StopSignals* signals) {
                 run.steps(), run.batch() * run.accumulation(), run.seq_len(),
                 stats->train().documents(), stats->train().tokens(),
                 stats->validation().documents(), run.out_dir());
-
-  std::string chosen;
-  absl::StatusOr<std::unique_ptr<Backend>> backend = MakeBackend(run.backend(), &chosen);
-  if (!backend.ok()) return Fail(backend.status());
-  absl::FPrintF(stderr, "%s\n", chosen);
+    absl::FPrintF(stderr, "%s\n", chosen);
+  }
   absl::StatusOr<std::unique_ptr<Trainer>> trainer =
       Trainer::Create(backend->get(), data->get(), o);
   if (!trainer.ok()) return Fail(trainer.status());
@@ -228,7 +290,7 @@ int Main(StopSignals* signals) {
     if (absl::Status s = LoadHfWeights(init_from, (*trainer)->model()); !s.ok()) return Fail(s);
   }
   std::unique_ptr<TrainerServer> server;
-  if (status_server->has_value()) {
+  if (status_server->has_value() && leader) {
     const StatusServerSettings& settings = **status_server;
     absl::StatusOr<std::unique_ptr<TrainerServer>> started =
         TrainerServer::Start(trainer->get(), settings.address, settings.security);
@@ -244,6 +306,7 @@ int Main(StopSignals* signals) {
   signals->SetAction(nullptr);
   if (server != nullptr) server->Shutdown();
   if (!ran.ok()) return Fail(ran);
+  if (!leader) return 0;
   const TrainerStatus status = (*trainer)->status();
   absl::FPrintF(stderr,
                 "done: %d steps in %.1f s; validation loss (exact CE) %.4f\ncheckpoint: %s\n"

@@ -104,11 +104,15 @@ std::string DefaultRunDir(const std::string& name) {
   return (workspace.empty() ? std::string("runs") : workspace + "/runs") + "/" + name;
 }
 
+bool IsDataServiceAddress(const std::string& data) {
+  // host:port lists have a colon and no slash.
+  return absl::StrContains(data, ':') && !absl::StrContains(data, '/');
+}
+
 absl::StatusOr<std::unique_ptr<data::DataSource>> OpenData(const DataOptions& options,
                                                            const tokenizer::Tokenizer& tokenizer) {
   if (options.data.empty()) return absl::InvalidArgumentError("--data is empty");
-  // host:port lists have a colon and no slash.
-  if (absl::StrContains(options.data, ':') && !absl::StrContains(options.data, '/')) {
+  if (IsDataServiceAddress(options.data)) {
     data::RemoteDataSource::Options remote_options;
     remote_options.security = options.security;
     remote_options.stream_window_bytes = options.stream_window_bytes;
@@ -128,14 +132,16 @@ absl::StatusOr<std::unique_ptr<data::DataSource>> OpenData(const DataOptions& op
         "flags apply to DataService addresses (host:port)"));
   }
   const std::string dir = ResolveUserPath(options.data);
+  data::StoreOptions store_options;
+  store_options.read_only = options.read_only;
   absl::StatusOr<std::unique_ptr<data::TokenStore>> store =
-      data::OpenOrCreateStore(dir, tokenizer, 0);
+      data::OpenOrCreateStore(dir, tokenizer, 0, {}, store_options);
   if (!store.ok()) return store.status();
   absl::StatusOr<int32_t> eos = tokenizer::EndOfTextId(tokenizer);
   if (!eos.ok()) return eos.status();
   absl::StatusOr<bool> has_documents = (*store)->HasDocuments();
   if (!has_documents.ok()) return has_documents.status();
-  if (!*has_documents && !options.ingest_if_empty.empty()) {
+  if (!*has_documents && !options.ingest_if_empty.empty() && !options.read_only) {
     if (!options.quiet) {
       absl::FPrintF(stderr, "data: %s is empty; ingesting %s\n", dir,
                     absl::StrJoin(options.ingest_if_empty, ", "));

@@ -55,7 +55,14 @@ struct DataOptions {
   rpc::ClientSecurity security;
   // data::RemoteDataSource::Options::stream_window_bytes.
   int stream_window_bytes = 0;
+  // Opens an embedded store read-only and ingests nothing (the other ranks
+  // of a data-parallel run, beside rank 0 which prepared it).
+  bool read_only = false;
 };
+
+// Whether --data names DataServices ("host:port[,host:port...]") rather than
+// the directory of an embedded store.
+bool IsDataServiceAddress(const std::string& data);
 
 // Opens the data; the embedded store must have been built with `tokenizer`.
 absl::StatusOr<std::unique_ptr<data::DataSource>> OpenData(const DataOptions& options,

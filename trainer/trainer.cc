@@ -153,7 +153,19 @@ absl::Status Trainer::Setup() {
       return absl::DataLossError(
           absl::StrCat("checkpoint ", *dir, ": run_config: ", saved_run.status().message()));
     }
-    const std::vector<std::string> differences = ResumeMismatches(*saved_run, run);
+    // Another world size resumes at the same data position when a step
+    // still takes as many micro-batches (ranks x accumulation).
+    RunConfig compared = run;
+    if (run.accumulation() * world_ == saved_run->accumulation() * state->world_size) {
+      compared.set_accumulation(saved_run->accumulation());
+    } else if (state->world_size != world_) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "checkpoint ", *dir, " was trained by ", state->world_size, " ranks with accumulation ",
+          saved_run->accumulation(), " (", state->world_size * saved_run->accumulation(),
+          " micro-batches a step); with ", world_, " ranks set --accumulation so that ranks x "
+          "accumulation is the same"));
+    }
+    const std::vector<std::string> differences = ResumeMismatches(*saved_run, compared);
     if (!differences.empty()) {
       return absl::FailedPreconditionError(absl::StrCat("checkpoint ", *dir,
                                                         " was trained with other settings:\n  ",
@@ -402,6 +414,7 @@ absl::Status Trainer::Save(int64_t step) {
   state.training = nlohmann::json::parse(RunConfigToJson(options_.run));
   state.data_cursor = cursor_;
   state.seed = options_.run.seed();
+  state.world_size = world_;
   MAXIMUS_RETURN_IF_ERROR(SaveCheckpoint(dir, *model_, m, v, state));
   if (options_.run.keep_checkpoints() > 0) {
     // Never pruned: the checkpoint `latest` names (the one just written) and

@@ -213,6 +213,7 @@ absl::Status SaveCheckpoint(const std::string& dir, Model& model,
       {"format_version", kCheckpointFormatVersion},
       {"step", state.step},
       {"tokens_seen", state.tokens_seen},
+      {"world_size", state.world_size},
       {"model", nlohmann::json::parse(ModelConfigToJson(model.config()))},
       {"run_config", state.training},
       {"data_cursor", nlohmann::json::parse(cursor_json)},
@@ -280,6 +281,10 @@ absl::StatusOr<CheckpointState> ReadCheckpointState(const std::string& dir, Mode
     MAXIMUS_RETURN_IF_ERROR(bounded(j.at("step"), "step", 0, kMaxCheckpointStep, &state.step));
     MAXIMUS_RETURN_IF_ERROR(bounded(j.at("tokens_seen"), "tokens_seen", 0,
                                     std::numeric_limits<int64_t>::max(), &state.tokens_seen));
+    if (j.contains("world_size")) {
+      MAXIMUS_RETURN_IF_ERROR(
+          bounded(j.at("world_size"), "world_size", 1, 1 << 20, &state.world_size));
+    }
     state.training = j.at(state.format_version == 1 ? "training" : "run_config");
     const nlohmann::json& seed = j.at("rng").at("seed");
     if (!seed.is_number_unsigned()) {

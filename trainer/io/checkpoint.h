@@ -53,6 +53,10 @@ struct CheckpointState {
   // The run has no random state besides its seed: data order comes from the
   // cursor and MAXIS picks candidates deterministically.
   uint64_t seed = 0;
+  // Ranks of the data-parallel run that wrote it (1 for checkpoints from
+  // before it was recorded): a step took world_size x accumulation
+  // micro-batches.
+  int64_t world_size = 1;
   // The run's tokenizer.json, copied into the checkpoint for Hugging Face
   // loaders (hf_export.h); "" to copy none.
   std::string tokenizer_path;

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -35,10 +34,9 @@ std::vector<float> ArenaValues(Trainer& trainer) {
   return host;
 }
 
-// Runs `world` ranks; rank r trains with options(r). world 1 runs without a
-// communicator.
-std::vector<RankResult> RunRanks(int world, data::DataSource* data,
-                                 const std::function<TrainerOptions(int)>& options,
+// Runs `world` ranks with `options` (one run directory, which rank 0
+// writes); world 1 runs without a communicator.
+std::vector<RankResult> RunRanks(int world, data::DataSource* data, const TrainerOptions& options,
                                  absl::Duration timeout = absl::Seconds(60)) {
   std::vector<RankResult> results(world);
   std::unique_ptr<dist::RendezvousServer> server;
@@ -55,7 +53,7 @@ std::vector<RankResult> RunRanks(int world, data::DataSource* data,
     threads.emplace_back([&, r] {
       RankResult& result = results[r];
       CpuBackend backend;
-      TrainerOptions o = options(r);
+      TrainerOptions o = options;
       std::unique_ptr<dist::RendezvousClient> client;
       std::unique_ptr<dist::Communicator> communicator;
       if (world > 1) {
@@ -104,7 +102,7 @@ TrainerOptions Base(const std::string& out, const std::string& loss) {
   TrainerOptions o = TestTrainerOptions(out);
   o.run.set_steps(6);
   o.run.set_eval_interval(3);
-  o.run.set_loss(loss == "ce" ? LOSS_CROSS_ENTROPY : LOSS_MAXIS);
+  o.run.set_loss(loss == "ce" ? RunConfig::CE : RunConfig::MAXIS);
   return o;
 }
 
@@ -127,17 +125,18 @@ void ExpectSameRun(const RankResult& got, const RankResult& want, double loss_to
 TEST(DataParallelTest, TwoRanksOfBatchBAreOneRankOfBatchTwoB) {
   auto data = MakeTestData("dp_ce_store", 400);
   ASSERT_NE(data, nullptr);
-  std::vector<RankResult> two = RunRanks(2, data.get(), [](int r) {
+  std::vector<RankResult> two = RunRanks(2, data.get(), [] {
     TrainerOptions o = Base("dp_ce_two", "ce");
     o.run.set_accumulation(1);
     return o;
-  });
-  std::vector<RankResult> one = RunRanks(1, data.get(), [](int) {
+  }());
+  std::vector<RankResult> one = RunRanks(1, data.get(), [] {
     TrainerOptions o = Base("dp_ce_one", "ce");
     o.run.set_batch(4);
     o.run.set_accumulation(1);
+    o.run.set_eval_batches(1);  // The same validation rows as 2 batches of 2.
     return o;
-  });
+  }());
   ASSERT_TRUE(two[0].status.ok()) << two[0].status;
   ASSERT_TRUE(two[1].status.ok()) << two[1].status;
   // The ranks agree exactly, and match the single rank within fp32 rounding.
@@ -151,16 +150,16 @@ TEST(DataParallelTest, TwoMaxisRanksAreOneRankAccumulatingTwo) {
   ASSERT_NE(data, nullptr);
   // MAXIS picks its candidates per micro-batch, so the reference is one rank
   // running the two ranks' micro-batches one after the other.
-  std::vector<RankResult> two = RunRanks(2, data.get(), [](int) {
+  std::vector<RankResult> two = RunRanks(2, data.get(), [] {
     TrainerOptions o = Base("dp_maxis_two", "maxis");
     o.run.set_accumulation(2);
     return o;
-  });
-  std::vector<RankResult> one = RunRanks(1, data.get(), [](int) {
+  }());
+  std::vector<RankResult> one = RunRanks(1, data.get(), [] {
     TrainerOptions o = Base("dp_maxis_one", "maxis");
     o.run.set_accumulation(4);
     return o;
-  });
+  }());
   ASSERT_TRUE(two[1].status.ok()) << two[1].status;
   EXPECT_EQ(two[0].values, two[1].values);
   ExpectSameRun(two[0], one[0], 1e-5, 1e-5);
@@ -170,14 +169,14 @@ TEST(DataParallelTest, SparseEmbeddingReductionAndShardedOptimizerChangeNoBit) {
   auto data = MakeTestData("dp_variants_store", 400);
   ASSERT_NE(data, nullptr);
   auto variant = [&](const std::string& name, double sparse_fraction, bool sharded, int64_t bucket) {
-    return RunRanks(2, data.get(), [=](int) {
+    return RunRanks(2, data.get(), [=] {
       TrainerOptions o = Base(name, "maxis");
       o.data_parallel.reducer.sparse_max_fraction = sparse_fraction;
       o.data_parallel.reducer.bucket_elements = bucket;
       o.data_parallel.shard_optimizer_state = sharded;
       o.run.set_checkpoint_interval(3);
       return o;
-    });
+    }());
   };
   // Dense reduction in one bucket, the reference.
   std::vector<RankResult> dense = variant("dp_dense", 0, false, int64_t{1} << 30);
@@ -204,23 +203,20 @@ TEST(DataParallelTest, ResumesWithAnotherWorldSizeAtTheSameDataPosition) {
   // Straight: 2 ranks, 6 steps. Interrupted: 2 ranks to step 3 (ZeRO-1, so
   // the checkpoint's moments are gathered), then 1 rank accumulating the
   // two ranks' micro-batches.
-  std::vector<RankResult> straight = RunRanks(2, data.get(), [](int) {
-    return Base("dp_straight", "maxis");
-  });
+  std::vector<RankResult> straight = RunRanks(2, data.get(), Base("dp_straight", "maxis"));
   const TrainerOptions first_options = [] {
     TrainerOptions o = Base("dp_first", "maxis");
     o.run.set_stop_at_step(3);
     o.data_parallel.shard_optimizer_state = true;
     return o;
   }();
-  std::vector<RankResult> first =
-      RunRanks(2, data.get(), [&](int) { return first_options; });
-  std::vector<RankResult> resumed = RunRanks(1, data.get(), [&](int) {
+  std::vector<RankResult> first = RunRanks(2, data.get(), first_options);
+  std::vector<RankResult> resumed = RunRanks(1, data.get(), [&] {
     TrainerOptions o = Base("dp_resumed", "maxis");
     o.run.set_resume(first_options.run.out_dir());
     o.run.set_accumulation(4);
     return o;
-  });
+  }());
   ASSERT_TRUE(straight[0].status.ok()) << straight[0].status;
   ASSERT_TRUE(first[0].status.ok()) << first[0].status;
   ASSERT_TRUE(resumed[0].status.ok()) << resumed[0].status;

@@ -489,7 +489,7 @@ absl::Status Trainer::Run() {
       status = evaluate(step);
       if (!status.ok()) break;
     }
-    metrics_->Flush().IgnoreError();
+    if (metrics_ != nullptr) metrics_->Flush().IgnoreError();
     if (!options_.quiet && (step % o.log_interval() == 0 || step == o.steps())) {
       const TrainerStatus now = this->status();
       absl::FPrintF(

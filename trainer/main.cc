@@ -106,6 +106,9 @@ ABSL_FLAG(double, sparse_embedding_fraction, 0.5,
 ABSL_FLAG(absl::Duration, collective_timeout, absl::Minutes(5),
           "Data-parallel runs: a rank that waits this long for the others (connecting, or in any "
           "collective) fails the run instead of hanging");
+ABSL_FLAG(std::string, communicator, "auto",
+          "Data-parallel runs: auto (Gloo for --backend=cpu, NCCL for cuda), gloo (for cuda: "
+          "through host memory; runs several ranks on one GPU) or nccl");
 ABSL_FLAG(std::string, gloo_hostname, "",
           "Data-parallel CPU runs: the address this rank's Gloo transport binds (default "
           "127.0.0.1 when MASTER_ADDR is loopback, else this host's name)");
@@ -208,6 +211,7 @@ int Main(StopSignals* signals) {
   dist::ProcessGroupOptions group_options;
   group_options.timeout = absl::GetFlag(FLAGS_collective_timeout);
   group_options.gloo_hostname = absl::GetFlag(FLAGS_gloo_hostname);
+  group_options.communicator = absl::GetFlag(FLAGS_communicator);
   absl::StatusOr<std::unique_ptr<dist::ProcessGroup>> group =
       dist::ProcessGroup::Join(*dist_env, backend->get(), group_options);
   if (!group.ok()) return Fail(group.status());

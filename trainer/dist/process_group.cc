@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "trainer/dist/gloo_communicator.h"
+#include "trainer/dist/host_staged_communicator.h"
 #include "trainer/dist/nccl_communicator.h"
 
 namespace maximus::trainer::dist {
@@ -34,6 +35,20 @@ ProcessGroup::~ProcessGroup() {
 
 absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Join(
     const DistEnv& env, Backend* backend, const ProcessGroupOptions& options) {
+  const std::string& kind = options.communicator;
+  const bool cuda = backend->name() == "cuda";
+  if (kind != "auto" && kind != "gloo" && kind != "nccl") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--communicator=", kind, ": expected auto, gloo or nccl"));
+  }
+  if (kind == "nccl" && !cuda) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--communicator=nccl needs the cuda backend; the ", backend->name(), " backend uses gloo"));
+  }
+  if (!cuda && backend->name() != "cpu") {
+    return absl::UnimplementedError(
+        absl::StrCat("no communicator for the ", backend->name(), " backend"));
+  }
   std::unique_ptr<ProcessGroup> group(new ProcessGroup(env));
   if (!env.distributed()) {
     group->communicator_ = MakeLocalCommunicator();
@@ -56,7 +71,7 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Join(
     group->server_ = *std::move(server);
   }
   MAXIMUS_ASSIGN_OR_RETURN(group->client_, RendezvousClient::Connect(address, options.timeout));
-  if (backend->name() == "cuda") {
+  if (cuda && kind != "gloo") {
     RendezvousClient* store = group->client_.get();
     const absl::Duration timeout = options.timeout;
     auto share_id = [store, rank = env.rank, timeout](const std::string& mine)
@@ -68,18 +83,18 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Join(
     nccl.timeout = options.timeout;
     MAXIMUS_ASSIGN_OR_RETURN(group->communicator_,
                              MakeNcclCommunicator(env.rank, env.world_size, share_id, backend, nccl));
-  } else if (backend->name() == "cpu") {
-    GlooOptions gloo;
-    gloo.timeout = options.timeout;
-    gloo.hostname = !options.gloo_hostname.empty() ? options.gloo_hostname
-                    : IsLoopback(env.master_addr) ? "127.0.0.1"
-                                                  : ThisHost();
-    MAXIMUS_ASSIGN_OR_RETURN(
-        group->communicator_,
-        MakeGlooCommunicator(env.rank, env.world_size, group->client_.get(), gloo));
-  } else {
-    return absl::UnimplementedError(
-        absl::StrCat("no communicator for the ", backend->name(), " backend"));
+    return group;
+  }
+  GlooOptions gloo;
+  gloo.timeout = options.timeout;
+  gloo.hostname = !options.gloo_hostname.empty() ? options.gloo_hostname
+                  : IsLoopback(env.master_addr)  ? "127.0.0.1"
+                                                 : ThisHost();
+  MAXIMUS_ASSIGN_OR_RETURN(
+      group->communicator_,
+      MakeGlooCommunicator(env.rank, env.world_size, group->client_.get(), gloo));
+  if (cuda) {
+    group->communicator_ = MakeHostStagedCommunicator(std::move(group->communicator_), backend);
   }
   return group;
 }

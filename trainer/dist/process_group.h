@@ -1,7 +1,8 @@
 // ProcessGroup: this process's place in a data-parallel run, from the
 // environment torchrun sets (dist_env.h). Rank 0 serves the rendezvous store
 // at MASTER_ADDR:MASTER_PORT; every rank connects to it, and the ranks build
-// their communicator through it: Gloo for the CPU backend, NCCL for CUDA.
+// their communicator through it: Gloo for the CPU backend, NCCL for CUDA
+// (or Gloo with host staging, which runs several ranks on one GPU).
 // A single process (no RANK/WORLD_SIZE) gets the local communicator and no
 // store.
 
@@ -21,6 +22,10 @@
 namespace maximus::trainer::dist {
 
 struct ProcessGroupOptions {
+  // "auto": Gloo for the CPU backend, NCCL for CUDA; "gloo": Gloo for
+  // either (GPU memory staged through the host, host_staged_communicator.h);
+  // "nccl": CUDA only.
+  std::string communicator = "auto";
   // Bound on connecting and on every collective.
   absl::Duration timeout = absl::Minutes(5);
   // The address Gloo binds on this host; empty: 127.0.0.1 when MASTER_ADDR

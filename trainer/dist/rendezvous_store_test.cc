@@ -3,6 +3,7 @@
 
 #include "trainer/dist/rendezvous_store.h"
 
+#include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -129,6 +130,24 @@ TEST(RendezvousStoreTest, ServerCapsTheWait) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   ASSERT_EQ(value.status().code(), absl::StatusCode::kDeadlineExceeded) << value.status();
   EXPECT_THAT(value.status().message(), HasSubstr("max_wait"));
+}
+
+TEST(RendezvousStoreTest, GetWithoutACallDeadline) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  // As grpcurl calls: no gRPC deadline, only the request's timeout.
+  auto stub = ::maximus::dist::v1::Rendezvous::NewStub(
+      grpc::CreateChannel(server->address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  ::maximus::dist::v1::GetRequest request;
+  request.set_key("never");
+  request.set_timeout_ms(100);
+  ::maximus::dist::v1::GetResponse response;
+  const absl::Time start = absl::Now();
+  const grpc::Status status = stub->Get(&context, request, &response);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(status.error_message(), HasSubstr("\"never\" was not set within 100ms"));
 }
 
 TEST(RendezvousStoreTest, ClientStartedBeforeTheServer) {

@@ -54,10 +54,7 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Join(
     group->communicator_ = MakeLocalCommunicator();
     return group;
   }
-  const std::string address = absl::StrCat(
-      absl::StrContains(env.master_addr, ':') ? absl::StrCat("[", env.master_addr, "]")
-                                              : env.master_addr,
-      ":", env.master_port);
+  const std::string address = RendezvousAddress(env);
   if (env.rank == 0) {
     RendezvousServer::Options server_options;
     server_options.address = address;

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "kernels/cuda_status.h"
 
@@ -15,16 +16,17 @@ namespace {
 // The oldest architecture this build has machine code or PTX for (sm_90).
 constexpr int kMinComputeCapabilityMajor = 9;
 
-absl::StatusOr<GpuInfo> ProbeOnce() {
-  const char* disabled = std::getenv("MAXIMUS_DISABLE_GPU");
-  if (disabled != nullptr && std::strcmp(disabled, "1") == 0) {
-    return absl::UnavailableError("GPU disabled by MAXIMUS_DISABLE_GPU=1");
+// Describes `device` and makes it current; `count` devices are visible.
+absl::StatusOr<GpuInfo> Describe(int device, int count) {
+  if (device < 0 || device >= count) {
+    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "CUDA device %d does not exist: %d device%s visible%s", device, count,
+        count == 1 ? " is" : "s are",
+        visible != nullptr ? absl::StrCat(" (CUDA_VISIBLE_DEVICES=", visible, ")") : ""));
   }
-  int count = 0;
-  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetDeviceCount(&count));
-  if (count == 0) return absl::UnavailableError("no CUDA device found");
-
   GpuInfo info;
+  info.device = device;
   cudaDeviceProp props;
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&props, info.device));
   info.name = props.name;
@@ -46,6 +48,17 @@ absl::StatusOr<GpuInfo> ProbeOnce() {
   return info;
 }
 
+absl::StatusOr<GpuInfo> ProbeOnce() {
+  const char* disabled = std::getenv("MAXIMUS_DISABLE_GPU");
+  if (disabled != nullptr && std::strcmp(disabled, "1") == 0) {
+    return absl::UnavailableError("GPU disabled by MAXIMUS_DISABLE_GPU=1");
+  }
+  int count = 0;
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetDeviceCount(&count));
+  if (count == 0) return absl::UnavailableError("no CUDA device found");
+  return Describe(0, count);
+}
+
 }  // namespace
 
 std::string GpuInfo::ToString() const {
@@ -59,6 +72,12 @@ std::string GpuInfo::ToString() const {
 absl::StatusOr<GpuInfo> ProbeGpu() {
   static const absl::StatusOr<GpuInfo>* const kResult = new absl::StatusOr<GpuInfo>(ProbeOnce());
   return *kResult;
+}
+
+absl::StatusOr<GpuInfo> UseGpu(int device) {
+  int count = 0;
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetDeviceCount(&count));
+  return Describe(device, count);
 }
 
 }  // namespace maximus::kernels

@@ -32,6 +32,13 @@ struct GpuInfo {
 // the environment.
 absl::StatusOr<GpuInfo> ProbeGpu();
 
+// Makes device `device` the calling thread's current one (its context
+// created) and describes it, for a process that drives one of several GPUs.
+// Call ProbeGpu() first (its first call selects device 0). INVALID_ARGUMENT
+// naming how many devices are visible when there is no such device;
+// UNAVAILABLE for one older than sm_90.
+absl::StatusOr<GpuInfo> UseGpu(int device);
+
 }  // namespace maximus::kernels
 
 #endif  // MAXIMUS_KERNELS_GPU_PROBE_H_

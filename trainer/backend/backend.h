@@ -222,6 +222,9 @@ class Backend {
   virtual absl::StatusOr<DeviceBatch> UploadBatch(const TokenBatch& batch) = 0;
   // Waits for the ops issued so far and reports the first error among them.
   virtual absl::Status Synchronize() = 0;
+  // The cudaStream_t the backend issues its ops on, for work of its own that
+  // must be ordered with them (NCCL collectives); null for the CPU.
+  virtual void* NativeStream() { return nullptr; }
 
   // --- Ops --------------------------------------------------------------------
   // C = alpha * op(A) op(B) + beta * C.

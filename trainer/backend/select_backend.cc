@@ -38,10 +38,11 @@ absl::Status ValidateBackendName(absl::string_view name) {
 }
 
 absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(absl::string_view name,
-                                                     std::string* description) {
+                                                     std::string* description, int device) {
   if (absl::Status s = ValidateBackendName(name); !s.ok()) return s;
-  const absl::StatusOr<CudaBackend::Options> cuda_options = CudaOptionsFromFlags();
+  absl::StatusOr<CudaBackend::Options> cuda_options = CudaOptionsFromFlags();
   if (!cuda_options.ok()) return cuda_options.status();
+  cuda_options->device = device;
   std::string ignored;
   std::string& said = description != nullptr ? *description : ignored;
   if (name == "cpu") {
@@ -65,6 +66,7 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(absl::string_view name,
     return std::make_unique<CpuBackend>();
   }
   said = absl::StrCat("backend: cuda (", absl::GetFlag(FLAGS_gpu_precision), ") on ",
+                      device != 0 ? absl::StrCat("device ", device, ", ") : "",
                       (*cuda)->device_description());
   return std::unique_ptr<Backend>(*std::move(cuda));
 }

@@ -23,10 +23,12 @@ inline constexpr char kBackendFlagHelp[] =
 // INVALID_ARGUMENT naming --backend for an unknown name, or --gpu_precision
 // for an unknown precision; UNAVAILABLE with the
 // reason for "cuda" without a usable GPU. `description` (optional) receives
-// a line saying what was chosen and why. Both backends run every model,
-// RandNLA attention included.
+// a line saying what was chosen and why. The GPU backend runs on CUDA device
+// `device` (CudaBackend::Options::device; a data-parallel rank's own). Both
+// backends run every model, RandNLA attention included.
 absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(absl::string_view name,
-                                                     std::string* description = nullptr);
+                                                     std::string* description = nullptr,
+                                                     int device = 0);
 
 // OK for the names MakeBackend accepts.
 absl::Status ValidateBackendName(absl::string_view name);

@@ -53,6 +53,11 @@ TEST_F(SelectBackendTest, CpuIsAlwaysThere) {
   EXPECT_EQ((*backend)->name(), "cpu");
   EXPECT_EQ(said, "backend: cpu");
   EXPECT_GT((*backend)->MemoryBytes(), uint64_t{1} << 20);
+  EXPECT_EQ((*backend)->NativeStream(), nullptr);
+  // The device is the GPU backend's alone.
+  auto on_device_3 = MakeBackend("cpu", &said, 3);
+  ASSERT_TRUE(on_device_3.ok()) << on_device_3.status();
+  EXPECT_EQ((*on_device_3)->name(), "cpu");
 }
 
 TEST_F(SelectBackendTest, AutoFallsBackToTheCpuAndSaysWhy) {

@@ -58,9 +58,11 @@ absl::Status GradientReducer::FinishStep() {
   if (communicator_->world_size() == 1) return absl::OkStatus();
   const int64_t embedding = vocab_ * hidden_;
   MAXIMUS_RETURN_IF_ERROR(StartBucket(embedding, started_from_));
-  MAXIMUS_RETURN_IF_ERROR(ReduceEmbedding());
+  // The buckets end before the embedding's collectives start (one stream of
+  // collectives per communicator). No host wait on the backend here: a
+  // stalled peer must surface in a collective's timeout, not hang a copy.
   MAXIMUS_RETURN_IF_ERROR(communicator_->WaitStarted());
-  return backend_->Synchronize();
+  return ReduceEmbedding();
 }
 
 absl::Status GradientReducer::ReduceEmbedding() {
@@ -71,15 +73,11 @@ absl::Status GradientReducer::ReduceEmbedding() {
     return communicator_->StartAllReduceSum(grads, embedding);
   }
   // Which rows any rank touched (and whether any rank's gradient is dense):
-  // one count per row, summed over the ranks.
-  std::vector<float> presence(vocab_ + 1);
+  // one count per row, summed over the ranks on the host.
+  std::vector<double> presence(vocab_ + 1);
   for (int64_t v = 0; v < vocab_; ++v) presence[v] = touched_[v];
-  presence[vocab_] = dense_ ? 1.0f : 0.0f;
-  if (presence_ == nullptr) presence_ = backend_->Allocate(vocab_ + 1);
-  backend_->CopyFromHost(presence.data(), vocab_ + 1, presence_->data());
-  MAXIMUS_RETURN_IF_ERROR(communicator_->AllReduceSum(presence_->data(), vocab_ + 1));
-  backend_->CopyToHost(presence_->data(), vocab_ + 1, presence.data());
-  MAXIMUS_RETURN_IF_ERROR(backend_->Synchronize());
+  presence[vocab_] = dense_ ? 1.0 : 0.0;
+  MAXIMUS_RETURN_IF_ERROR(communicator_->AllReduceSumHost(absl::MakeSpan(presence)));
   std::vector<int32_t> rows;
   for (int64_t v = 0; v < vocab_; ++v) {
     if (presence[v] > 0) rows.push_back(static_cast<int32_t>(v));

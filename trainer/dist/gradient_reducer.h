@@ -12,8 +12,8 @@
 //
 // Per step: BeginStep(); GradientsReadyFrom() from the backward;
 // AddEmbeddingRows() / MarkEmbeddingDense() for every micro-batch; then
-// FinishStep(), after which the arena's gradients hold the sum over ranks,
-// identical on every rank.
+// FinishStep(), after which the backend ops issued next see the arena's
+// gradients summed over ranks, identical on every rank.
 
 #ifndef MAXIMUS_TRAINER_DIST_GRADIENT_REDUCER_H_
 #define MAXIMUS_TRAINER_DIST_GRADIENT_REDUCER_H_
@@ -75,8 +75,7 @@ class GradientReducer {
   std::vector<uint8_t> touched_;  // Per vocabulary row.
   bool dense_ = false;
   ReductionStats stats_;
-  // Backend scratch: presence counts [vocab + 1], row ids, packed rows.
-  std::unique_ptr<Buffer> presence_;
+  // Backend scratch: row ids, packed rows.
   std::unique_ptr<Buffer> ids_;
   std::unique_ptr<Buffer> packed_;
 };

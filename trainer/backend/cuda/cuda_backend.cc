@@ -181,7 +181,10 @@ struct CudaBackend::State {
 };
 
 absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const Options& options) {
-  MAXIMUS_ASSIGN_OR_RETURN(const kernels::GpuInfo gpu, kernels::ProbeGpu());
+  MAXIMUS_RETURN_IF_ERROR(kernels::ProbeGpu().status());
+  // Before anything is allocated: memory, streams and handles belong to the
+  // device current when they are made.
+  MAXIMUS_ASSIGN_OR_RETURN(const kernels::GpuInfo gpu, kernels::UseGpu(options.device));
   auto state = std::make_unique<State>();
   state->options = options;
   state->description = gpu.ToString();
@@ -308,6 +311,8 @@ absl::Status CudaBackend::Synchronize() {
   Record(CudaStatus(cudaStreamSynchronize(state_->s()), "cudaStreamSynchronize"));
   return TakeError();
 }
+
+void* CudaBackend::NativeStream() { return state_->s(); }
 
 absl::Status CudaBackend::Gemm(const kernels::GemmDims& dims, float alpha, const float* a,
                                const float* b, float beta, float* c) {

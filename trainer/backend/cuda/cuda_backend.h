@@ -47,9 +47,16 @@ class CudaBackend : public Backend {
     bool bf16_attention = true;
     // Rows of logits the exact cross-entropy holds at once.
     int64_t cross_entropy_chunk_tokens = 2048;
+    // The CUDA device (of those CUDA_VISIBLE_DEVICES leaves) the backend
+    // allocates and runs on. Create() makes it the calling thread's current
+    // device; call the backend from threads whose current device it is (one
+    // thread or process per device in a data-parallel run).
+    int device = 0;
   };
 
-  // UNAVAILABLE with the reason when no usable GPU is present.
+  // UNAVAILABLE with the reason when no usable GPU is present;
+  // INVALID_ARGUMENT naming the number of devices when options.device is
+  // not one of them.
   static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(const Options& options);
   static absl::StatusOr<std::unique_ptr<CudaBackend>> Create() { return Create(Options()); }
   ~CudaBackend() override;
@@ -71,6 +78,7 @@ class CudaBackend : public Backend {
   void FillNormal(float* x, int64_t n, uint64_t seed, float stddev) override;
   absl::StatusOr<DeviceBatch> UploadBatch(const TokenBatch& batch) override;
   absl::Status Synchronize() override;
+  void* NativeStream() override;
 
   absl::Status Gemm(const kernels::GemmDims& dims, float alpha, const float* a, const float* b,
                     float beta, float* c) override;

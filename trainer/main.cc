@@ -106,6 +106,9 @@ ABSL_FLAG(double, sparse_embedding_fraction, 0.5,
 ABSL_FLAG(absl::Duration, collective_timeout, absl::Minutes(5),
           "Data-parallel runs: a rank that waits this long for the others (connecting, or in any "
           "collective) fails the run instead of hanging");
+ABSL_FLAG(int, device, -1,
+          "The GPU of --backend=cuda: -1 (default) takes LOCAL_RANK (0 for a single process); "
+          "several ranks may share one with --communicator=gloo");
 ABSL_FLAG(std::string, communicator, "auto",
           "Data-parallel runs: auto (Gloo for --backend=cpu, NCCL for cuda), gloo (for cuda: "
           "through host memory; runs several ranks on one GPU) or nccl");
@@ -205,8 +208,10 @@ int Main(StopSignals* signals) {
   }
   o.quiet = !leader;
   std::string chosen;
+  const int device = absl::GetFlag(FLAGS_device);
+  if (device < -1) return Usage("--device must be -1 (LOCAL_RANK) or a device number");
   absl::StatusOr<std::unique_ptr<Backend>> backend =
-      MakeBackend(run.backend(), &chosen, dist_env->local_rank);
+      MakeBackend(run.backend(), &chosen, device >= 0 ? device : dist_env->local_rank);
   if (!backend.ok()) return Fail(backend.status());
   dist::ProcessGroupOptions group_options;
   group_options.timeout = absl::GetFlag(FLAGS_collective_timeout);

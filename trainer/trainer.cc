@@ -334,6 +334,13 @@ absl::Status Trainer::TrainStep(int64_t step) {
   std::vector<std::pair<std::string, double>> points = {{"train/loss", loss}};
   if (loss_.kind == LossKind::kMaxis) points.push_back({"train/maxis_main", main_loss});
   points.push_back({"train/grad_norm", norm});
+  if (world_ > 1) {
+    const dist::ReductionStats& reduced = reducer_->last_step();
+    points.push_back({"dist/dense_floats_reduced", static_cast<double>(reduced.dense_elements)});
+    if (reduced.embedding_sparse) {
+      points.push_back({"dist/embedding_rows_reduced", static_cast<double>(reduced.embedding_rows)});
+    }
+  }
   points.push_back({"train/lr", lr});
   Publish(step, points, [&](TrainerStatus& status) {
     status.step = step;

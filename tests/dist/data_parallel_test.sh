@@ -9,6 +9,8 @@
 #   C. resumed from the same checkpoint by one rank accumulating both ranks'
 #      micro-batches: A's losses within fp32 rounding.
 #   D. ZeRO-1 (--shard_optimizer_state): A's losses exactly.
+#   E. rank 1 stopped (SIGSTOP) mid-run: rank 0 gives up after
+#      --collective_timeout instead of waiting forever.
 set -euo pipefail
 main=$1 launch=$2 tokenizer_json=$3 corpus=$4
 work="${TEST_TMPDIR}/dp"
@@ -38,18 +40,24 @@ log "A: 2 ranks trained ${STEPS} steps (last loss $(losses "${work}/a" | tail -n
 
 # B. Two ranks started by hand; rank 1 killed after the step-2 checkpoint.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# start_rank RANK NAME [FLAGS...]: rank RANK of 2 with run directory NAME.
 start_rank() {
-  RANK=$1 WORLD_SIZE=2 LOCAL_RANK=$1 MASTER_ADDR=127.0.0.1 MASTER_PORT=${port} \
-    "${main}" "${FLAGS[@]}" --out_dir="${work}/b" > "${work}/b$1.log" 2>&1 &
+  local rank=$1 name=$2; shift 2
+  RANK=${rank} WORLD_SIZE=2 LOCAL_RANK=${rank} MASTER_ADDR=127.0.0.1 MASTER_PORT=${port} \
+    "${main}" "${FLAGS[@]}" --out_dir="${work}/${name}" "$@" > "${work}/${name}${rank}.log" 2>&1 &
 }
-start_rank 0; pid0=$!
-start_rank 1; pid1=$!
-for _ in $(seq 1 3000); do
-  [[ -d "${work}/b/checkpoints/step-00000002" ]] && break
-  kill -0 "${pid0}" 2>/dev/null || { cat "${work}/b0.log" >&2; fail "B: rank 0 ended early"; }
-  sleep 0.1
-done
-[[ -d "${work}/b/checkpoints/step-00000002" ]] || fail "B: no step-2 checkpoint in 300 s"
+# wait_checkpoint NAME PID: until NAME's step-2 checkpoint exists.
+wait_checkpoint() {
+  for _ in $(seq 1 3000); do
+    [[ -d "${work}/$1/checkpoints/step-00000002" ]] && return 0
+    kill -0 "$2" 2>/dev/null || { cat "${work}/${1}0.log" >&2; fail "$1: rank 0 ended early"; }
+    sleep 0.1
+  done
+  fail "$1: no step-2 checkpoint in 300 s"
+}
+start_rank 0 b; pid0=$!
+start_rank 1 b; pid1=$!
+wait_checkpoint b "${pid0}"
 kill -9 "${pid1}"
 killed_at=$(date +%s)
 status=0
@@ -91,4 +99,22 @@ timeout 600 "${launch}" 2 "${main}" "${FLAGS[@]}" --shard_optimizer_state --out_
   > "${work}/d.log" 2>&1 || { cat "${work}/d.log" >&2; fail "D: the sharded run failed"; }
 diff <(losses "${work}/a") <(losses "${work}/d") >&2 || fail "D: ZeRO-1 changed the losses"
 log "D: optimizer state sharded over 2 ranks: A's losses at every step"
+
+# E. Rank 1 stopped, not dead: its connections stay open, so only the
+# timeout can end rank 0's wait.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+start_rank 0 e --collective_timeout=5s; pid0=$!
+start_rank 1 e --collective_timeout=5s; pid1=$!
+wait_checkpoint e "${pid0}"
+kill -STOP "${pid1}"
+stopped_at=$(date +%s)
+status=0
+wait "${pid0}" || status=$?
+took=$(( $(date +%s) - stopped_at ))
+kill -9 "${pid1}" 2>/dev/null || true
+wait "${pid1}" 2>/dev/null || true
+[[ "${status}" != 0 ]] || fail "E: rank 0 exited 0 with its peer stopped"
+(( took < 60 )) || fail "E: rank 0 took ${took} s with a 5 s timeout"
+grep -q 'DEADLINE_EXCEEDED' "${work}/e0.log" || { cat "${work}/e0.log" >&2; fail "E: no DEADLINE_EXCEEDED"; }
+log "E: rank 1 stopped; rank 0 gave up after ${took} s: $(grep DEADLINE_EXCEEDED "${work}/e0.log" | tail -n1)"
 log "PASS"

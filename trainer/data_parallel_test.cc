@@ -25,6 +25,7 @@ struct RankResult {
   std::vector<double> losses;
   std::vector<float> values;  // The whole arena after the run.
   double validation_loss = 0;
+  std::vector<double> embedding_rows;  // dist/embedding_rows_reduced per step
 };
 
 std::vector<float> ArenaValues(Trainer& trainer) {
@@ -83,6 +84,10 @@ std::vector<RankResult> RunRanks(int world, data::DataSource* data, const Traine
       result.losses = (*trainer)->step_losses();
       result.values = ArenaValues(**trainer);
       result.validation_loss = (*trainer)->status().validation_loss;
+      int64_t next = 0;
+      for (const MetricPoint& point : (*trainer)->MetricsSince(0, &next)) {
+        if (point.tag == "dist/embedding_rows_reduced") result.embedding_rows.push_back(point.value);
+      }
     });
   }
   for (std::thread& t : threads) t.join();
@@ -188,6 +193,13 @@ TEST(DataParallelTest, SparseEmbeddingReductionAndShardedOptimizerChangeNoBit) {
   for (const auto* run : {&dense, &sparse, &sharded}) {
     ASSERT_TRUE((*run)[0].status.ok()) << (*run)[0].status;
     ASSERT_TRUE((*run)[1].status.ok()) << (*run)[1].status;
+  }
+  // The sparse runs reduced a subset of the vocabulary's rows every step.
+  EXPECT_TRUE(dense[0].embedding_rows.empty());
+  ASSERT_EQ(sparse[0].embedding_rows.size(), 6u);
+  for (double rows : sparse[0].embedding_rows) {
+    EXPECT_GT(rows, 0);
+    EXPECT_LT(rows, kTestVocab);
   }
   // Sums of two ranks do not depend on the order: the same bits throughout.
   EXPECT_EQ(sparse[0].losses, dense[0].losses);

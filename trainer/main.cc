@@ -286,7 +286,7 @@ int Main(StopSignals* signals) {
                 "documents\nrun directory: %s\n",
                 o.model.name, o.model.NumParameters() / 1e6, o.model.layers, o.model.hidden,
                 o.model.vocab_size, AttentionDescription(o.model), LossFlagValue(run.loss()),
-                run.steps(), run.batch() * run.accumulation(), run.seq_len(),
+                run.steps(), run.batch() * run.accumulation() * dist_env->world_size, run.seq_len(),
                 stats->train().documents(), stats->train().tokens(),
                 stats->validation().documents(), run.out_dir());
     absl::FPrintF(stderr, "%s\n", chosen);

@@ -23,12 +23,7 @@ for arg in "$@"; do
     *) echo "data_parallel_check.sh: unknown argument ${arg}" >&2; exit 2 ;;
   esac
 done
-out="${OUT:-$PWD/device-out}"
-mkdir -p "${out}"
-pkg="$(mktemp -d -t maximus-dp.XXXXXX)"
-trap 'rm -rf "${pkg}"' EXIT
-tar -C "${pkg}" -xf "${MAXIMUS_DEVICE_ARCHIVE:-.device/maximus-device.tar.gz}"
-gunzip -c .device/gemma3_tokenizer.json.gz > "${pkg}/tokenizer.json"
+source tools/device/unpack.sh dp
 main="${pkg}/bin/trainer/main"
 gpus=$(nvidia-smi -L | wc -l)
 if ((gpus >= 2)); then

@@ -13,12 +13,7 @@
 # $OUT/quality.txt.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-out="${OUT:-$PWD/device-out}"
-mkdir -p "${out}"
-pkg="$(mktemp -d -t maximus-quality.XXXXXX)"
-trap 'rm -rf "${pkg}"' EXIT
-tar -C "${pkg}" -xf "${MAXIMUS_DEVICE_ARCHIVE:-.device/maximus-device.tar.gz}"
-gunzip -c .device/gemma3_tokenizer.json.gz > "${pkg}/tokenizer.json"
+source tools/device/unpack.sh quality
 mkdir -p "${pkg}/corpus"
 tar -C "${pkg}/corpus" -xf .device/corpus.tar.xz
 paths="$(ls -d "${pkg}"/corpus/* | paste -sd, -)"

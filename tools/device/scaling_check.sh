@@ -26,12 +26,7 @@ if [[ -z "${ranks}" ]]; then
   ranks=1
   for n in 2 4 8; do ((n <= gpus)) && ranks+=",${n}"; done
 fi
-out="${OUT:-$PWD/device-out}"
-mkdir -p "${out}"
-pkg="$(mktemp -d -t maximus-scaling.XXXXXX)"
-trap 'rm -rf "${pkg}"' EXIT
-tar -C "${pkg}" -xf "${MAXIMUS_DEVICE_ARCHIVE:-.device/maximus-device.tar.gz}"
-gunzip -c .device/gemma3_tokenizer.json.gz > "${pkg}/tokenizer.json"
+source tools/device/unpack.sh scaling
 main="${pkg}/bin/trainer/main"
 common=(--backend=cuda --preset=270m --batch=8 --seq_len=2048 --steps="${steps}" --warmup=5
   --tokenizer="${pkg}/tokenizer.json" --data="${pkg}/store" --ingest="${PWD}/data/austen"

@@ -23,12 +23,7 @@ while (($#)); do
   esac
   shift
 done
-out="${OUT:-$PWD/device-out}"
-mkdir -p "${out}"
-pkg="$(mktemp -d -t maximus-train.XXXXXX)"
-trap 'rm -rf "${pkg}"' EXIT
-tar -C "${pkg}" -xf "${MAXIMUS_DEVICE_ARCHIVE:-.device/maximus-device.tar.gz}"
-gunzip -c .device/gemma3_tokenizer.json.gz > "${pkg}/tokenizer.json"
+source tools/device/unpack.sh train
 common=(--tokenizer="${pkg}/tokenizer.json" --ingest="${PWD}/data/austen" --steps="${steps}"
         --eval_interval=50 --log_interval=50 --checkpoint_interval=0)
 

@@ -24,7 +24,7 @@ done
 gpus=$(nvidia-smi -L | wc -l)
 if [[ -z "${ranks}" ]]; then
   ranks=1
-  for n in 2 4 8; do ((n <= gpus)) && ranks+=",${n}"; done
+  for n in 2 4 8; do if ((n <= gpus)); then ranks+=",${n}"; fi; done
 fi
 source tools/device/unpack.sh scaling
 main="${pkg}/bin/trainer/main"

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_select.cuh>
 
 #include "absl/strings/str_cat.h"
@@ -34,6 +35,11 @@ constexpr int kSmallKScanShared =
 constexpr int kRowThreads = 256;
 constexpr int kStats = 4;  // Per token: t, t_low, ||h||², ||h_low||².
 constexpr int kCoefs = 6;  // Per token: dz_t, dz_t_low, dz_g, dz_g_low, loss, loss_low.
+constexpr int kNormThreads = 256;
+// The targets' dW sums: sorted tokens per chunk, and columns (threads) per block.
+constexpr int kTargetChunk = 32;
+constexpr int kTargetColumns = 128;
+static_assert(kTargetColumns >= kTargetChunk, "a thread stages each token of a chunk");
 
 __device__ __forceinline__ float Bf(const __nv_bfloat16 x) { return __bfloat162float(x); }
 
@@ -55,9 +61,10 @@ __device__ __forceinline__ void WarpBest(float& s, int32_t& id) {
   }
 }
 
-// sums[0] += ||w_v||², sums[1] += ||w_v[:low]||² over all rows; a warp per row.
+// Per block b: partials[b] = sum ||w_v||², partials[gridDim.x + b] = sum
+// ||w_v[:low]||² over the block's rows; a warp per row.
 __global__ void WeightNormsKernel(const __nv_bfloat16* __restrict__ w, int64_t vocab, int64_t d,
-                                  int64_t low, double* __restrict__ sums) {
+                                  int64_t low, double* __restrict__ partials) {
   __shared__ double scratch[32];
   const int lane = threadIdx.x % 32;
   const int64_t warp = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32;
@@ -92,8 +99,26 @@ __global__ void WeightNormsKernel(const __nv_bfloat16* __restrict__ w, int64_t v
   const double block_full = BlockSum(static_cast<double>(full), scratch);
   const double block_low = BlockSum(static_cast<double>(part), scratch);
   if (threadIdx.x == 0) {
-    atomicAdd(&sums[0], block_full);
-    atomicAdd(&sums[1], block_low);
+    partials[blockIdx.x] = block_full;
+    partials[gridDim.x + blockIdx.x] = block_low;
+  }
+}
+
+// sums = the blocks' partials of WeightNormsKernel, added in a fixed order
+// (atomics would add them in the order the blocks finish).
+__global__ void SumNormPartialsKernel(const double* __restrict__ partials, int64_t blocks,
+                                      double* __restrict__ sums) {
+  __shared__ double scratch[32];
+  double full = 0.0, low = 0.0;
+  for (int64_t b = threadIdx.x; b < blocks; b += blockDim.x) {
+    full += partials[b];
+    low += partials[blocks + b];
+  }
+  full = BlockSum(full, scratch);
+  low = BlockSum(low, scratch);
+  if (threadIdx.x == 0) {
+    sums[0] = full;
+    sums[1] = low;
   }
 }
 
@@ -631,20 +656,147 @@ __global__ void ScatterCandidateGradKernel(const float* __restrict__ candidate_g
   }
 }
 
-// Sparse dW rows: each unmasked token adds dz_t h_i (and dz_t_low h_i[:low])
-// to its target's row.
-__global__ void AddTargetGradKernel(SoftmaxParams p, const __nv_bfloat16* __restrict__ h,
-                                    const int32_t* __restrict__ targets,
-                                    const float* __restrict__ coefs,
-                                    const int32_t* __restrict__ row_of, float* __restrict__ rows) {
-  const int64_t i = blockIdx.x;
-  const float* coef = coefs + i * kCoefs;
-  if (coef[0] == 0.0f && coef[1] == 0.0f) return;
-  float* out = rows + int64_t{row_of[targets[i]]} * p.d;
-  const __nv_bfloat16* hi = h + i * p.d;
-  for (int64_t j = threadIdx.x; j < p.d; j += blockDim.x) {
-    atomicAdd(&out[j], (coef[0] + (j < p.low ? coef[1] : 0.0f)) * Bf(hi[j]));
+// Sort keys for the targets' dW: an unmasked token's target, or `vocab` (sorted
+// last, never summed) for the rest; the values are the token indices.
+__global__ void TargetKeysKernel(const int32_t* __restrict__ targets,
+                                 const uint8_t* __restrict__ mask, int64_t tokens, int64_t vocab,
+                                 int32_t* __restrict__ keys, int32_t* __restrict__ token_ids) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < tokens;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int32_t y = targets[i];
+    const bool on = (mask == nullptr || mask[i] != 0) && y >= 0 && y < vocab;
+    keys[i] = on ? y : static_cast<int32_t>(vocab);
+    token_ids[i] = static_cast<int32_t>(i);
   }
+}
+
+// Where SumTargetChunksKernel puts the sum of a piece (the tokens of one
+// target within one chunk).
+enum TargetFlush : int8_t {
+  kNoFlush = 0,
+  kFlushToRow,           // The whole run: added to its dW row.
+  kFlushToContinuation,  // Continues a run begun in an earlier chunk: partials[chunk].
+  kFlushToHead,          // Begins a run that goes on past the chunk: partials[chunks + chunk].
+};
+
+// Sparse dW rows, first half of the targets' terms dz_t h_i + dz_t_low
+// h_i[:low]. Block (x, y): sorted tokens [32x, 32x + 32) (equal targets
+// adjacent, in token order), columns [128y, 128y + 128). Each piece is summed
+// in token order; a run within the chunk goes straight to its row, the ends
+// of longer runs go to `partials` for AddTargetRunsKernel. Every row has one
+// writer, and every sum a fixed order, so dW is the same bits on every run.
+__global__ void __launch_bounds__(kTargetColumns)
+    SumTargetChunksKernel(SoftmaxParams p, const __nv_bfloat16* __restrict__ h,
+                          const int32_t* __restrict__ keys, const int32_t* __restrict__ token_ids,
+                          const float* __restrict__ coefs, const int32_t* __restrict__ row_of,
+                          float* __restrict__ partials, float* __restrict__ rows) {
+  __shared__ int32_t s_token[kTargetChunk];
+  __shared__ int32_t s_row[kTargetChunk];
+  __shared__ float s_coef[kTargetChunk][2];
+  __shared__ int8_t s_use[kTargetChunk];
+  __shared__ int8_t s_flush[kTargetChunk];
+  const int64_t n = p.tokens, chunk = blockIdx.x, chunks = gridDim.x;
+  const int64_t p0 = chunk * kTargetChunk;
+  const int count = static_cast<int>(min(n - p0, int64_t{kTargetChunk}));
+  const int32_t first = keys[p0];
+  if (first >= p.vocab) return;  // Masked tokens only (they sort last).
+  if (threadIdx.x < kTargetChunk) {
+    const int t = threadIdx.x;
+    int32_t token = 0, row = 0;
+    float c0 = 0.0f, c1 = 0.0f;
+    bool use = false;
+    TargetFlush flush = kNoFlush;
+    if (t < count) {
+      const int64_t q = p0 + t;
+      const int32_t key = keys[q];
+      const bool on = key < p.vocab;
+      token = token_ids[q];
+      c0 = coefs[int64_t{token} * kCoefs];
+      c1 = coefs[int64_t{token} * kCoefs + 1];
+      // Tokens whose coefficients are both zero add nothing.
+      use = on && !(c0 == 0.0f && c1 == 0.0f);
+      const bool next_same = q + 1 < n && keys[q + 1] == key;
+      if (on && (t == count - 1 || !next_same)) {  // The last token of its piece.
+        if (key == first && p0 > 0 && keys[p0 - 1] == key) {
+          flush = kFlushToContinuation;
+        } else if (next_same) {  // Only past the chunk's end.
+          flush = kFlushToHead;
+        } else {
+          flush = kFlushToRow;
+          row = row_of[key];
+        }
+      }
+    }
+    s_token[t] = token;
+    s_row[t] = row;
+    s_coef[t][0] = c0;
+    s_coef[t][1] = c1;
+    s_use[t] = use;
+    s_flush[t] = flush;
+  }
+  __syncthreads();
+  const int64_t j = blockIdx.y * int64_t{kTargetColumns} + threadIdx.x;
+  if (j >= p.d) return;
+  // All the chunk's values first, so that the loads overlap.
+  float x[kTargetChunk];
+#pragma unroll
+  for (int t = 0; t < kTargetChunk; ++t) {
+    x[t] = s_use[t] ? Bf(h[int64_t{s_token[t]} * p.d + j]) : 0.0f;
+  }
+  const bool in_low = j < p.low;
+  float acc = 0.0f;
+#pragma unroll
+  for (int t = 0; t < kTargetChunk; ++t) {
+    if (s_use[t]) acc += (s_coef[t][0] + (in_low ? s_coef[t][1] : 0.0f)) * x[t];
+    switch (s_flush[t]) {
+      case kFlushToRow:
+        rows[int64_t{s_row[t]} * p.d + j] += acc;
+        acc = 0.0f;
+        break;
+      case kFlushToContinuation:
+        partials[chunk * p.d + j] = acc;
+        acc = 0.0f;
+        break;
+      case kFlushToHead:
+        partials[(chunks + chunk) * p.d + j] = acc;
+        acc = 0.0f;
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+// Second half: each run longer than its first chunk is summed by the block of
+// the chunk it begins in, its head partial then its continuations in chunk
+// order, and added to its row.
+__global__ void __launch_bounds__(kTargetColumns)
+    AddTargetRunsKernel(SoftmaxParams p, const int32_t* __restrict__ keys,
+                        const int32_t* __restrict__ row_of, const float* __restrict__ partials,
+                        float* __restrict__ rows) {
+  const int64_t n = p.tokens, chunk = blockIdx.x, chunks = gridDim.x;
+  const int64_t p0 = chunk * kTargetChunk;
+  const int64_t p1 = min(n, p0 + kTargetChunk);
+  if (p1 >= n) return;
+  const int32_t key = keys[p1 - 1];
+  if (key >= p.vocab || keys[p1] != key) return;  // No run goes on past the chunk.
+  if (p0 > 0 && keys[p0 - 1] == key) return;      // The run began earlier.
+  // The run's last sorted position (keys are sorted).
+  int64_t lo = p1, hi = n - 1;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi + 1) / 2;
+    if (keys[mid] == key) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
+    }
+  }
+  const int64_t last_chunk = lo / kTargetChunk;
+  const int64_t j = blockIdx.y * int64_t{kTargetColumns} + threadIdx.x;
+  if (j >= p.d) return;
+  float acc = partials[(chunks + chunk) * p.d + j];
+  for (int64_t c = chunk + 1; c <= last_chunk; ++c) acc += partials[c * p.d + j];
+  rows[int64_t{row_of[key]} * p.d + j] += acc;
 }
 
 // loss[0..2] = (main + alpha aux, main, aux) means over unmasked tokens.
@@ -669,6 +821,19 @@ __global__ void MaxisLossKernel(const float* __restrict__ coefs, int64_t tokens,
 int GridFor(int64_t work, int threads) {
   return static_cast<int>(std::clamp<int64_t>((work + threads - 1) / threads, 1, 65536));
 }
+
+// WeightNormsKernel's grid: a warp per row, up to 65536 blocks. Fixed by V, so
+// the partials and their sum are too.
+int NormBlocks(int64_t vocab) { return GridFor(vocab * 32, kNormThreads); }
+
+// Bits of the targets' sort keys, which lie in [0, V].
+int TargetKeyBits(int64_t vocab) {
+  int bits = 1;
+  while ((int64_t{1} << bits) <= vocab) ++bits;
+  return bits;
+}
+
+int64_t TargetChunks(int64_t tokens) { return (tokens + kTargetChunk - 1) / kTargetChunk; }
 
 }  // namespace
 
@@ -715,7 +880,7 @@ absl::StatusOr<MaxisCuda> MaxisCuda::Create(const LinearHeadShape& shape,
   }
   m.side_stream_ = *std::move(side);
   m.start_event_ = *std::move(start);
-  m.norms_done_ = *std::move(done);
+  m.side_done_ = *std::move(done);
   const int64_t n = shape.tokens, d = shape.hidden, v = shape.vocab;
   const int64_t cmax = m.max_candidates();
   const int64_t cmax_padded = PaddedCandidates(cmax);
@@ -724,9 +889,15 @@ absl::StatusOr<MaxisCuda> MaxisCuda::Create(const LinearHeadShape& shape,
   MAXIMUS_CUDA_RETURN_IF_ERROR(cub::DeviceSelect::Flagged(
       nullptr, select_bytes, ids, static_cast<const uint8_t*>(nullptr),
       static_cast<int32_t*>(nullptr), static_cast<int32_t*>(nullptr), static_cast<int>(v)));
+  size_t sort_bytes = 0;
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cub::DeviceRadixSort::SortPairs(
+      nullptr, sort_bytes, static_cast<const int32_t*>(nullptr), static_cast<int32_t*>(nullptr),
+      static_cast<const int32_t*>(nullptr), static_cast<int32_t*>(nullptr), static_cast<int>(n), 0,
+      TargetKeyBits(v)));
 
 #define MAXIMUS_ALLOCATE(field, type, count) \
   MAXIMUS_ASSIGN_OR_RETURN(m.field, DeviceBuffer<type>::Allocate(count))
+  MAXIMUS_ALLOCATE(norm_partials_, double, 2 * NormBlocks(v));
   MAXIMUS_ALLOCATE(norm_sums_, double, 2);
   MAXIMUS_ALLOCATE(tile_scores_, float, m.scouts_* m.scan_entries_);
   MAXIMUS_ALLOCATE(tile_ids_, int32_t, m.scouts_ * m.scan_entries_);
@@ -747,17 +918,22 @@ absl::StatusOr<MaxisCuda> MaxisCuda::Create(const LinearHeadShape& shape,
   MAXIMUS_ALLOCATE(row_coefs_, float, n* kCoefs);
   MAXIMUS_ALLOCATE(candidate_grad_, float, cmax_padded* d);
   MAXIMUS_ALLOCATE(mask_count_, float, 1);
+  MAXIMUS_ALLOCATE(target_keys_, int32_t, 2 * n);
+  MAXIMUS_ALLOCATE(target_tokens_, int32_t, 2 * n);
+  MAXIMUS_ALLOCATE(sort_temp_, uint8_t, sort_bytes);
+  MAXIMUS_ALLOCATE(target_partials_, float, 2 * TargetChunks(n) * d);
 #undef MAXIMUS_ALLOCATE
   return m;
 }
 
 int64_t MaxisCuda::workspace_bytes() const {
-  return norm_sums_.bytes() + tile_scores_.bytes() + tile_ids_.bytes() + scout_picks_.bytes() +
-         candidate_flags_.bytes() + row_flags_.bytes() + candidates_.bytes() + grad_ids_.bytes() +
-         row_of_.bytes() + counts_.bytes() + select_temp_.bytes() + candidate_weight_.bytes() +
-         row_stats_.bytes() + logits_.bytes() + logits_low_.bytes() + grad_logits_.bytes() +
-         grad_logits_low_.bytes() + row_coefs_.bytes() + candidate_grad_.bytes() +
-         mask_count_.bytes();
+  return norm_partials_.bytes() + norm_sums_.bytes() + tile_scores_.bytes() + tile_ids_.bytes() +
+         scout_picks_.bytes() + candidate_flags_.bytes() + row_flags_.bytes() +
+         candidates_.bytes() + grad_ids_.bytes() + row_of_.bytes() + counts_.bytes() +
+         select_temp_.bytes() + candidate_weight_.bytes() + row_stats_.bytes() + logits_.bytes() +
+         logits_low_.bytes() + grad_logits_.bytes() + grad_logits_low_.bytes() +
+         row_coefs_.bytes() + candidate_grad_.bytes() + mask_count_.bytes() + target_keys_.bytes() +
+         target_tokens_.bytes() + sort_temp_.bytes() + target_partials_.bytes();
 }
 
 absl::StatusOr<MaxisCuda::Counts> MaxisCuda::Run(const LinearHeadDeviceInputs& in,
@@ -775,15 +951,38 @@ absl::StatusOr<MaxisCuda::Counts> MaxisCuda::Run(const LinearHeadDeviceInputs& i
   const int64_t low = config_.low_dim;
   const auto* h = reinterpret_cast<const __nv_bfloat16*>(in.hidden);
   const auto* w = reinterpret_cast<const __nv_bfloat16*>(in.weight);
+  const bool want_dh = out.grad_hidden != nullptr;
+  const bool want_dw = out.grad_weight_rows != nullptr;
 
-  // 1. Mean squared row norms of W, on the side stream.
+  // 1. Mean squared row norms of W and, for dW, the tokens sorted by target,
+  // on the side stream.
   cudaStream_t side = side_stream_.get();
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaEventRecord(start_event_.get(), stream));
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(side, start_event_.get(), 0));
-  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(norm_sums_.data(), 0, norm_sums_.bytes(), side));
-  WeightNormsKernel<<<GridFor(v * 32, 256), 256, 0, side>>>(w, v, d, low, norm_sums_.data());
+  const int norm_blocks = NormBlocks(v);
+  WeightNormsKernel<<<norm_blocks, kNormThreads, 0, side>>>(w, v, d, low, norm_partials_.data());
+  SumNormPartialsKernel<<<1, 1024, 0, side>>>(norm_partials_.data(), norm_blocks,
+                                              norm_sums_.data());
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
-  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaEventRecord(norms_done_.get(), side));
+  int32_t* sorted_keys = target_keys_.data() + n;
+  int32_t* sorted_tokens = target_tokens_.data() + n;
+  if (want_dw) {
+    // A stable sort: equal targets keep token order, so their dW sums do too.
+    TargetKeysKernel<<<GridFor(n, 256), 256, 0, side>>>(in.targets, in.loss_mask, n, v,
+                                                        target_keys_.data(), target_tokens_.data());
+    MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    size_t sort_bytes = sort_temp_.size();
+    MAXIMUS_CUDA_RETURN_IF_ERROR(cub::DeviceRadixSort::SortPairs(
+        sort_temp_.data(), sort_bytes, target_keys_.data(), sorted_keys, target_tokens_.data(),
+        sorted_tokens, static_cast<int>(n), 0, TargetKeyBits(v), side));
+  }
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaEventRecord(side_done_.get(), side));
+  // The input errors below first make `stream` wait for the side stream,
+  // whose reads of the inputs may still be running.
+  auto join_side = [&](absl::Status status) {
+    cudaStreamWaitEvent(stream, side_done_.get(), 0);
+    return status;
+  };
 
   // 2. Scout scan with per-tile top-k, then a per-scout merge.
   if (scan_segments_ > 0) {
@@ -832,15 +1031,15 @@ absl::StatusOr<MaxisCuda::Counts> MaxisCuda::Run(const LinearHeadDeviceInputs& i
       cudaMemcpyAsync(counts, counts_.data(), sizeof(counts), cudaMemcpyDeviceToHost, stream));
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   if (counts[2] != INT_MAX) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("targets[", counts[2], "] is outside [0, ", v, ")"));
+    return join_side(absl::InvalidArgumentError(
+        absl::StrCat("targets[", counts[2], "] is outside [0, ", v, ")")));
   }
   const int64_t c_count = counts[0];
   const int64_t pitch = PaddedCandidates(c_count);
   Counts result{c_count, counts[1]};
   if (config_.use_ghost && v - c_count - 1 < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the ghost logit needs V - |C| - 1 >= 1; V = ", v, ", |C| = ", c_count));
+    return join_side(absl::InvalidArgumentError(
+        absl::StrCat("the ghost logit needs V - |C| - 1 >= 1; V = ", v, ", |C| = ", c_count)));
   }
 
   // 4. Candidate logits and the two softmaxes.
@@ -867,8 +1066,6 @@ absl::StatusOr<MaxisCuda::Counts> MaxisCuda::Run(const LinearHeadDeviceInputs& i
   low_dims.ldc = pitch;
   MAXIMUS_RETURN_IF_ERROR(GemmCuda(handle_.get(), low_dims, DType::kBFloat16, DType::kFloat32, 1.0f,
                                    in.hidden, candidate_weight_.data(), 0.0f, logits_low_.data()));
-  const bool want_dh = out.grad_hidden != nullptr;
-  const bool want_dw = out.grad_weight_rows != nullptr;
   SoftmaxParams params{
       n,
       v,
@@ -882,7 +1079,7 @@ absl::StatusOr<MaxisCuda::Counts> MaxisCuda::Run(const LinearHeadDeviceInputs& i
       want_dh || want_dw};
   auto* grad = reinterpret_cast<__nv_bfloat16*>(grad_logits_.data());
   auto* grad_low = reinterpret_cast<__nv_bfloat16*>(grad_logits_low_.data());
-  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, norms_done_.get(), 0));
+  MAXIMUS_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, side_done_.get(), 0));
   SoftmaxKernel<<<n, kRowThreads, 0, stream>>>(
       params, logits_.data(), logits_low_.data(), candidates_.data(), in.targets, in.loss_mask,
       row_stats_.data(), norm_sums_.data(), mask_count_.data(), grad, grad_low, row_coefs_.data());
@@ -923,8 +1120,14 @@ absl::StatusOr<MaxisCuda::Counts> MaxisCuda::Run(const LinearHeadDeviceInputs& i
     ScatterCandidateGradKernel<<<GridFor(c_count * d, 256), 256, 0, stream>>>(
         candidate_grad_.data(), candidates_.data(), c_count, d, row_of_.data(),
         out.grad_weight_rows);
-    AddTargetGradKernel<<<n, 256, 0, stream>>>(params, h, in.targets, row_coefs_.data(),
-                                               row_of_.data(), out.grad_weight_rows);
+    MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
+    const dim3 grid(static_cast<unsigned>(TargetChunks(n)),
+                    static_cast<unsigned>((d + kTargetColumns - 1) / kTargetColumns));
+    SumTargetChunksKernel<<<grid, kTargetColumns, 0, stream>>>(
+        params, h, sorted_keys, sorted_tokens, row_coefs_.data(), row_of_.data(),
+        target_partials_.data(), out.grad_weight_rows);
+    AddTargetRunsKernel<<<grid, kTargetColumns, 0, stream>>>(
+        params, sorted_keys, row_of_.data(), target_partials_.data(), out.grad_weight_rows);
     MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   }
   return result;

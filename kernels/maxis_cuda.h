@@ -1,7 +1,8 @@
 // The MAXIS loss of maxis.h on the GPU: bf16 inputs, fp32 accumulation,
 // forward and backward in one call. Steps, each a kernel or a cuBLAS GEMM:
 //   1. E[||w||²] and E[||w[:d_low]||²] in one pass over W, on a side stream
-//      that overlaps the scan (the pass is memory-bound, the scan is not).
+//      that overlaps the scan (the pass is memory-bound, the scan is not);
+//      there too, for dW, the tokens stably sorted by target.
 //   2. Scout scan: every scout's d_low-dim scores against every vocabulary
 //      row on the tensor cores (WMMA), 128 rows per tile into shared memory,
 //      each scout's running top-k kept in registers (k <= 8; larger k keeps a
@@ -14,6 +15,8 @@
 //      ghosts and writes the bf16 logit gradients.
 //   5. Backward GEMMs for dH and the candidates' dW rows; the targets' and
 //      ghosts' terms are added per row; dW leaves as sorted unique ids + rows.
+// No atomics add floats: every sum has a fixed order, so a Run gives the same
+// bits each time for the same inputs.
 
 #ifndef MAXIMUS_KERNELS_MAXIS_CUDA_H_
 #define MAXIMUS_KERNELS_MAXIS_CUDA_H_
@@ -78,7 +81,7 @@ class MaxisCuda {
   // Step 1 (memory-bound) runs on side_stream_ beside step 2 (the scan).
   CudaStream side_stream_;
   CudaEvent start_event_;
-  CudaEvent norms_done_;
+  CudaEvent side_done_;
   int64_t scouts_ = 0;
   int64_t picks_per_scout_ = 0;  // k
   int64_t vocab_tiles_ = 0;
@@ -88,6 +91,7 @@ class MaxisCuda {
   int64_t picks_per_entry_group_ = 0;
   int64_t scan_entries_ = 0;
 
+  DeviceBuffer<double> norm_partials_;       // 2 x norm blocks: per block, as norm_sums_
   DeviceBuffer<double> norm_sums_;           // [sum ||w||², sum ||w[:dl]||²]
   DeviceBuffer<float> tile_scores_;          // scouts x scan_entries_
   DeviceBuffer<int32_t> tile_ids_;           // scouts x scan_entries_
@@ -108,6 +112,12 @@ class MaxisCuda {
   DeviceBuffer<float> row_coefs_;       // N x 6: dz_t, dz_t_low, dz_g, dz_g_low, loss, loss_low
   DeviceBuffer<float> candidate_grad_;  // max_candidates x d
   DeviceBuffer<float> mask_count_;      // [M]
+  // The targets' dW: tokens sorted by target (stable), and the sums of runs
+  // that cross chunks of the sorted order.
+  DeviceBuffer<int32_t> target_keys_;    // 2 x N: keys, then sorted keys
+  DeviceBuffer<int32_t> target_tokens_;  // 2 x N: token indices, then sorted by key
+  DeviceBuffer<uint8_t> sort_temp_;      // CUB scratch of the sort
+  DeviceBuffer<float> target_partials_;  // 2 x chunks x d
 };
 
 }  // namespace maximus::kernels

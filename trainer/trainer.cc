@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <set>
 #include <utility>
@@ -381,11 +382,13 @@ absl::Status Trainer::CheckReplicas() {
   std::vector<float> values(arena.size());
   backend_->CopyToHost(arena.values().data(), arena.size(), values.data());
   MAXIMUS_RETURN_IF_ERROR(backend_->Synchronize());
-  // FNV-1a over the bits.
+  // FNV-1a over the bits, a 32-bit word at a time (the same on every rank,
+  // unlike absl's per-process seeded hash).
   uint64_t hash = 1469598103934665603ull;
-  const unsigned char* bytes = reinterpret_cast<const unsigned char*>(values.data());
-  for (size_t i = 0; i < values.size() * sizeof(float); ++i) {
-    hash = (hash ^ bytes[i]) * 1099511628211ull;
+  for (const float value : values) {
+    uint32_t bits;
+    std::memcpy(&bits, &value, sizeof(bits));
+    hash = (hash ^ bits) * 1099511628211ull;
   }
   MAXIMUS_ASSIGN_OR_RETURN(const std::vector<uint64_t> hashes, comm_->AllGatherHost(hash));
   for (int r = 1; r < world_; ++r) {

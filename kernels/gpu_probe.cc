@@ -16,8 +16,9 @@ namespace {
 // The oldest architecture this build has machine code or PTX for (sm_90).
 constexpr int kMinComputeCapabilityMajor = 9;
 
-// Describes `device` and makes it current; `count` devices are visible.
-absl::StatusOr<GpuInfo> Describe(int device, int count) {
+// Describes `device`, and makes it current with its context created when
+// `use`; `count` devices are visible.
+absl::StatusOr<GpuInfo> Describe(int device, int count, bool use) {
   if (device < 0 || device >= count) {
     const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -42,6 +43,7 @@ absl::StatusOr<GpuInfo> Describe(int device, int count) {
         "%s has compute capability %d.%d; Maximus's kernels need %d.0 or newer", info.name,
         info.compute_capability_major, info.compute_capability_minor, kMinComputeCapabilityMajor));
   }
+  if (!use) return info;
   // A context is created here, so later timings do not include it.
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaSetDevice(info.device));
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaFree(nullptr));
@@ -56,7 +58,8 @@ absl::StatusOr<GpuInfo> ProbeOnce() {
   int count = 0;
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetDeviceCount(&count));
   if (count == 0) return absl::UnavailableError("no CUDA device found");
-  return Describe(0, count);
+  // No context: a rank of a multi-GPU run must not leave one on device 0.
+  return Describe(0, count, /*use=*/false);
 }
 
 }  // namespace
@@ -77,7 +80,7 @@ absl::StatusOr<GpuInfo> ProbeGpu() {
 absl::StatusOr<GpuInfo> UseGpu(int device) {
   int count = 0;
   MAXIMUS_CUDA_RETURN_IF_ERROR(cudaGetDeviceCount(&count));
-  return Describe(device, count);
+  return Describe(device, count, /*use=*/true);
 }
 
 }  // namespace maximus::kernels

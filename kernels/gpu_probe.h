@@ -26,15 +26,16 @@ struct GpuInfo {
   std::string ToString() const;
 };
 
-// Probes device 0 on the first call and caches the answer. UNAVAILABLE with
-// the reason when no GPU can be used: no driver, no device, a device older
-// than the sm_90 code this build contains, or MAXIMUS_DISABLE_GPU=1 set in
-// the environment.
+// Probes device 0 (creating no context) on the first call and caches the
+// answer. UNAVAILABLE with the reason when no GPU can be used: no driver, no
+// device, a device older than the sm_90 code this build contains, or
+// MAXIMUS_DISABLE_GPU=1 set in the environment.
 absl::StatusOr<GpuInfo> ProbeGpu();
 
 // Makes device `device` the calling thread's current one (its context
 // created) and describes it, for a process that drives one of several GPUs.
-// Call ProbeGpu() first (its first call selects device 0). INVALID_ARGUMENT
+// ProbeGpu() creates no context, so only this device gets one (each rank of
+// a multi-GPU run would otherwise hold one on device 0). INVALID_ARGUMENT
 // naming how many devices are visible when there is no such device;
 // UNAVAILABLE for one older than sm_90.
 absl::StatusOr<GpuInfo> UseGpu(int device);

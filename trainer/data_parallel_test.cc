@@ -67,6 +67,7 @@ std::vector<RankResult> RunRanks(int world, data::DataSource* data, const Traine
         client = *std::move(connected);
         dist::GlooOptions gloo;
         gloo.timeout = timeout;
+        gloo.connect_timeout = timeout;
         auto made = dist::MakeGlooCommunicator(r, world, client.get(), gloo);
         if (!made.ok()) {
           result.status = made.status();
@@ -252,6 +253,7 @@ TEST(DataParallelTest, ARankThatNeverArrivesFailsTheOthersWithinTheTimeout) {
   ASSERT_TRUE(client.ok()) << client.status();
   dist::GlooOptions gloo;
   gloo.timeout = absl::Seconds(2);
+  gloo.connect_timeout = absl::Seconds(2);
   const absl::Time start = absl::Now();
   auto made = dist::MakeGlooCommunicator(0, 2, client->get(), gloo);
   EXPECT_FALSE(made.ok());

@@ -104,8 +104,11 @@ ABSL_FLAG(double, sparse_embedding_fraction, 0.5,
           "Data-parallel runs: reduce only the embedding rows the ranks touched (MAXIS) while they "
           "are at most this share of the vocabulary (0: always the whole table)");
 ABSL_FLAG(absl::Duration, collective_timeout, absl::Minutes(5),
-          "Data-parallel runs: a rank that waits this long for the others (connecting, or in any "
-          "collective) fails the run instead of hanging");
+          "Data-parallel runs: a rank that waits this long for the others in any collective fails "
+          "the run instead of hanging");
+ABSL_FLAG(absl::Duration, rendezvous_timeout, absl::Minutes(30),
+          "Data-parallel runs: how long a rank waits for the others to start and connect, and "
+          "for rank 0 to prepare an embedded store (at most 30m)");
 ABSL_FLAG(int, device, -1,
           "The GPU of --backend=cuda: -1 (default) takes LOCAL_RANK (0 for a single process); "
           "several ranks may share one with --communicator=gloo");
@@ -206,6 +209,10 @@ int Main(StopSignals* signals) {
   if (absl::GetFlag(FLAGS_collective_timeout) <= absl::ZeroDuration()) {
     return Usage("--collective_timeout must be positive");
   }
+  const absl::Duration rendezvous_timeout = absl::GetFlag(FLAGS_rendezvous_timeout);
+  if (rendezvous_timeout <= absl::ZeroDuration() || rendezvous_timeout > absl::Minutes(30)) {
+    return Usage("--rendezvous_timeout must be in (0, 30m]");
+  }
   o.quiet = !leader;
   std::string chosen;
   const int device = absl::GetFlag(FLAGS_device);
@@ -215,6 +222,7 @@ int Main(StopSignals* signals) {
   if (!backend.ok()) return Fail(backend.status());
   dist::ProcessGroupOptions group_options;
   group_options.timeout = absl::GetFlag(FLAGS_collective_timeout);
+  group_options.connect_timeout = rendezvous_timeout;
   group_options.gloo_hostname = absl::GetFlag(FLAGS_gloo_hostname);
   group_options.communicator = absl::GetFlag(FLAGS_communicator);
   absl::StatusOr<std::unique_ptr<dist::ProcessGroup>> group =
@@ -252,7 +260,7 @@ int Main(StopSignals* signals) {
   const bool embedded_store = !IsDataServiceAddress(run.data());
   if (dist_env->distributed() && embedded_store && !leader) {
     absl::StatusOr<std::string> ready =
-        (*group)->store()->Get("data/ready", absl::GetFlag(FLAGS_collective_timeout));
+        (*group)->store()->Get("data/ready", rendezvous_timeout);
     if (!ready.ok()) return Fail(ready.status());
     data_options.read_only = true;
   }

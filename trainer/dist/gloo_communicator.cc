@@ -286,9 +286,13 @@ absl::StatusOr<std::unique_ptr<Communicator>> MakeGlooCommunicator(int rank, int
     attr.hostname = options.hostname;
     std::shared_ptr<gloo::transport::Device> device = gloo::transport::tcp::CreateDevice(attr);
     auto context = std::make_shared<gloo::rendezvous::Context>(rank, world_size);
-    context->setTimeout(std::chrono::milliseconds(absl::ToInt64Milliseconds(options.timeout)));
-    StoreAdapter adapter(store, options.store_prefix, options.timeout);
+    auto milliseconds = [](absl::Duration d) {
+      return std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
+    };
+    context->setTimeout(milliseconds(options.connect_timeout));
+    StoreAdapter adapter(store, options.store_prefix, options.connect_timeout);
     context->connectFullMesh(adapter, device);
+    context->setTimeout(milliseconds(options.timeout));
     return std::unique_ptr<Communicator>(
         new GlooCommunicator(rank, world_size, std::move(context), options.timeout));
   } catch (const std::exception& e) {

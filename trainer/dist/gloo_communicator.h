@@ -23,8 +23,10 @@ struct GlooOptions {
   // The address this rank's transport binds and its peers dial: loopback
   // for a run on one machine, this host's address across machines.
   std::string hostname = "127.0.0.1";
-  // Bound on every collective and on the connection of the ranks.
+  // Bound on every collective.
   absl::Duration timeout = absl::Minutes(5);
+  // Bound on the wait for every rank to connect (ranks may start far apart).
+  absl::Duration connect_timeout = absl::Minutes(30);
   // Keys of the store this communicator uses (distinct per communicator).
   std::string store_prefix = "gloo";
 };

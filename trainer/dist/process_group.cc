@@ -67,10 +67,11 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Join(
     }
     group->server_ = *std::move(server);
   }
-  MAXIMUS_ASSIGN_OR_RETURN(group->client_, RendezvousClient::Connect(address, options.timeout));
+  MAXIMUS_ASSIGN_OR_RETURN(group->client_,
+                           RendezvousClient::Connect(address, options.connect_timeout));
   if (cuda && kind != "gloo") {
     RendezvousClient* store = group->client_.get();
-    const absl::Duration timeout = options.timeout;
+    const absl::Duration timeout = options.connect_timeout;
     auto share_id = [store, rank = env.rank, timeout](const std::string& mine)
         -> absl::StatusOr<std::string> {
       if (rank == 0) MAXIMUS_RETURN_IF_ERROR(store->Set("nccl/unique_id", mine));
@@ -84,6 +85,7 @@ absl::StatusOr<std::unique_ptr<ProcessGroup>> ProcessGroup::Join(
   }
   GlooOptions gloo;
   gloo.timeout = options.timeout;
+  gloo.connect_timeout = options.connect_timeout;
   gloo.hostname = !options.gloo_hostname.empty() ? options.gloo_hostname
                   : IsLoopback(env.master_addr)  ? "127.0.0.1"
                                                  : ThisHost();

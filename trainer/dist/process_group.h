@@ -26,8 +26,10 @@ struct ProcessGroupOptions {
   // either (GPU memory staged through the host, host_staged_communicator.h);
   // "nccl": CUDA only.
   std::string communicator = "auto";
-  // Bound on connecting and on every collective.
+  // Bound on every collective.
   absl::Duration timeout = absl::Minutes(5);
+  // Bound on the wait for rank 0's store and for every rank to connect.
+  absl::Duration connect_timeout = absl::Minutes(30);
   // The address Gloo binds on this host; empty: 127.0.0.1 when MASTER_ADDR
   // is a loopback address, else MASTER_ADDR's view of this host (the host
   // name).

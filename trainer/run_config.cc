@@ -313,8 +313,8 @@ uint64_t ActivationBytes(const RunConfig& c, const ModelConfig& m) {
 }
 
 absl::Status ValidateBatchFitsMemory(const RunConfig& c, const ModelConfig& model,
-                                     uint64_t memory_bytes) {
-  const long double parameters = ModelMemoryBytes(model);
+                                     uint64_t memory_bytes, int optimizer_shards) {
+  const long double parameters = ModelMemoryBytes(model, optimizer_shards);
   const long double activations = ActivationBytes(c, model);
   if (parameters + activations <= memory_bytes) return absl::OkStatus();
   constexpr double kGiB = 1ull << 30;

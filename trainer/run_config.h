@@ -53,9 +53,10 @@ uint64_t ActivationBytes(const RunConfig& config, const ModelConfig& model);
 // (ActivationBytes) need more than `memory_bytes` (the backend's memory). A
 // lower bound: the losses' scratch (exact CE's V x d gradient and its chunk of
 // logits, MAXIS's workspace), the attention state and a GPU's context come on
-// top, so a run that passes can still run out of device memory.
+// top, so a run that passes can still run out of device memory. With
+// optimizer_shards > 1 a rank holds that share of the moments (ZeRO-1).
 absl::Status ValidateBatchFitsMemory(const RunConfig& config, const ModelConfig& model,
-                                     uint64_t memory_bytes);
+                                     uint64_t memory_bytes, int optimizer_shards = 1);
 
 // INVALID_ARGUMENT naming both shapes unless `batch` has row_length
 // seq_len + 1, 1..`batch` rows, rows x row_length tokens and a loss mask that

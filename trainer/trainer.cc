@@ -59,7 +59,7 @@ absl::Status Trainer::Setup() {
     kernels::LinearHeadShape shape{run.batch() * run.seq_len(), o.model.hidden, o.model.vocab_size};
     MAXIMUS_RETURN_IF_ERROR(kernels::ValidateMaxisConfig(shape, loss_.maxis));
   }
-  MAXIMUS_RETURN_IF_ERROR(ValidateBatchFitsMemory(run, o.model, backend_->MemoryBytes()));
+
   if (run.out_dir().empty()) return absl::InvalidArgumentError("--out_dir is required");
   // The data: same tokenizer, and ids that fit the model's vocabulary.
   const data::ShardList& store = data_->info();
@@ -80,6 +80,8 @@ absl::Status Trainer::Setup() {
   }
   rank_ = comm_->rank();
   world_ = comm_->world_size();
+  MAXIMUS_RETURN_IF_ERROR(ValidateBatchFitsMemory(run, o.model, backend_->MemoryBytes(),
+                                                  sharded() ? world_ : 1));
   absl::StatusOr<std::unique_ptr<Model>> model =
       Model::Create(backend_, o.model, sharded() ? world_ : 1, sharded() ? rank_ : 0);
   if (!model.ok()) return model.status();

@@ -91,7 +91,8 @@ Model::~Model() = default;
 absl::StatusOr<std::unique_ptr<Model>> Model::Create(Backend* backend, const ModelConfig& config,
                                                      int optimizer_shards, int optimizer_shard) {
   MAXIMUS_RETURN_IF_ERROR(ValidateModelConfig(config));
-  MAXIMUS_RETURN_IF_ERROR(ValidateModelFitsMemory(config, backend->MemoryBytes()));
+  MAXIMUS_RETURN_IF_ERROR(
+      ValidateModelFitsMemory(config, backend->MemoryBytes(), optimizer_shards));
   if (config.RandnlaLayers() > 0 && !backend->SupportsRandnlaAttention()) {
     return absl::UnimplementedError(absl::StrCat(
         "the model has RandNLA attention on ", config.RandnlaLayers(), " layers, which the ",

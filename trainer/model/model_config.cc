@@ -175,7 +175,7 @@ absl::Status ValidateModelConfig(const ModelConfig& c) {
   return absl::OkStatus();
 }
 
-uint64_t ModelMemoryBytes(const ModelConfig& c) {
+uint64_t ModelMemoryBytes(const ModelConfig& c, int optimizer_shards) {
   // 128-bit products: exact for any int64 fields, so a config outside the
   // bounds saturates instead of wrapping.
   using u128 = unsigned __int128;
@@ -188,14 +188,18 @@ uint64_t ModelMemoryBytes(const ModelConfig& c) {
       ValidateModelConfig(c).ok() ? u(c.RandnlaLayers()) * u(RandnlaLayerParameters(c)) : 0;
   const u128 parameters = u(c.vocab_size) * u(c.hidden) + u(c.layers) * (attention + mlp + norms) +
                           u(c.hidden) + randnla;
-  // Value, gradient, exp_avg, exp_avg_sq (fp32) and the bf16 shadow.
-  const u128 bytes = parameters * (4 * sizeof(float) + 2);
+  // Value, gradient and the bf16 shadow, and exp_avg, exp_avg_sq (fp32) for
+  // this rank's share of the parameters.
+  const u128 shards = static_cast<u128>(optimizer_shards < 1 ? 1 : optimizer_shards);
+  const u128 bytes =
+      parameters * (2 * sizeof(float) + 2) + (parameters * 2 * sizeof(float) + shards - 1) / shards;
   return bytes > std::numeric_limits<uint64_t>::max() ? std::numeric_limits<uint64_t>::max()
                                                       : static_cast<uint64_t>(bytes);
 }
 
-absl::Status ValidateModelFitsMemory(const ModelConfig& c, uint64_t memory_bytes) {
-  const uint64_t needed = ModelMemoryBytes(c);
+absl::Status ValidateModelFitsMemory(const ModelConfig& c, uint64_t memory_bytes,
+                                     int optimizer_shards) {
+  const uint64_t needed = ModelMemoryBytes(c, optimizer_shards);
   if (needed <= memory_bytes) return absl::OkStatus();
   constexpr double kGiB = 1ull << 30;
   return absl::ResourceExhaustedError(absl::StrFormat(

@@ -105,14 +105,17 @@ absl::Status ValidateModelConfig(const ModelConfig& config);
 
 // What Model::Create allocates for `config`'s parameters: every parameter's
 // value, gradient and two AdamW moments in fp32, plus a bf16 shadow (16 + 2
-// bytes each). Saturates at UINT64_MAX; exact for configs within the bounds.
-uint64_t ModelMemoryBytes(const ModelConfig& config);
+// bytes each), the moments for 1/optimizer_shards of the parameters when the
+// optimizer state is sharded over ranks. Saturates at UINT64_MAX; exact for
+// configs within the bounds.
+uint64_t ModelMemoryBytes(const ModelConfig& config, int optimizer_shards = 1);
 
 // RESOURCE_EXHAUSTED, with both sizes, when ModelMemoryBytes(config) exceeds
 // `memory_bytes`. Model::Create checks it against its backend's memory
 // (Backend::MemoryBytes) before allocating (a config alone may describe a
 // model bigger than this machine: reading it is fine).
-absl::Status ValidateModelFitsMemory(const ModelConfig& config, uint64_t memory_bytes);
+absl::Status ValidateModelFitsMemory(const ModelConfig& config, uint64_t memory_bytes,
+                                     int optimizer_shards = 1);
 
 // Gemma 3's own shapes, all with the 262,144-token vocabulary:
 //   "270m": hidden 640, 18 layers, 4 heads, 1 KV head, head dim 256, MLP 2048,

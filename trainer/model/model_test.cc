@@ -425,6 +425,13 @@ TEST(ModelTest, ConfigSizesAreBoundedBeforeAllocation) {
   const ModelConfig tiny = *PresetModelConfig("tiny");
   EXPECT_EQ(ModelMemoryBytes(tiny), static_cast<uint64_t>(tiny.NumParameters()) * 18);
   EXPECT_TRUE(ValidateModelFitsMemory(tiny, backend.MemoryBytes()).ok());
+  // Optimizer state sharded over 4 ranks: 10 bytes a parameter plus a
+  // quarter of the moments' 8.
+  EXPECT_EQ(ModelMemoryBytes(tiny, 4), static_cast<uint64_t>(tiny.NumParameters()) * 12);
+  const uint64_t fits_sharded = ModelMemoryBytes(tiny, 4);
+  EXPECT_TRUE(ValidateModelFitsMemory(tiny, fits_sharded, 4).ok());
+  EXPECT_EQ(ValidateModelFitsMemory(tiny, fits_sharded, 1).code(),
+            absl::StatusCode::kResourceExhausted);
 }
 
 TEST(ModelTest, PackedRowsBecomeInputsAndTargets) {

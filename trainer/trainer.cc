@@ -95,10 +95,8 @@ absl::Status Trainer::Setup() {
   if (!sharded()) {
     // The AdamW moments live in the model's arena; per-parameter views for
     // checkpoints.
-    for (const ParameterArena::Segment& s : arena.segments()) {
-      m_.push_back(std::make_unique<BufferView>(arena.m().data() + s.offset, s.size, DType::kF32));
-      v_.push_back(std::make_unique<BufferView>(arena.v().data() + s.offset, s.size, DType::kF32));
-    }
+    m_ = SegmentViews(arena, arena.m().data());
+    v_ = SegmentViews(arena, arena.v().data());
   }
   reducer_ = std::make_unique<dist::GradientReducer>(comm_, backend_, &arena, o.model.vocab_size,
                                                      o.model.hidden, o.data_parallel.reducer);
@@ -176,17 +174,14 @@ absl::Status Trainer::Setup() {
     }
     if (sharded()) {
       // The checkpoint holds all moments: load them whole, keep this rank's shard.
-      std::vector<std::unique_ptr<Buffer>> m, v, scratch;
-      scratch.push_back(backend_->Allocate(arena.size()));
-      scratch.push_back(backend_->Allocate(arena.size()));
-      for (const ParameterArena::Segment& s : arena.segments()) {
-        m.push_back(std::make_unique<BufferView>(scratch[0]->data() + s.offset, s.size, DType::kF32));
-        v.push_back(std::make_unique<BufferView>(scratch[1]->data() + s.offset, s.size, DType::kF32));
-      }
+      std::unique_ptr<Buffer> full_m = backend_->Allocate(arena.size());
+      std::unique_ptr<Buffer> full_v = backend_->Allocate(arena.size());
+      std::vector<std::unique_ptr<Buffer>> m = SegmentViews(arena, full_m->data());
+      std::vector<std::unique_ptr<Buffer>> v = SegmentViews(arena, full_v->data());
       MAXIMUS_RETURN_IF_ERROR(LoadCheckpointTensors(*dir, *model_, &m, &v));
       const int64_t begin = arena.moment_begin(), size = arena.m().size();
-      backend_->Copy(scratch[0]->data() + begin, size, arena.m().data());
-      backend_->Copy(scratch[1]->data() + begin, size, arena.v().data());
+      backend_->Copy(full_m->data() + begin, size, arena.m().data());
+      backend_->Copy(full_v->data() + begin, size, arena.v().data());
       MAXIMUS_RETURN_IF_ERROR(backend_->Synchronize());
     } else {
       MAXIMUS_RETURN_IF_ERROR(LoadCheckpointTensors(*dir, *model_, &m_, &v_));
@@ -358,21 +353,12 @@ absl::Status Trainer::TrainStep(int64_t step) {
 absl::Status Trainer::GatherMoments(std::vector<std::unique_ptr<Buffer>>* m,
                                     std::vector<std::unique_ptr<Buffer>>* v,
                                     std::vector<std::unique_ptr<Buffer>>* scratch) {
-  if (!sharded()) {
-    for (const auto& b : m_) m->push_back(std::make_unique<BufferView>(b->raw(), b->size(), DType::kF32));
-    for (const auto& b : v_) v->push_back(std::make_unique<BufferView>(b->raw(), b->size(), DType::kF32));
-    return absl::OkStatus();
-  }
   ParameterArena& arena = model_->arena();
   for (Buffer* moments : {&arena.m(), &arena.v()}) {
     std::unique_ptr<Buffer> full = backend_->Allocate(arena.size());
     backend_->Copy(moments->data(), moments->size(), full->data() + arena.moment_begin());
-    MAXIMUS_RETURN_IF_ERROR(backend_->Synchronize());
     MAXIMUS_RETURN_IF_ERROR(comm_->AllGatherInPlace(full->data(), shard_sizes_));
-    std::vector<std::unique_ptr<Buffer>>* views = moments == &arena.m() ? m : v;
-    for (const ParameterArena::Segment& s : arena.segments()) {
-      views->push_back(std::make_unique<BufferView>(full->data() + s.offset, s.size, DType::kF32));
-    }
+    *(moments == &arena.m() ? m : v) = SegmentViews(arena, full->data());
     scratch->push_back(std::move(full));
   }
   return absl::OkStatus();
@@ -406,8 +392,10 @@ absl::Status Trainer::CheckReplicas() {
 absl::Status Trainer::Save(int64_t step) {
   // Every rank takes part (the moments' gather, the replica check); rank 0
   // writes.
-  std::vector<std::unique_ptr<Buffer>> m, v, scratch;
-  MAXIMUS_RETURN_IF_ERROR(GatherMoments(&m, &v, &scratch));
+  std::vector<std::unique_ptr<Buffer>> gathered_m, gathered_v, scratch;
+  if (sharded()) MAXIMUS_RETURN_IF_ERROR(GatherMoments(&gathered_m, &gathered_v, &scratch));
+  const std::vector<std::unique_ptr<Buffer>>& m = sharded() ? gathered_m : m_;
+  const std::vector<std::unique_ptr<Buffer>>& v = sharded() ? gathered_v : v_;
   MAXIMUS_RETURN_IF_ERROR(CheckReplicas());
   const std::string dir = absl::StrFormat("%s/step-%08d", checkpoint_root_, step);
   if (rank_ != 0) {

@@ -128,8 +128,8 @@ class Trainer {
                const std::function<void(TrainerStatus&)>& update = nullptr);
   void SetState(TrainerStatus::State state, const std::string& error = "");
   bool sharded() const { return options_.data_parallel.shard_optimizer_state && world_ > 1; }
-  // The full AdamW moments as per-parameter views, for a checkpoint: the
-  // arena's own, or (sharded) all ranks' gathered into `scratch`.
+  // The full AdamW moments of a sharded optimizer, all ranks' shards gathered
+  // into `scratch`, as per-parameter views, for a checkpoint.
   absl::Status GatherMoments(std::vector<std::unique_ptr<Buffer>>* m,
                              std::vector<std::unique_ptr<Buffer>>* v,
                              std::vector<std::unique_ptr<Buffer>>* scratch);

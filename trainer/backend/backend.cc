@@ -26,6 +26,14 @@ absl::StatusOr<UpdateRange> UpdateRangeOf(const OptimizerStep& step, const Param
   return range;
 }
 
+std::vector<std::unique_ptr<Buffer>> SegmentViews(const ParameterArena& arena, float* base) {
+  std::vector<std::unique_ptr<Buffer>> views;
+  for (const ParameterArena::Segment& s : arena.segments()) {
+    views.push_back(std::make_unique<BufferView>(base + s.offset, s.size, DType::kF32));
+  }
+  return views;
+}
+
 UpdateRange ShardOf(int64_t total, int shards, int index) {
   constexpr int64_t kAlign = 64;
   const int64_t per = (total + shards - 1) / shards;

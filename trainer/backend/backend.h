@@ -147,6 +147,11 @@ class ParameterArena {
   int64_t moment_begin_ = 0;
 };
 
+// One view per segment of `arena` into `base`, memory laid out as the
+// arena's values (its values, gradients, unsharded moments, or a full copy of
+// sharded ones); valid while that memory lives.
+std::vector<std::unique_ptr<Buffer>> SegmentViews(const ParameterArena& arena, float* base);
+
 // One optimizer step over the whole arena: gradients *= grad_scale (1 /
 // accumulation), the global L2 norm measured (float64), clipped to clip_norm
 // when clip_norm > 0 (clip_grad_norm_'s rule), then AdamW (optim/adamw.h)

@@ -68,10 +68,11 @@ absl::Status GradientReducer::FinishStep() {
 absl::Status GradientReducer::ReduceEmbedding() {
   const int64_t embedding = vocab_ * hidden_;
   float* grads = arena_->grads().data();
-  if (options_.sparse_max_fraction <= 0) {
+  auto reduce_whole_table = [&] {
     stats_.dense_elements += embedding;
     return communicator_->StartAllReduceSum(grads, embedding);
-  }
+  };
+  if (options_.sparse_max_fraction <= 0) return reduce_whole_table();
   // Which rows any rank touched (and whether any rank's gradient is dense):
   // one count per row, summed over the ranks on the host.
   std::vector<double> presence(vocab_ + 1);
@@ -84,10 +85,7 @@ absl::Status GradientReducer::ReduceEmbedding() {
   }
   const bool sparse = presence[vocab_] == 0 &&
                       static_cast<double>(rows.size()) <= options_.sparse_max_fraction * vocab_;
-  if (!sparse) {
-    stats_.dense_elements += embedding;
-    return communicator_->StartAllReduceSum(grads, embedding);
-  }
+  if (!sparse) return reduce_whole_table();
   stats_.embedding_sparse = true;
   stats_.embedding_rows = static_cast<int64_t>(rows.size());
   if (rows.empty()) return absl::OkStatus();

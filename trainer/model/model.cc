@@ -142,13 +142,16 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(Backend* backend, const Mod
   MAXIMUS_ASSIGN_OR_RETURN(model->arena_, backend->AllocateArena(std::move(segments), optimizer_shards,
                                                                optimizer_shard));
   ParameterArena& arena = *model->arena_;
-  for (const ParameterArena::Segment& s : arena.segments()) {
+  std::vector<std::unique_ptr<Buffer>> values = SegmentViews(arena, arena.values().data());
+  std::vector<std::unique_ptr<Buffer>> grads = SegmentViews(arena, arena.grads().data());
+  for (size_t i = 0; i < arena.segments().size(); ++i) {
+    const ParameterArena::Segment& s = arena.segments()[i];
     Parameter p;
     p.name = s.name;
     p.shape = s.shape;
     p.decay = s.decay;
-    p.value = std::make_unique<BufferView>(arena.values().data() + s.offset, s.size, DType::kF32);
-    p.grad = std::make_unique<BufferView>(arena.grads().data() + s.offset, s.size, DType::kF32);
+    p.value = std::move(values[i]);
+    p.grad = std::move(grads[i]);
     model->parameters_.push_back(std::move(p));
   }
   return model;

@@ -17,7 +17,8 @@ GradientReducer::GradientReducer(Communicator* communicator, Backend* backend,
       vocab_(vocab),
       hidden_(hidden),
       options_(options),
-      touched_(vocab, 0) {
+      // A single process reduces nothing: no per-row bookkeeping on its steps.
+      touched_(communicator->world_size() > 1 ? vocab : 0, 0) {
   BeginStep();
 }
 
@@ -47,6 +48,7 @@ absl::Status GradientReducer::GradientsReadyFrom(int64_t offset) {
 }
 
 void GradientReducer::AddEmbeddingRows(absl::Span<const int32_t> ids) {
+  if (communicator_->world_size() == 1) return;
   for (const int32_t id : ids) {
     if (id >= 0 && id < vocab_) touched_[id] = 1;
   }
